@@ -1,0 +1,83 @@
+"""Request/response round trips per second: agentcomm in-memory vs a plain-asyncio baseline.
+
+Both do the same logical work: a bounded queue per agent, a future per request,
+worker tasks answering ``add(a, b)``. Run: ``python bench/direct.py [--n N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from agentcomm import Agent, Runtime
+
+WORKERS = 16
+
+
+async def baseline(n: int, in_flight: int) -> float:
+    """Plain asyncio: one queue for the server agent, one future per request."""
+    queue: asyncio.Queue[tuple[dict[str, int], asyncio.Future[int]]] = asyncio.Queue(1024)
+
+    async def worker() -> None:
+        while True:
+            payload, fut = await queue.get()
+            if not fut.done():
+                fut.set_result(payload["a"] + payload["b"])
+
+    workers = [asyncio.create_task(worker()) for _ in range(WORKERS)]
+    loop = asyncio.get_running_loop()
+
+    async def call(i: int) -> int:
+        fut: asyncio.Future[int] = loop.create_future()
+        await queue.put(({"a": i, "b": 1}, fut))
+        return await fut
+
+    async def client(count: int) -> None:
+        for i in range(count):
+            assert await call(i) == i + 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(n // in_flight) for _ in range(in_flight)))
+    elapsed = time.perf_counter() - start
+    for w in workers:
+        w.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    return (n // in_flight * in_flight) / elapsed
+
+
+async def agentcomm_run(n: int, in_flight: int) -> float:
+    calc = Agent("calc", concurrency=WORKERS)
+
+    @calc.handler
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    async with Runtime(agents=[calc]) as rt:
+        me = rt.agent("me")
+
+        async def client(count: int) -> None:
+            for i in range(count):
+                assert await me.request("calc", "add", {"a": i, "b": 1}) == i + 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client(n // in_flight) for _ in range(in_flight)))
+        elapsed = time.perf_counter() - start
+    return (n // in_flight * in_flight) / elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=50_000, help="round trips per measurement")
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    args = parser.parse_args()
+    print(f"{'scenario':<28}{'baseline rt/s':>15}{'agentcomm rt/s':>16}{'ratio':>8}")
+    for in_flight in (1, 64):
+        base = max([await baseline(args.n, in_flight) for _ in range(args.repeat)])
+        ours = max([await agentcomm_run(args.n, in_flight) for _ in range(args.repeat)])
+        label = "sequential" if in_flight == 1 else f"{in_flight} in flight"
+        print(f"{label:<28}{base:>15,.0f}{ours:>16,.0f}{ours / base:>8.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

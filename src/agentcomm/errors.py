@@ -1,0 +1,286 @@
+"""The exception tree of agentcomm.
+
+Every error the library raises on purpose derives from :class:`AgentCommError`::
+
+    AgentCommError
+    ├── ConfigurationError              a bad argument, name, key or topic (fix the code)
+    ├── TransportError                  the engine failed (connection lost, broker error)
+    │   └── TransportClosed             the runtime or transport is not running
+    ├── DeliveryError                   a message could not be delivered or answered
+    │   ├── NoResponders                nobody serves the recipient (raised at once)
+    │   ├── RequestTimeout              no answer before the deadline (also a TimeoutError)
+    │   ├── MailboxFull                 the recipient's bounded mailbox is full
+    │   ├── RateLimited                 a publisher exceeded its rate limit
+    │   ├── UnknownHandler              the recipient has no handler of that name
+    │   └── RemoteError                 the remote handler raised; carries its type and message
+    ├── BlackboardError
+    │   ├── RevisionConflict            compare-and-set lost: someone wrote first
+    │   └── KeyExists                   create() on a key that is present
+    ├── ValidationError                 a payload or envelope does not match its schema
+    │   └── DecodeError                 bytes that are not a valid envelope
+    └── PermissionDenied                an access rule refused the operation
+
+Handlers may raise :class:`Retry` or :class:`Reject` to steer redelivery of events;
+they are control-flow signals, not failures, and also derive from AgentCommError.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AgentCommError",
+    "BlackboardError",
+    "ConfigurationError",
+    "DecodeError",
+    "DeliveryError",
+    "KeyExists",
+    "MailboxFull",
+    "NoResponders",
+    "PermissionDenied",
+    "RateLimited",
+    "Reject",
+    "RemoteError",
+    "RequestTimeout",
+    "Retry",
+    "RevisionConflict",
+    "TransportClosed",
+    "TransportError",
+    "UnknownHandler",
+    "ValidationError",
+]
+
+
+class AgentCommError(Exception):
+    """Root of every error agentcomm raises.
+
+    Example::
+
+        try:
+            await alice.request("bob", "ping", {})
+        except AgentCommError as exc:
+            print("agentcomm failed:", exc)
+    """
+
+
+class ConfigurationError(AgentCommError, ValueError):
+    """A bad argument: an invalid agent name, key, topic or option.
+
+    Example::
+
+        rt.agent("has space")  # raises ConfigurationError
+    """
+
+
+class TransportError(AgentCommError):
+    """The messaging engine failed (connection lost, broker refused, ...).
+
+    Example::
+
+        except TransportError: reconnect_later()
+    """
+
+
+class TransportClosed(TransportError):
+    """The runtime or transport is not running; use it inside ``async with``.
+
+    Example::
+
+        async with Runtime() as rt: ...  # operations work only in here
+    """
+
+
+class DeliveryError(AgentCommError):
+    """A message could not be delivered or answered.
+
+    Example::
+
+        except DeliveryError as exc: log.warning("delivery failed: %s", exc)
+    """
+
+
+class NoResponders(DeliveryError):
+    """Nobody serves the recipient; raised at once, never after a timeout.
+
+    Example::
+
+        await alice.request("nobody", "ping", {})  # raises NoResponders
+    """
+
+    def __init__(self, recipient: str) -> None:
+        super().__init__(
+            f"no agent named {recipient!r} is registered; start it before sending to it"
+        )
+        self.recipient = recipient
+
+
+class RequestTimeout(DeliveryError, TimeoutError):
+    """No response arrived before the deadline. Also a :class:`TimeoutError`.
+
+    Example::
+
+        await alice.request("slow", "work", {}, timeout=0.5)  # may raise RequestTimeout
+    """
+
+    def __init__(self, recipient: str, handler: str | None, timeout: float) -> None:
+        target = f"{recipient}.{handler}" if handler else recipient
+        super().__init__(f"{target} did not answer within {timeout:g}s")
+        self.recipient = recipient
+        self.handler = handler
+        self.timeout = timeout
+
+
+class MailboxFull(DeliveryError):
+    """The recipient's bounded mailbox is full and the caller chose not to wait.
+
+    Example::
+
+        await alice.send("bob", "note", {}, block=False)  # may raise MailboxFull
+    """
+
+    def __init__(self, recipient: str, capacity: int) -> None:
+        super().__init__(
+            f"mailbox of {recipient!r} is full ({capacity} messages); "
+            "retry later, send with block=True, or raise the agent's mailbox_size"
+        )
+        self.recipient = recipient
+        self.capacity = capacity
+
+
+class RateLimited(DeliveryError):
+    """A publisher exceeded its rate limit and asked not to wait.
+
+    Example::
+
+        await agent.publish("t", {}, wait=False)  # may raise RateLimited
+    """
+
+    def __init__(self, what: str, retry_after: float) -> None:
+        super().__init__(f"rate limit of {what} exceeded; retry after {retry_after:.3f}s")
+        self.retry_after = retry_after
+
+
+class UnknownHandler(DeliveryError):
+    """The recipient exists but has no handler of that name.
+
+    Example::
+
+        await alice.request("bob", "no_such_handler", {})  # raises UnknownHandler
+    """
+
+
+class RemoteError(DeliveryError):
+    """The remote handler raised; ``type`` and ``message`` describe the remote exception.
+
+    Example::
+
+        try:
+            await alice.request("bob", "divide", {"a": 1, "b": 0})
+        except RemoteError as exc:
+            assert exc.type == "ZeroDivisionError"
+    """
+
+    def __init__(self, source: str, type: str, message: str) -> None:
+        super().__init__(f"{source} raised {type}: {message}")
+        self.source = source
+        self.type = type
+        self.message = message
+
+
+class BlackboardError(AgentCommError):
+    """Base of blackboard errors.
+
+    Example::
+
+        except BlackboardError: ...
+    """
+
+
+class RevisionConflict(BlackboardError):
+    """A compare-and-set write lost: the key changed since ``expected`` revision.
+
+    ``current`` is the entry now stored (``None`` if the key is absent).
+
+    Example::
+
+        try:
+            await board.write("k", 1, expected_revision=3)
+        except RevisionConflict as exc:
+            print("someone wrote first:", exc.current)
+    """
+
+    def __init__(self, key: str, expected: int | None, current: Any) -> None:
+        now = getattr(current, "revision", None)
+        super().__init__(
+            f"key {key!r}: expected revision {expected}, but it is at {now}; "
+            "read it again and retry (or use board.update())"
+        )
+        self.key = key
+        self.expected = expected
+        self.current = current
+
+
+class KeyExists(RevisionConflict):
+    """``create()`` found the key already present.
+
+    Example::
+
+        await board.create("k", 1); await board.create("k", 2)  # raises KeyExists
+    """
+
+
+class ValidationError(AgentCommError, ValueError):
+    """A payload does not match its declared schema; the handler never ran.
+
+    Example::
+
+        await alice.request("bob", "add", {"a": "one"})  # raises ValidationError
+    """
+
+
+class DecodeError(ValidationError):
+    """Bytes that are not a valid agentcomm envelope.
+
+    Example::
+
+        decode_envelope(b"not json")  # raises DecodeError
+    """
+
+
+class PermissionDenied(AgentCommError):
+    """An access rule refused the operation; the message names the rule.
+
+    Example::
+
+        except PermissionDenied as exc: print(exc)
+    """
+
+
+class Retry(AgentCommError):  # noqa: N818 - a signal, named like dramatiq's
+    """Raised by an event handler to ask for redelivery after ``delay`` seconds.
+
+    Example::
+
+        @agent.on("orders.*")
+        async def handle(order: Order) -> None:
+            if not ready():
+                raise Retry(delay=2.0)
+    """
+
+    def __init__(self, delay: float | None = None, reason: str = "handler asked to retry") -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.reason = reason
+
+
+class Reject(AgentCommError):  # noqa: N818 - a signal
+    """Raised by an event handler to send the event straight to the dead-letter queue.
+
+    Example::
+
+        raise Reject("order has no customer id")
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

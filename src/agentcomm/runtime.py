@@ -1,0 +1,331 @@
+"""The runtime: owns every task, wires agents to a transport, shuts down gracefully.
+
+Example::
+
+    async with Runtime() as rt:            # in-memory transport by default
+        alice = rt.agent("alice")
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+import msgspec
+
+from .agent import Agent, AgentStatistics
+from .envelope import Envelope
+from .errors import ConfigurationError, TransportClosed
+from .transports.base import Transport
+
+__all__ = ["AccessHook", "MessageLog", "Runtime", "RuntimeStatistics"]
+
+logger = logging.getLogger("agentcomm")
+
+#: ``hook(agent, action, target)`` raises :class:`PermissionDenied` to refuse.
+#: Actions: "send" (target "agent.handler"), "publish"/"subscribe" (target topic),
+#: "read"/"write" (target blackboard key), "call" (target tool).
+AccessHook = Callable[[str, str, str], None]
+
+
+class MessageLog:
+    """A bounded record of recent envelopes, for debugging (by count and by age).
+
+    Example::
+
+        for env in rt.message_log.recent(20):
+            print(env.sender, "->", env.recipient or env.topic, env.kind)
+    """
+
+    __slots__ = ("_entries", "max_age", "total")
+
+    def __init__(self, size: int = 1000, max_age: float | None = None) -> None:
+        if size < 0:
+            raise ConfigurationError(f"log size must be >= 0, got {size}")
+        self._entries: deque[Envelope] = deque(maxlen=size)
+        self.max_age = max_age
+        self.total = 0
+
+    def append(self, env: Envelope) -> None:
+        """Record one envelope (the oldest falls off when full)."""
+        self.total += 1
+        self._entries.append(env)
+
+    def recent(self, limit: int | None = None) -> list[Envelope]:
+        """Envelopes still within the bounds, oldest first (at most ``limit``).
+
+        Example::
+
+            last = rt.message_log.recent(1)
+        """
+        if self.max_age is not None:
+            cutoff = time.time() - self.max_age
+            while self._entries and self._entries[0].created < cutoff:
+                self._entries.popleft()
+        items = list(self._entries)
+        return items if limit is None else items[-limit:] if limit else []
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class RuntimeStatistics(msgspec.Struct, frozen=True):
+    """A frozen snapshot of the runtime and its agents.
+
+    Example::
+
+        snap = rt.statistics(); print(snap.transport, [a.name for a in snap.agents])
+    """
+
+    transport: str
+    running: bool
+    agents: tuple[AgentStatistics, ...]
+    messages_logged: int
+    failures: int
+
+
+class Runtime:
+    """Owns agents, their tasks and a transport; use it as ``async with``.
+
+    With no transport it runs in-process on :class:`~agentcomm.transports.memory.MemoryTransport`.
+    On exit it stops accepting messages, lets queued work finish for up to
+    ``drain_timeout`` seconds, then cancels what is left; a task that failed makes
+    the ``async with`` raise.
+
+    Example::
+
+        async with Runtime(agents=[calc], default_timeout=5.0) as rt:
+            print(await rt.agent("me").request("calc", "add", {"a": 1, "b": 2}))
+    """
+
+    def __init__(
+        self,
+        transport: Transport | str | None = None,
+        *,
+        agents: Iterable[Agent] = (),
+        default_timeout: float = 30.0,
+        drain_timeout: float = 10.0,
+        log_size: int = 1000,
+        log_max_age: float | None = None,
+        access: AccessHook | None = None,
+    ) -> None:
+        self.transport = _make_transport(transport)
+        self.default_timeout = default_timeout
+        self.drain_timeout = drain_timeout
+        self.message_log = MessageLog(log_size, log_max_age)
+        self.access = access
+        self._agents: dict[str, Agent] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._running = False
+        self._failures = 0
+        self._extensions: dict[str, Any] = {}
+        for a in agents:
+            self.add(a)
+
+    # -- agents ----------------------------------------------------------------
+    def add(self, *agents: Agent) -> None:
+        """Register agents before the runtime starts (use :meth:`attach` after).
+
+        Example::
+
+            rt.add(billing, crm)
+        """
+        if self._running:
+            raise ConfigurationError(
+                "the runtime is running; use `await rt.attach(agent)` to add an agent now"
+            )
+        for a in agents:
+            self._register(a)
+
+    def _register(self, agent: Agent) -> None:
+        if agent.name in self._agents:
+            raise ConfigurationError(f"an agent named {agent.name!r} is already registered")
+        if agent._runtime is not None and agent._runtime is not self:
+            raise ConfigurationError(f"agent {agent.name!r} already belongs to another runtime")
+        self._agents[agent.name] = agent
+        agent._runtime = self
+
+    def agent(self, name: str, **options: Any) -> Agent:
+        """Create and register an agent (before start, or started at once if running).
+
+        While the runtime runs, prefer ``await rt.attach(Agent(...))``, which returns
+        once the agent is reachable; this method then binds it synchronously only on
+        transports that allow it (the in-memory one).
+
+        Example::
+
+            client = rt.agent("client")
+        """
+        a = Agent(name, **options)
+        if self._running:
+            self._register(a)
+            assert self._tg is not None
+            a._runtime = self
+            # Binding on memory completes without suspending; start it right away.
+            coro = a._start(self, self._tg)
+            try:
+                coro.send(None)
+            except StopIteration:
+                return a
+            coro.close()
+            raise ConfigurationError(
+                f"this transport binds asynchronously; use `await rt.attach(Agent({name!r}))`"
+            )
+        self._register(a)
+        return a
+
+    async def attach(self, agent: Agent) -> Agent:
+        """Register and start an agent while the runtime runs.
+
+        Example::
+
+            helper = await rt.attach(Agent("helper"))
+        """
+        if not self._running or self._tg is None:
+            raise TransportClosed("the runtime is not running; use `rt.add(agent)` before start")
+        self._register(agent)
+        await agent._start(self, self._tg)
+        return agent
+
+    async def detach(self, agent: Agent | str) -> None:
+        """Stop an agent (draining its mailbox) and unregister it.
+
+        Example::
+
+            await rt.detach("helper")
+        """
+        a = self._agents.get(agent if isinstance(agent, str) else agent.name)
+        if a is None:
+            raise ConfigurationError(f"no agent named {agent!r} in this runtime")
+        await a._stop(asyncio.get_running_loop().time() + self.drain_timeout)
+        del self._agents[a.name]
+        a._runtime = None
+
+    @property
+    def agents(self) -> dict[str, Agent]:
+        """Registered agents by name (a copy)."""
+        return dict(self._agents)
+
+    @property
+    def running(self) -> bool:
+        """True between start and shutdown."""
+        return self._running
+
+    @property
+    def task_group(self) -> asyncio.TaskGroup:
+        """The task group owning the runtime's tasks (for pattern modules)."""
+        if self._tg is None:
+            raise TransportClosed("the runtime is not running; use it inside `async with`")
+        return self._tg
+
+    # -- lifecycle -------------------------------------------------------------
+    async def __aenter__(self) -> Runtime:
+        if self._running:
+            raise ConfigurationError("this runtime is already running")
+        await self.transport.start()
+        tg = asyncio.TaskGroup()
+        await tg.__aenter__()
+        self._tg = tg
+        self._running = True
+        try:
+            for a in list(self._agents.values()):
+                await a._start(self, tg)
+        except BaseException as exc:
+            await self._shutdown(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        return await self._shutdown(et, ev, tb)
+
+    async def _shutdown(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        tg = self._tg
+        try:
+            deadline = asyncio.get_running_loop().time() + self.drain_timeout
+            for name in list(self._extensions):
+                ext = self._extensions.pop(name)
+                close = getattr(ext, "aclose", None)
+                if close is not None:
+                    try:
+                        await close()
+                    except Exception:
+                        logger.exception("runtime: closing %s failed", name)
+            for a in list(self._agents.values()):
+                await a._stop(deadline)
+        finally:
+            self._running = False
+            self._tg = None
+            try:
+                if tg is not None:
+                    await tg.__aexit__(et, ev, tb)
+            finally:
+                await self.transport.close()
+        return None
+
+    # -- extensions (blackboard, pub/sub, tools) ---------------------------------
+    def extension(self, name: str, factory: Callable[[Runtime], Any]) -> Any:
+        """The runtime's single instance of a pattern module, created on first use.
+
+        Example::
+
+            board = rt.extension("blackboard", Blackboard)
+        """
+        ext = self._extensions.get(name)
+        if ext is None:
+            ext = self._extensions[name] = factory(self)
+        return ext
+
+    # -- hooks used by agents ------------------------------------------------------
+    def _authorize(self, agent: str, action: str, target: str) -> None:
+        if self.access is not None:
+            self.access(agent, action, target)
+
+    def _record(self, env: Envelope) -> None:
+        self.message_log.append(env)
+
+    def _report_failure(self, env: Envelope, reason: str) -> None:
+        self._failures += 1
+        logger.warning("message %s from %s not handled: %s", env.id, env.sender, reason)
+
+    def statistics(self) -> RuntimeStatistics:
+        """A frozen snapshot of the runtime and every agent.
+
+        Example::
+
+            for a in rt.statistics().agents: print(a.name, a.handled)
+        """
+        return RuntimeStatistics(
+            transport=self.transport.name, running=self._running,
+            agents=tuple(a.statistics() for a in self._agents.values()),
+            messages_logged=self.message_log.total, failures=self._failures,
+        )
+
+
+def _make_transport(spec: Transport | str | None) -> Transport:
+    if spec is None or spec == "memory":
+        from .transports.memory import MemoryTransport
+
+        return MemoryTransport()
+    if isinstance(spec, Transport):
+        return spec
+    if isinstance(spec, str) and spec.startswith(("nats://", "tls://")):
+        try:
+            from .transports.nats import NatsTransport  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:
+            raise ConfigurationError(
+                "the NATS transport needs the extra: pip install 'agentcomm[nats]'"
+            ) from exc
+        return NatsTransport(spec)  # type: ignore[no-any-return,unused-ignore]
+    raise ConfigurationError(
+        f"unknown transport {spec!r}: pass a Transport, 'memory' or a nats:// URL"
+    )
