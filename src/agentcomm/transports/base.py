@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from ..envelope import Envelope
 
-__all__ = ["Delivery", "Inbox", "Transport"]
+__all__ = ["Delivery", "EventLog", "Inbox", "KVStore", "Transport"]
 
 
 class Delivery:
@@ -73,7 +73,23 @@ class Inbox(Protocol):
         ...
 
 
-class Transport(abc.ABC):
+class KVStore(abc.ABC):  # noqa: B024 - filled in by the blackboard work
+    """The key/value part of the contract, used by the blackboard.
+
+    Maps onto NATS JetStream key/value buckets: revisions, compare-and-set on the
+    last revision, create-only, delete markers, bounded history and prefix watches.
+    """
+
+
+class EventLog(abc.ABC):  # noqa: B024 - filled in by the pub/sub work
+    """The stream part of the contract, used by pub/sub.
+
+    Maps onto NATS JetStream streams and durable consumers: a retained log with
+    sequence numbers, consumers with ack / nak-with-delay / term, start positions.
+    """
+
+
+class Transport(KVStore, EventLog, abc.ABC):
     """The contract of an engine. Subclass it and implement every abstract method.
 
     Example::

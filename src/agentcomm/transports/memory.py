@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ..errors import ConfigurationError, MailboxFull, NoResponders, RequestTimeout, TransportClosed
+from ._memory_kv import MemoryKV
+from ._memory_log import MemoryEventLog
 from .base import Delivery, Inbox, Transport
 
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ def _expire(fut: asyncio.Future[Envelope], env: Envelope, timeout: float) -> Non
         fut.set_exception(RequestTimeout(env.recipient or "?", env.handler, timeout))
 
 
-class MemoryTransport(Transport):
+class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
     """In-process engine; the default when a runtime is given no transport.
 
     Example::
@@ -57,6 +59,8 @@ class MemoryTransport(Transport):
     name = "memory"
 
     def __init__(self) -> None:
+        MemoryKV.__init__(self)
+        MemoryEventLog.__init__(self)
         self._inboxes: dict[str, Inbox] = {}
         self._running = False
 
