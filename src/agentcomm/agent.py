@@ -127,8 +127,13 @@ class AgentStatistics(msgspec.Struct, frozen=True):
 
 def _error_response(env: Envelope, sender: str, code: str, exc_type: str, message: str) -> Envelope:
     return Envelope(
-        id=new_id(), kind="response", sender=sender, recipient=env.sender,
-        correlation_id=env.id, causation_id=env.id, traceparent=env.traceparent,
+        id=new_id(),
+        kind="response",
+        sender=sender,
+        recipient=env.sender,
+        correlation_id=env.id,
+        causation_id=env.id,
+        traceparent=env.traceparent,
         error=ErrorInfo(code=code, type=exc_type, message=message),
     )
 
@@ -190,13 +195,16 @@ class Agent:
     def handler(self, fn: F, /) -> F: ...
 
     @overload
-    def handler(
-        self, *, name: str | None = None, mcp: bool | str = True
-    ) -> Callable[[F], F]: ...
+    def handler(self, *, name: str | None = None, mcp: bool | str = True) -> Callable[[F], F]: ...
 
-    def handler(
-        self, fn: F | None = None, /, *, name: str | None = None, mcp: bool | str = True
-    ) -> F | Callable[[F], F]:
+    def handler(  # type: ignore[misc]  # mypy rejects F only in the return
+        self,
+        fn: Any = None,
+        /,
+        *,
+        name: str | None = None,
+        mcp: bool | str = True,
+    ) -> Any:
         """Register a request/notification handler; its annotations are its schema.
 
         ``name`` overrides the handler name (default: the function's name); ``mcp``
@@ -303,7 +311,8 @@ class Agent:
             except TimeoutError:
                 logger.warning(
                     "agent %s: %d messages not handled before the shutdown deadline",
-                    self.name, box.qsize() + self._active,
+                    self.name,
+                    box.qsize() + self._active,
                 )
         for task in self._workers:
             task.cancel()
@@ -311,8 +320,15 @@ class Agent:
         while not box._queue.empty():
             d = box._queue.get_nowait()
             if d.envelope.kind == "request":
-                await d.reply(_error_response(d.envelope, self.name, "error", "TransportClosed",
-                                              f"agent {self.name} shut down before handling it"))
+                await d.reply(
+                    _error_response(
+                        d.envelope,
+                        self.name,
+                        "error",
+                        "TransportClosed",
+                        f"agent {self.name} shut down before handling it",
+                    )
+                )
         self._workers = []
         self._mailbox = None
 
@@ -332,10 +348,14 @@ class Agent:
         spec = self.handlers.get(env.handler or "")
         if spec is None:
             self._rejected += 1
-            msg = f"agent {self.name!r} has no handler {env.handler!r}; it has {sorted(self.handlers)}"
+            msg = (
+                f"agent {self.name!r} has no handler {env.handler!r}; "
+                f"it has {sorted(self.handlers)}"
+            )
             if is_request:
-                await delivery.reply(_error_response(env, self.name, "unknown_handler",
-                                                     "UnknownHandler", msg))
+                await delivery.reply(
+                    _error_response(env, self.name, "unknown_handler", "UnknownHandler", msg)
+                )
             else:
                 logger.error("notification dropped: %s", msg)
                 self.runtime._report_failure(env, msg)
@@ -343,8 +363,15 @@ class Agent:
         if env.deadline is not None and env.expired():
             self._expired += 1
             if is_request:
-                await delivery.reply(_error_response(env, self.name, "timeout", "RequestTimeout",
-                                                     "deadline passed before the handler ran"))
+                await delivery.reply(
+                    _error_response(
+                        env,
+                        self.name,
+                        "timeout",
+                        "RequestTimeout",
+                        "deadline passed before the handler ran",
+                    )
+                )
             else:
                 self.runtime._report_failure(env, "deadline passed before the handler ran")
             return
@@ -353,8 +380,9 @@ class Agent:
         except ValidationError as exc:
             self._rejected += 1
             if is_request:
-                await delivery.reply(_error_response(env, self.name, "validation",
-                                                     "ValidationError", str(exc)))
+                await delivery.reply(
+                    _error_response(env, self.name, "validation", "ValidationError", str(exc))
+                )
             else:
                 self.runtime._report_failure(env, str(exc))
             return
@@ -377,7 +405,9 @@ class Agent:
             self._failed += 1
             if is_request:
                 msg = str(exc) or "handler did not finish before the caller's deadline"
-                await delivery.reply(_error_response(env, self.name, "timeout", "TimeoutError", msg))
+                await delivery.reply(
+                    _error_response(env, self.name, "timeout", "TimeoutError", msg)
+                )
             else:
                 self.runtime._report_failure(env, "handler timed out")
             return
@@ -390,8 +420,7 @@ class Agent:
                     code = "error"
                 else:
                     msg = str(exc)
-                await delivery.reply(_error_response(env, self.name, code,
-                                                     type(exc).__name__, msg))
+                await delivery.reply(_error_response(env, self.name, code, type(exc).__name__, msg))
             else:
                 logger.exception("agent %s: handler %s failed", self.name, spec.name)
                 self.runtime._report_failure(env, f"{type(exc).__name__}: {exc}")
@@ -401,22 +430,39 @@ class Agent:
         self._handled += 1
         if is_request:
             resp = Envelope(
-                id=new_id(), kind="response", sender=self.name, recipient=env.sender,
-                correlation_id=env.id, causation_id=env.id, traceparent=env.traceparent,
-                payload=raw, schema=spec.output.name if spec.output else None,
+                id=new_id(),
+                kind="response",
+                sender=self.name,
+                recipient=env.sender,
+                correlation_id=env.id,
+                causation_id=env.id,
+                traceparent=env.traceparent,
+                payload=raw,
+                schema=spec.output.name if spec.output else None,
             )
             self.runtime._record(resp)
             await delivery.reply(resp)
 
     # -- talking -------------------------------------------------------------
     def _envelope(
-        self, kind: Any, to: str, handler: str, payload: Any, timeout: float | None,
-        headers: dict[str, str] | None, cause: Envelope | None,
+        self,
+        kind: Any,
+        to: str,
+        handler: str,
+        payload: Any,
+        timeout: float | None,
+        headers: dict[str, str] | None,
+        cause: Envelope | None,
     ) -> Envelope:
         now = time.time()
         return Envelope(
-            id=new_id(), kind=kind, sender=self.name, recipient=to, handler=handler,
-            payload=encode_payload(payload), created=now,
+            id=new_id(),
+            kind=kind,
+            sender=self.name,
+            recipient=to,
+            handler=handler,
+            payload=encode_payload(payload),
+            created=now,
             deadline=None if timeout is None else now + timeout,
             causation_id=None if cause is None else cause.id,
             traceparent=None if cause is None else cause.traceparent,
@@ -424,8 +470,14 @@ class Agent:
         )
 
     async def send(
-        self, to: str, handler: str, payload: Any = None, *, block: bool = True,
-        timeout: float | None = None, headers: dict[str, str] | None = None,
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
         cause: Envelope | None = None,
     ) -> None:
         """Fire-and-forget notification to ``to``'s ``handler``.
@@ -454,21 +506,39 @@ class Agent:
 
     @overload
     async def request(
-        self, to: str, handler: str, payload: Any = None, *, timeout: float | None = None,
-        returns: None = None, headers: dict[str, str] | None = None,
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: None = None,
+        headers: dict[str, str] | None = None,
         cause: Envelope | None = None,
     ) -> Any: ...
 
     @overload
     async def request(
-        self, to: str, handler: str, payload: Any = None, *, timeout: float | None = None,
-        returns: type[T], headers: dict[str, str] | None = None,
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: type[T],
+        headers: dict[str, str] | None = None,
         cause: Envelope | None = None,
     ) -> T: ...
 
     async def request(
-        self, to: str, handler: str, payload: Any = None, *, timeout: float | None = None,
-        returns: Any = None, headers: dict[str, str] | None = None,
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: Any = None,
+        headers: dict[str, str] | None = None,
         cause: Envelope | None = None,
     ) -> Any:
         """Call ``to``'s ``handler`` and return its answer (decoded as ``returns`` if given).
@@ -506,11 +576,17 @@ class Agent:
         """
         box = self._mailbox
         return AgentStatistics(
-            name=self.name, handlers=tuple(sorted(self.handlers)), running=box is not None,
-            queued=box.qsize() if box else 0, mailbox_size=self.mailbox_size,
-            in_flight=self._active, received=self._received, handled=self._handled,
-            failed=self._failed, rejected=self._rejected, expired=self._expired,
-            sent=self._sent, requested=self._requested,
+            name=self.name,
+            handlers=tuple(sorted(self.handlers)),
+            running=box is not None,
+            queued=box.qsize() if box else 0,
+            mailbox_size=self.mailbox_size,
+            in_flight=self._active,
+            received=self._received,
+            handled=self._handled,
+            failed=self._failed,
+            rejected=self._rejected,
+            expired=self._expired,
+            sent=self._sent,
+            requested=self._requested,
         )
-
-

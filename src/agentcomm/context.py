@@ -62,14 +62,26 @@ class Context:
 
     @overload
     async def request(
-        self, to: str, handler: str, payload: Any = None, *, timeout: float | None = None,
-        returns: None = None, headers: dict[str, str] | None = None,
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any: ...
 
     @overload
     async def request(
-        self, to: str, handler: str, payload: Any = None, *, timeout: float | None = None,
-        returns: type[T], headers: dict[str, str] | None = None,
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: type[T],
+        headers: dict[str, str] | None = None,
     ) -> T: ...
 
     async def request(
@@ -92,12 +104,22 @@ class Context:
         if left is not None and (timeout is None or timeout > left):
             timeout = left
         return await self.agent.request(
-            to, handler, payload, timeout=timeout, returns=returns, headers=headers,
+            to,
+            handler,
+            payload,
+            timeout=timeout,
+            returns=returns,
+            headers=headers,
             cause=self.envelope,
         )
 
     async def send(
-        self, to: str, handler: str, payload: Any = None, *, block: bool = True,
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        block: bool = True,
         headers: dict[str, str] | None = None,
     ) -> None:
         """Like :meth:`Agent.send`, recording this message as the cause.
@@ -106,5 +128,6 @@ class Context:
 
             await ctx.send("auditor", "record", {"event": "refund"})
         """
-        await self.agent.send(to, handler, payload, block=block, headers=headers,
-                              cause=self.envelope)
+        await self.agent.send(
+            to, handler, payload, block=block, headers=headers, cause=self.envelope
+        )

@@ -90,12 +90,18 @@ def build_agents(out: TextIO) -> list[Agent]:
     async def handle_ticket(ticket: Ticket, ctx: Context) -> Verdict:
         """Route a support ticket."""
         customer = await ctx.request(
-            "customer-data", "lookup_customer", {"identifier": ticket.customer_id},
+            "customer-data",
+            "lookup_customer",
+            {"identifier": ticket.customer_id},
             returns=Customer,
         )
         owed = await ctx.request("billing", "balance", {"customer_id": customer.id}, returns=float)
-        route = "collections" if owed < 0 else ("priority" if customer.plan == "pro" else "standard")
-        await ctx.send("notifier", "notify", {"channel": route, "text": f"{customer.name}: {ticket.text}"})
+        route = (
+            "collections" if owed < 0 else ("priority" if customer.plan == "pro" else "standard")
+        )
+        await ctx.send(
+            "notifier", "notify", {"channel": route, "text": f"{customer.name}: {ticket.text}"}
+        )
         return Verdict(customer=customer.name, balance=owed, route=route)
 
     return [customer_data, billing, triage, notifier]
@@ -114,16 +120,25 @@ async def run_demo(out: TextIO) -> int:
     async with Runtime(agents=build_agents(out), default_timeout=2.0) as rt:
         desk = rt.agent("desk")
         for cid, text in [("c-1", "invoice looks wrong"), ("c-2", "cannot log in")]:
-            verdict = await desk.request("triage", "handle_ticket",
-                                         {"customer_id": cid, "text": text}, returns=Verdict)
-            w(f"  desk -> triage.handle_ticket({cid}) = route {verdict.route!r}, "
-              f"balance {verdict.balance}\n")
+            verdict = await desk.request(
+                "triage", "handle_ticket", {"customer_id": cid, "text": text}, returns=Verdict
+            )
+            w(
+                f"  desk -> triage.handle_ticket({cid}) = route {verdict.route!r}, "
+                f"balance {verdict.balance}\n"
+            )
         w("  ten tickets at once, each answered by its own future:\n")
-        verdicts = await asyncio.gather(*(
-            desk.request("triage", "handle_ticket", {"customer_id": "c-1", "text": f"#{i}"},
-                         returns=Verdict)
-            for i in range(10)
-        ))
+        verdicts = await asyncio.gather(
+            *(
+                desk.request(
+                    "triage",
+                    "handle_ticket",
+                    {"customer_id": "c-1", "text": f"#{i}"},
+                    returns=Verdict,
+                )
+                for i in range(10)
+            )
+        )
         w(f"  {len(verdicts)} verdicts, all for {verdicts[0].customer}\n\n")
 
         w("2. Failures are typed and fast\n")
@@ -148,8 +163,10 @@ async def run_demo(out: TextIO) -> int:
         w("\nagent            handled  failed  rejected\n")
         for a in stats.agents:
             w(f"  {a.name:<15}{a.handled:>7}{a.failed:>8}{a.rejected:>10}\n")
-        w(f"\n{stats.messages_logged} messages passed through the runtime; "
-          f"the last 3 in its bounded log:\n")
+        w(
+            f"\n{stats.messages_logged} messages passed through the runtime; "
+            f"the last 3 in its bounded log:\n"
+        )
         for env in rt.message_log.recent(3):
             target = env.recipient or env.topic
             w(f"  {env.kind:<12} {env.sender} -> {target} ({env.payload_size()} bytes)\n")

@@ -256,7 +256,7 @@ class PermissionDenied(AgentCommError):
     """
 
 
-class Retry(AgentCommError):  # noqa: N818 - a signal, named like dramatiq's
+class Retry(AgentCommError):
     """Raised by an event handler to ask for redelivery after ``delay`` seconds.
 
     Example::
@@ -273,7 +273,7 @@ class Retry(AgentCommError):  # noqa: N818 - a signal, named like dramatiq's
         self.reason = reason
 
 
-class Reject(AgentCommError):  # noqa: N818 - a signal
+class Reject(AgentCommError):
     """Raised by an event handler to send the event straight to the dead-letter queue.
 
     Example::

@@ -305,9 +305,11 @@ class Runtime:
             for a in rt.statistics().agents: print(a.name, a.handled)
         """
         return RuntimeStatistics(
-            transport=self.transport.name, running=self._running,
+            transport=self.transport.name,
+            running=self._running,
             agents=tuple(a.statistics() for a in self._agents.values()),
-            messages_logged=self.message_log.total, failures=self._failures,
+            messages_logged=self.message_log.total,
+            failures=self._failures,
         )
 
 

@@ -12,7 +12,7 @@ import dataclasses
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Any, get_args, get_origin
+from typing import Any, get_args
 
 import msgspec
 
@@ -22,8 +22,10 @@ __all__ = ["Codec", "HandlerSpec", "codec_for", "inspect_handler"]
 
 
 def _is_pydantic(tp: Any) -> bool:
-    return isinstance(tp, type) and hasattr(tp, "model_validate_json") and hasattr(
-        tp, "model_json_schema"
+    return (
+        isinstance(tp, type)
+        and hasattr(tp, "model_validate_json")
+        and hasattr(tp, "model_json_schema")
     )
 
 
@@ -84,7 +86,9 @@ class Codec:
             try:
                 self._decoder = msgspec.json.Decoder(tp)
             except TypeError as exc:
-                raise ConfigurationError(f"type {tp!r} cannot be used in a payload: {exc}") from None
+                raise ConfigurationError(
+                    f"type {tp!r} cannot be used in a payload: {exc}"
+                ) from None
 
     def decode(self, raw: bytes | msgspec.Raw) -> Any:
         """Decode and validate raw JSON; raises :class:`ValidationError` naming the field.
@@ -265,19 +269,13 @@ def inspect_handler(fn: Callable[..., Any], name: str | None = None) -> HandlerS
             model = pydantic.create_model(  # type: ignore[call-overload]
                 f"{hname}_args",
                 __config__=pydantic.ConfigDict(extra="forbid"),
-                **{
-                    n: (t, ... if d is inspect.Parameter.empty else d)
-                    for n, t, d in fields
-                },
+                **{n: (t, ... if d is inspect.Parameter.empty else d) for n, t, d in fields},
             )
             in_codec = Codec(model, name=f"{hname} arguments")
         else:
             struct = msgspec.defstruct(
                 f"{hname}_args",
-                [
-                    (n, t) if d is inspect.Parameter.empty else (n, t, d)
-                    for n, t, d in fields
-                ],
+                [(n, t) if d is inspect.Parameter.empty else (n, t, d) for n, t, d in fields],
                 forbid_unknown_fields=True,
                 kw_only=True,
             )

@@ -51,9 +51,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "transport_name" in metafunc.fixturenames:
         opt = str(metafunc.config.getoption("--transport"))
-        names = sorted(TRANSPORT_FACTORIES) if opt == "all" else [
-            n.strip() for n in opt.split(",")
-        ]
+        names = sorted(TRANSPORT_FACTORIES) if opt == "all" else [n.strip() for n in opt.split(",")]
         metafunc.parametrize("transport_name", names, scope="session")
 
 

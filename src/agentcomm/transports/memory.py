@@ -75,7 +75,9 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
         if not self._running:
             raise TransportClosed("the memory transport is not started")
         if address in self._inboxes:
-            raise ConfigurationError(f"address {address!r} is already bound; agent names are unique")
+            raise ConfigurationError(
+                f"address {address!r} is already bound; agent names are unique"
+            )
         self._inboxes[address] = inbox
 
     async def unbind(self, address: str) -> None:
