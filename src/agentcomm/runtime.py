@@ -267,7 +267,10 @@ class Runtime:
             self._tg = None
             try:
                 if tg is not None:
-                    await tg.__aexit__(et, ev, tb)
+                    # Hand the task group only a cancellation: an ordinary exception
+                    # from the body then propagates as itself, not in an ExceptionGroup.
+                    cancelled = et is not None and issubclass(et, asyncio.CancelledError)
+                    await tg.__aexit__(*((et, ev, tb) if cancelled else (None, None, None)))
             finally:
                 await self.transport.close()
         return None
