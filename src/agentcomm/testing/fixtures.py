@@ -7,6 +7,8 @@ comma-separated list; default: every registered transport).
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from ..agent import Agent
 from ..runtime import Runtime
 from ..transports.base import Transport
+from .nats_server import nats_server, nats_url  # noqa: F401  (fixtures of this plugin)
 
 __all__ = [
     "TRANSPORT_FACTORIES",
@@ -38,6 +41,21 @@ def _memory_factory(request: pytest.FixtureRequest) -> Transport:
 
 
 TRANSPORT_FACTORIES["memory"] = _memory_factory
+
+
+def _nats_factory(request: pytest.FixtureRequest) -> Transport:
+    from ..transports.nats import NatsTransport
+    from .nats_server import NatsServer
+
+    server: NatsServer = request.getfixturevalue("nats_server")
+    # One namespace per test (shared by the runtimes one test makes), so tests never
+    # see each other's subjects, streams or buckets on the shared session server.
+    digest = hashlib.sha1(f"{_SESSION_SALT}:{request.node.nodeid}".encode()).hexdigest()
+    return NatsTransport(server.url, namespace=f"t{digest[:16]}")
+
+
+_SESSION_SALT = os.urandom(4).hex()
+TRANSPORT_FACTORIES["nats"] = _nats_factory
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
