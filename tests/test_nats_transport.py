@@ -1,0 +1,134 @@
+"""NATS-specific behaviour of the transport (the shared contract runs in tests/contract)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from agentcomm import Agent, Runtime
+from agentcomm.errors import (
+    ConfigurationError,
+    NoResponders,
+    RequestTimeout,
+    TransportClosed,
+    TransportError,
+)
+from agentcomm.testing.nats_server import NatsServer
+
+nats = pytest.importorskip("nats")
+
+from agentcomm.transports.nats import NatsTransport  # noqa: E402
+
+pytestmark = pytest.mark.nats
+
+
+def _ns() -> str:
+    return "x" + os.urandom(6).hex()
+
+
+def _echo() -> Agent:
+    echo = Agent("echo")
+
+    @echo.handler
+    async def say(text: str) -> str:
+        return text
+
+    return echo
+
+
+async def test_malformed_messages_are_counted_and_never_kill_the_subscription(
+    nats_server: NatsServer,
+) -> None:
+    ns = _ns()
+    transport = NatsTransport(nats_server.url, namespace=ns)
+    async with Runtime(transport=transport, agents=[_echo()]) as rt:
+        raw = await nats.connect(nats_server.url)
+        try:
+            await raw.publish(f"{ns}.a.echo.n", b"not json at all")
+            await raw.publish(f"{ns}.a.echo.r", b'{"kind": "nonsense"}')
+            await raw.flush()
+            with pytest.raises(nats.errors.TimeoutError):  # a bad request gets no answer
+                await raw.request(f"{ns}.a.echo.r", b"[]", timeout=0.3)
+        finally:
+            await raw.close()
+        assert await rt.agent("me").request("echo", "say", {"text": "still here"}) == "still here"
+        assert transport.statistics().malformed == 3
+
+
+async def test_namespaces_isolate_applications(nats_server: NatsServer) -> None:
+    async with (
+        Runtime(transport=NatsTransport(nats_server.url, namespace=_ns()), agents=[_echo()]),
+        Runtime(transport=NatsTransport(nats_server.url, namespace=_ns())) as other,
+    ):
+        async with asyncio.timeout(5):
+            with pytest.raises(NoResponders):
+                await other.agent("me").request("echo", "say", {"text": "hi"}, timeout=30)
+
+
+async def test_agents_in_two_connections_talk(nats_server: NatsServer) -> None:
+    ns = _ns()
+    server_side = NatsTransport(nats_server.url, namespace=ns)
+    async with Runtime(transport=server_side, agents=[_echo()]):
+        await server_side.flush()
+        async with Runtime(transport=NatsTransport(nats_server.url, namespace=ns)) as rt:
+            assert await rt.agent("me").request("echo", "say", {"text": "across"}) == "across"
+
+
+async def test_ready_client_is_used_and_left_open(nats_server: NatsServer) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        async with Runtime(transport=NatsTransport(nc, namespace=_ns()), agents=[_echo()]) as rt:
+            assert await rt.agent("me").request("echo", "say", {"text": "x"}) == "x"
+        assert nc.is_connected  # we did not own it, so we did not close it
+    finally:
+        await nc.close()
+
+
+async def test_unreachable_broker_fails_by_the_connect_deadline(tmp_path: Path) -> None:
+    with NatsServer(tmp_path) as server:
+        url = server.url
+    transport = NatsTransport(url, connect_timeout=1.0)
+    async with asyncio.timeout(10):
+        with pytest.raises(TransportError, match="could not connect"):
+            await transport.start()
+
+
+async def test_operations_need_a_started_transport(nats_server: NatsServer) -> None:
+    transport = NatsTransport(nats_server.url, namespace=_ns())
+    with pytest.raises(TransportClosed):
+        transport.client  # noqa: B018
+
+
+def test_bad_namespace_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="namespace"):
+        NatsTransport("nats://127.0.0.1:1", namespace="has.dot")
+
+
+async def test_broker_restart_is_survived_and_outage_fails_by_deadline(tmp_path: Path) -> None:
+    with NatsServer(tmp_path) as server:
+        ns = _ns()
+        async with (
+            Runtime(transport=NatsTransport(server.url, namespace=ns), agents=[_echo()]),
+            Runtime(transport=NatsTransport(server.url, namespace=ns)) as rt,
+        ):
+            me = rt.agent("me")
+            assert await me.request("echo", "say", {"text": "before"}) == "before"
+            await asyncio.to_thread(server.kill)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(RequestTimeout):
+                await me.request("echo", "say", {"text": "during"}, timeout=0.5)
+            assert loop.time() - started < 3  # by its deadline, not later
+            await asyncio.to_thread(server.start)
+            # Both connections reconnect by themselves and re-subscribe; no restart needed.
+            async with asyncio.timeout(20):
+                while True:
+                    try:
+                        answer = await me.request("echo", "say", {"text": "after"}, timeout=0.5)
+                        break
+                    except (RequestTimeout, NoResponders):
+                        await asyncio.sleep(0.1)
+            assert answer == "after"
