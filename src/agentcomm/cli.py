@@ -21,6 +21,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(out=sys.stdout))
 
 
+def _cmd_mcp_serve(args: argparse.Namespace) -> int:
+    from .tools import serve_agents
+
+    return asyncio.run(serve_agents(args.target, http=args.http, name=args.name))
+
+
+def _cmd_tools(args: argparse.Namespace) -> int:
+    from .tools import list_tools_cli
+
+    return asyncio.run(
+        list_tools_cli(
+            args.target, urls=args.url, commands=args.command, as_json=args.json, llm=args.llm
+        )
+    )
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     from . import __version__
 
@@ -44,6 +60,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run a small multi-agent scenario in-process and narrate it")
     demo.set_defaults(func=_cmd_demo)
+
+    mcp = sub.add_parser("mcp", help="serve agents as MCP tools")
+    mcp_sub = mcp.add_subparsers(dest="mcp_command", metavar="MCP_COMMAND", required=True)
+    serve = mcp_sub.add_parser(
+        "serve", help="serve agents' handlers as MCP tools (stdio unless --http is given)"
+    )
+    serve.add_argument(
+        "target", nargs="+", help="module:attr or file.py:attr naming an Agent, list or Runtime"
+    )
+    serve.add_argument(
+        "--http", metavar="HOST:PORT", help="serve streamable HTTP here (e.g. 127.0.0.1:8000)"
+    )
+    serve.add_argument("--name", help="the MCP server name (default: the agent's name)")
+    serve.set_defaults(func=_cmd_mcp_serve)
+
+    tools = sub.add_parser("tools", help="list the tool catalogue of agents and MCP servers")
+    tools.add_argument("target", nargs="*", help="module:attr or file.py:attr naming agents")
+    tools.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="also import an MCP server's tools over streamable HTTP",
+    )
+    tools.add_argument(
+        "--command",
+        action="append",
+        default=[],
+        metavar="NAME=CMD",
+        help="also import an MCP server's tools over stdio (CMD is shell-split)",
+    )
+    tools.add_argument("--json", action="store_true", help="print the catalogue as JSON")
+    tools.add_argument(
+        "--llm",
+        choices=["openai", "anthropic"],
+        help="print LLM function-calling tool definitions instead",
+    )
+    tools.set_defaults(func=_cmd_tools)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -23,6 +23,9 @@ from .agent import Agent, AgentStatistics
 from .envelope import Envelope
 from .errors import ConfigurationError, TransportClosed
 from .transports.base import Transport
+
+if TYPE_CHECKING:
+    from .tools import Tools
 
 __all__ = ["AccessHook", "MessageLog", "Runtime", "RuntimeStatistics"]
 
@@ -287,6 +290,18 @@ class Runtime:
         if ext is None:
             ext = self._extensions[name] = factory(self)
         return ext
+
+    @property
+    def tools(self) -> Tools:
+        """The tool catalogue and MCP bridge (:class:`~agentcomm.tools.Tools`).
+
+        Example::
+
+            print([t.llm_name for t in rt.tools.catalogue()])
+        """
+        from .tools import Tools
+
+        return self.extension("tools", Tools)  # type: ignore[no-any-return]
 
     # -- hooks used by agents ------------------------------------------------------
     def _authorize(self, agent: str, action: str, target: str) -> None:
