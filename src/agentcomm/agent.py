@@ -41,6 +41,7 @@ from .schema import HandlerSpec, codec_for, inspect_handler
 from .transports.base import Delivery
 
 if TYPE_CHECKING:
+    from .blackboard import Blackboard
     from .runtime import Runtime
 
 __all__ = ["Agent", "AgentStatistics", "Mailbox"]
@@ -286,6 +287,18 @@ class Agent:
     def running(self) -> bool:
         """True while the agent is bound and its workers run."""
         return self._mailbox is not None
+
+    @property
+    def board(self) -> Blackboard:
+        """The runtime's blackboard, writing (and authorized) as this agent.
+
+        Example::
+
+            await researcher.board.write("research.q1", {"findings": []})
+        """
+        from .blackboard import Blackboard
+
+        return Blackboard(self.runtime, author=self.name)
 
     async def _start(self, runtime: Runtime, tg: asyncio.TaskGroup) -> None:
         self._runtime = runtime

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 if TYPE_CHECKING:
     from .agent import Agent
+    from .blackboard import Blackboard
     from .envelope import Envelope
     from .runtime import Runtime
 
@@ -47,6 +48,16 @@ class Context:
     def runtime(self) -> Runtime:
         """The runtime this agent runs in."""
         return self.agent.runtime
+
+    @property
+    def board(self) -> Blackboard:
+        """The blackboard, writing as the agent handling this message.
+
+        Example::
+
+            await ctx.board.write("analysis.q1", {"summary": "done"})
+        """
+        return self.agent.board
 
     def remaining(self) -> float | None:
         """Seconds left before the caller's deadline, or ``None`` without one.

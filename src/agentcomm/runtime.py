@@ -25,6 +25,7 @@ from .errors import ConfigurationError, TransportClosed
 from .transports.base import Transport
 
 if TYPE_CHECKING:
+    from .blackboard import Blackboard
     from .tools import Tools
 
 __all__ = ["AccessHook", "MessageLog", "Runtime", "RuntimeStatistics"]
@@ -226,6 +227,18 @@ class Runtime:
         if self._tg is None:
             raise TransportClosed("the runtime is not running; use it inside `async with`")
         return self._tg
+
+    @property
+    def board(self) -> Blackboard:
+        """The runtime's shared blackboard (writes authored by ``"runtime"``).
+
+        Example::
+
+            rev = await rt.board.write("plan.goal", {"text": "ship it"})
+        """
+        from .blackboard import Blackboard
+
+        return Blackboard(self)
 
     # -- lifecycle -------------------------------------------------------------
     async def __aenter__(self) -> Runtime:

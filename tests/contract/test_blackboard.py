@@ -1,0 +1,3 @@
+"""Blackboard contract, run on every registered transport."""
+
+from agentcomm.testing.contract.blackboard import *  # noqa: F403
