@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
 
+from ._deadlines import DeadlineWheel, wheel_for
 from .context import Context
 from .envelope import Envelope, ErrorInfo, encode_payload, new_id
 from .errors import (
@@ -37,14 +38,17 @@ from .errors import (
     UnknownHandler,
     ValidationError,
 )
+from .mailbox import Mailbox
 from .schema import HandlerSpec, codec_for, inspect_handler
 from .transports.base import Delivery
 
 if TYPE_CHECKING:
     from .blackboard import Blackboard
+    from .flow import RetryPolicy
+    from .pubsub import Start
     from .runtime import Runtime
 
-__all__ = ["Agent", "AgentStatistics", "Mailbox"]
+__all__ = ["Agent", "AgentStatistics"]
 
 logger = logging.getLogger("agentcomm")
 
@@ -52,7 +56,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$")
-_json_decode = msgspec.json.decode
+_json_decode = msgspec.json.Decoder().decode
 
 
 def check_name(kind: str, name: str) -> str:
@@ -63,44 +67,6 @@ def check_name(kind: str, name: str) -> str:
             "(no dots, spaces or wildcards, so the name maps onto a NATS subject token)"
         )
     return name
-
-
-class Mailbox:
-    """An agent's bounded queue of deliveries (the :class:`~agentcomm.transports.base.Inbox`).
-
-    Example::
-
-        box = Mailbox("bob", capacity=100)
-        assert box.capacity == 100
-    """
-
-    __slots__ = ("_owner", "_queue")
-
-    def __init__(self, owner: str, capacity: int) -> None:
-        if capacity < 1:
-            raise ConfigurationError(f"mailbox_size must be at least 1, got {capacity}")
-        self._owner = owner
-        self._queue: asyncio.Queue[Delivery] = asyncio.Queue(capacity)
-
-    @property
-    def capacity(self) -> int:
-        """Maximum number of queued deliveries."""
-        return self._queue.maxsize
-
-    def qsize(self) -> int:
-        """Deliveries waiting now."""
-        return self._queue.qsize()
-
-    def put_nowait(self, delivery: Delivery) -> None:
-        """Queue a delivery or raise :class:`MailboxFull`."""
-        try:
-            self._queue.put_nowait(delivery)
-        except asyncio.QueueFull:
-            raise MailboxFull(self._owner, self._queue.maxsize) from None
-
-    async def put(self, delivery: Delivery) -> None:
-        """Queue a delivery, waiting for room."""
-        await self._queue.put(delivery)
 
 
 class AgentStatistics(msgspec.Struct, frozen=True):
@@ -137,6 +103,21 @@ def _error_response(env: Envelope, sender: str, code: str, exc_type: str, messag
         traceparent=env.traceparent,
         error=ErrorInfo(code=code, type=exc_type, message=message),
     )
+
+
+class _Running:
+    """A handler run that the deadline wheel may cancel (the receiver gives up too)."""
+
+    __slots__ = ("fired", "slot", "task")
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self.task = task
+        self.fired = False
+        self.slot = 0
+
+    def expire(self) -> None:
+        self.fired = True
+        self.task.cancel()
 
 
 def _raise_remote(resp: Envelope) -> None:
@@ -182,11 +163,13 @@ class Agent:
         self._runtime: Runtime | None = None
         self._mailbox: Mailbox | None = None
         self._workers: list[asyncio.Task[None]] = []
-        self._active = 0
-        self._received = self._handled = self._failed = self._rejected = 0
+        self._handled = self._failed = self._rejected = 0
         self._expired = self._sent = self._requested = 0
         self._on_change: list[Callable[[Agent], None]] = []
         self._mcp_names: dict[str, bool | str] = {}
+        self._wheel: DeadlineWheel
+        self._busy = 0
+        self._idle: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Agent {self.name!r} handlers={sorted(self.handlers)}>"
@@ -303,6 +286,7 @@ class Agent:
     async def _start(self, runtime: Runtime, tg: asyncio.TaskGroup) -> None:
         self._runtime = runtime
         self._mailbox = Mailbox(self.name, self.mailbox_size)
+        self._wheel = wheel_for(asyncio.get_running_loop())
         await runtime.transport.bind(self.name, self._mailbox)
         self._workers = [
             tg.create_task(self._work(self._mailbox), name=f"agentcomm:{self.name}:{i}")
@@ -317,144 +301,156 @@ class Agent:
         rt = self.runtime
         await rt.transport.unbind(self.name)
         left = deadline - asyncio.get_running_loop().time()
-        if left > 0:
+        if (len(box) or self._busy) and left > 0:
+            self._idle = asyncio.get_running_loop().create_future()
             try:
                 async with asyncio.timeout(left):
-                    await box._queue.join()
+                    await self._idle
             except TimeoutError:
                 logger.warning(
                     "agent %s: %d messages not handled before the shutdown deadline",
                     self.name,
-                    box.qsize() + self._active,
+                    len(box) + self._busy,
                 )
+            finally:
+                self._idle = None
         for task in self._workers:
             task.cancel()
         # Answer what is still queued, so no requester waits for its full timeout.
-        while not box._queue.empty():
-            d = box._queue.get_nowait()
-            if d.envelope.kind == "request":
-                await d.reply(
-                    _error_response(
-                        d.envelope,
-                        self.name,
-                        "error",
-                        "TransportClosed",
-                        f"agent {self.name} shut down before handling it",
-                    )
-                )
+        while (d := box.get_nowait()) is not None:
+            await self._answer_error(
+                d, "error", "TransportClosed", f"agent {self.name} shut down before handling it"
+            )
         self._workers = []
         self._mailbox = None
 
     async def _work(self, box: Mailbox) -> None:
-        queue = box._queue
-        while True:
-            delivery = await queue.get()
-            try:
-                await self._dispatch(delivery)
-            finally:
-                queue.task_done()
+        """One worker: takes deliveries from the mailbox and runs their handlers.
 
-    async def _dispatch(self, delivery: Delivery) -> None:
+        The hot path (a valid request or notification) stays in this one frame;
+        refusals and failures are answered by the helpers below.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        handlers = self.handlers
+        record = self.runtime.message_log.append
+        name = self.name
+        items = box._items
+        run = _Running(task)  # reused: one handler at a time per worker
+        while True:
+            delivery = items.popleft() if items else await box.get()
+            if box._putters:
+                box.wake_putter()
+            self._busy += 1
+            try:
+                env = delivery.envelope
+                spec = handlers.get(env.handler or "")
+                deadline = env.deadline
+                if spec is None or (deadline is not None and deadline <= time.time()):
+                    await self._refuse(delivery, spec)
+                    continue
+                try:
+                    kwargs = spec.decode_args(env.payload)
+                except ValidationError as exc:
+                    self._rejected += 1
+                    await self._answer_error(delivery, "validation", "ValidationError", str(exc))
+                    continue
+                if spec.context_arg is not None:
+                    kwargs[spec.context_arg] = Context(self, env)
+                armed = False
+                try:
+                    if spec.is_async:
+                        if deadline is not None:
+                            # The receiver gives up at the caller's deadline too: the
+                            # transport expires the delivery, or a coalesced timer does.
+                            armed = True
+                            run.fired = False
+                            if delivery.expires:
+                                delivery.runner = run
+                            else:
+                                run.slot = self._wheel.add(run, deadline)
+                        result = await spec.fn(**kwargs)
+                    else:
+                        result = spec.fn(**kwargs)
+                    raw = spec.encode_result(result) if env.kind == "request" else None
+                except asyncio.CancelledError:
+                    if armed and run.fired and task.uncancel() == 0:
+                        self._failed += 1
+                        await self._answer_error(
+                            delivery,
+                            "timeout",
+                            "TimeoutError",
+                            "handler did not finish before the caller's deadline",
+                        )
+                        continue
+                    raise
+                except Exception as exc:
+                    self._failed += 1
+                    await self._handler_failed(delivery, spec, exc)
+                    continue
+                finally:
+                    if armed:
+                        if run.slot:
+                            self._wheel.discard(run, run.slot)
+                            run.slot = 0
+                        delivery.runner = None
+                self._handled += 1
+                if raw is not None:
+                    resp = Envelope(
+                        id=new_id(),
+                        kind="response",
+                        sender=name,
+                        recipient=env.sender,
+                        correlation_id=env.id,
+                        causation_id=env.id,
+                        traceparent=env.traceparent,
+                        payload=raw,
+                        schema=spec.output_name,
+                    )
+                    record(resp)
+                    pending = delivery.reply(resp)
+                    if pending is not None:
+                        await pending
+            finally:
+                self._busy -= 1
+                if self._idle is not None and not self._busy and not items:
+                    if not self._idle.done():
+                        self._idle.set_result(None)
+
+    async def _answer_error(self, delivery: Delivery, code: str, exc_type: str, msg: str) -> None:
         env = delivery.envelope
-        self._received += 1
-        is_request = env.kind == "request"
-        spec = self.handlers.get(env.handler or "")
+        if env.kind == "request":
+            resp = _error_response(env, self.name, code, exc_type, msg)
+            self.runtime._record(resp)
+            pending = delivery.reply(resp)
+            if pending is not None:
+                await pending
+        else:
+            self.runtime._report_failure(env, f"{exc_type}: {msg}")
+
+    async def _refuse(self, delivery: Delivery, spec: HandlerSpec | None) -> None:
+        env = delivery.envelope
         if spec is None:
             self._rejected += 1
             msg = (
                 f"agent {self.name!r} has no handler {env.handler!r}; "
                 f"it has {sorted(self.handlers)}"
             )
-            if is_request:
-                await delivery.reply(
-                    _error_response(env, self.name, "unknown_handler", "UnknownHandler", msg)
-                )
-            else:
-                logger.error("notification dropped: %s", msg)
-                self.runtime._report_failure(env, msg)
-            return
-        if env.deadline is not None and env.expired():
+            await self._answer_error(delivery, "unknown_handler", "UnknownHandler", msg)
+        else:
             self._expired += 1
-            if is_request:
-                await delivery.reply(
-                    _error_response(
-                        env,
-                        self.name,
-                        "timeout",
-                        "RequestTimeout",
-                        "deadline passed before the handler ran",
-                    )
-                )
-            else:
-                self.runtime._report_failure(env, "deadline passed before the handler ran")
-            return
-        try:
-            kwargs = spec.decode_args(env.payload)
-        except ValidationError as exc:
-            self._rejected += 1
-            if is_request:
-                await delivery.reply(
-                    _error_response(env, self.name, "validation", "ValidationError", str(exc))
-                )
-            else:
-                self.runtime._report_failure(env, str(exc))
-            return
-        if spec.context_arg is not None:
-            kwargs[spec.context_arg] = Context(self, env)
-        self._active += 1
-        try:
-            if spec.is_async:
-                if env.deadline is not None:
-                    loop_deadline = asyncio.get_running_loop().time() + (env.deadline - time.time())
-                    async with asyncio.timeout_at(loop_deadline):
-                        result = await spec.fn(**kwargs)
-                else:
-                    result = await spec.fn(**kwargs)
-            else:
-                result = spec.fn(**kwargs)
-            if is_request:
-                raw = spec.encode_result(result)
-        except TimeoutError as exc:
-            self._failed += 1
-            if is_request:
-                msg = str(exc) or "handler did not finish before the caller's deadline"
-                await delivery.reply(
-                    _error_response(env, self.name, "timeout", "TimeoutError", msg)
-                )
-            else:
-                self.runtime._report_failure(env, "handler timed out")
-            return
-        except Exception as exc:
-            self._failed += 1
-            code = "validation" if isinstance(exc, ValidationError) else "error"
-            if is_request:
-                if code == "validation":
-                    msg = f"handler {spec.name!r} returned a value that breaks its schema: {exc}"
-                    code = "error"
-                else:
-                    msg = str(exc)
-                await delivery.reply(_error_response(env, self.name, code, type(exc).__name__, msg))
-            else:
-                logger.exception("agent %s: handler %s failed", self.name, spec.name)
-                self.runtime._report_failure(env, f"{type(exc).__name__}: {exc}")
-            return
-        finally:
-            self._active -= 1
-        self._handled += 1
-        if is_request:
-            resp = Envelope(
-                id=new_id(),
-                kind="response",
-                sender=self.name,
-                recipient=env.sender,
-                correlation_id=env.id,
-                causation_id=env.id,
-                traceparent=env.traceparent,
-                payload=raw,
-                schema=spec.output.name if spec.output else None,
+            await self._answer_error(
+                delivery, "timeout", "RequestTimeout", "deadline passed before the handler ran"
             )
-            self.runtime._record(resp)
-            await delivery.reply(resp)
+
+    async def _handler_failed(self, delivery: Delivery, spec: HandlerSpec, exc: Exception) -> None:
+        if isinstance(exc, ValidationError):
+            msg = f"handler {spec.name!r} returned a value that breaks its schema: {exc}"
+        else:
+            msg = str(exc)
+            if delivery.envelope.kind != "request":
+                logger.error("agent %s: handler %s failed", self.name, spec.name, exc_info=exc)
+        await self._answer_error(delivery, "error", type(exc).__name__, msg)
 
     # -- talking -------------------------------------------------------------
     def _envelope(
@@ -565,12 +561,28 @@ class Agent:
 
             total = await alice.request("calc", "add", {"a": 1, "b": 2}, returns=int)
         """
-        rt = self.runtime
-        rt._authorize(self.name, "send", f"{to}.{handler}")
+        rt = self._runtime
+        if rt is None:
+            rt = self.runtime  # raises TransportClosed with advice
+        if rt.access is not None:
+            rt.access(self.name, "send", f"{to}.{handler}")
         if timeout is None:
             timeout = rt.default_timeout
-        env = self._envelope("request", to, handler, payload, timeout, headers, cause)
-        rt._record(env)
+        now = time.time()
+        env = Envelope(
+            id=new_id(),
+            kind="request",
+            sender=self.name,
+            recipient=to,
+            handler=handler,
+            payload=encode_payload(payload),
+            created=now,
+            deadline=now + timeout,
+            causation_id=None if cause is None else cause.id,
+            traceparent=None if cause is None else cause.traceparent,
+            headers=headers or {},
+        )
+        rt.message_log.append(env)
         self._requested += 1
         resp = await rt.transport.request(env, timeout)
         if resp.error is not None:
@@ -592,14 +604,88 @@ class Agent:
             name=self.name,
             handlers=tuple(sorted(self.handlers)),
             running=box is not None,
-            queued=box.qsize() if box else 0,
+            queued=len(box) if box else 0,
             mailbox_size=self.mailbox_size,
-            in_flight=self._active,
-            received=self._received,
+            in_flight=self._busy,
+            received=self._handled + self._failed + self._rejected + self._expired + self._busy,
             handled=self._handled,
             failed=self._failed,
             rejected=self._rejected,
             expired=self._expired,
             sent=self._sent,
             requested=self._requested,
+        )
+
+    # -- pub/sub (see agentcomm.pubsub) ------------------------------------------------
+    def on(
+        self,
+        topic: str,
+        *,
+        name: str | None = None,
+        group: str | None = None,
+        retry: RetryPolicy | None = None,
+        start: Start = "new",
+        concurrency: int = 1,
+        max_in_flight: int = 256,
+    ) -> Callable[[F], F]:
+        """Subscribe a handler to the events whose topic matches ``topic``.
+
+        ``topic`` may use ``*`` (one token) and ``>`` (the rest); an invalid pattern
+        raises ConfigurationError here. The handler is typed like a direct handler
+        (may take ``ctx: Context``). With ``group``, the agents of that group share
+        the events; otherwise this agent gets every one. ``concurrency`` handlers run
+        at once (events with the same key stay in order); ``max_in_flight`` bounds
+        events held; ``start`` is ``"new"``, ``"all"``, a sequence or a datetime.
+
+        Example::
+
+            @billing.on("orders.*", retry=RetryPolicy(max_attempts=3), concurrency=4)
+            async def charge(order: Order, ctx: Context) -> None: ...
+        """
+        from .pubsub import declare_subscription
+
+        return declare_subscription(
+            self,
+            topic,
+            name=name,
+            group=group,
+            retry=retry,
+            start=start,
+            concurrency=concurrency,
+            max_in_flight=max_in_flight,
+        )
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any = None,
+        *,
+        key: str | None = None,
+        msg_id: str | None = None,
+        ttl: float | None = None,
+        wait: bool = True,
+        headers: dict[str, str] | None = None,
+        cause: Envelope | None = None,
+    ) -> int:
+        """Publish an event to ``topic``; return its sequence number in the event log.
+
+        ``key`` orders events (same key, handled in order); ``msg_id`` dedupes (the
+        same id within the dedupe window is stored once); ``ttl`` seconds after which
+        an unhandled event is dead-lettered as expired; ``wait=False`` raises
+        RateLimited instead of waiting when a rate limit is hit.
+
+        Example::
+
+            seq = await shop.publish("orders.created", {"id": "o-1"}, key="customer-7")
+        """
+        return await self.runtime.events.publish(
+            self.name,
+            topic,
+            payload,
+            key=key,
+            msg_id=msg_id,
+            ttl=ttl,
+            wait=wait,
+            headers=headers,
+            cause=cause,
         )

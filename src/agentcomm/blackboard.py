@@ -797,9 +797,11 @@ class Watch(Generic[T]):
     **Slow watchers.** The engine buffers at most ``max_pending`` changes for it and
     never makes writers or other watchers wait. When the buffer overflows, the
     watch *lags*: :attr:`lagged` grows, a warning is logged, and the watch resyncs
-    from a fresh snapshot: it yields (with ``initial=True``) every key whose value
-    changed while it was behind, and a ``"delete"`` for every key that disappeared,
-    then resumes live. Intermediate values written while it lagged are skipped; the
+    from a fresh snapshot. It yields, as one batch with ``initial=True``: the latest
+    change of every key that changed while it was behind, in revision order (a
+    put, or the delete/expire marker of a key that went away), then a ``"delete"``
+    with revision 0 for a key gone so long that the engine kept no marker; then it
+    resumes live. Intermediate values written while it lagged are skipped; the
     final state is never missed.
 
     Example::

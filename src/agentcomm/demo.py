@@ -164,8 +164,8 @@ async def run_demo(out: TextIO) -> int:
         for a in stats.agents:
             w(f"  {a.name:<15}{a.handled:>7}{a.failed:>8}{a.rejected:>10}\n")
         w(
-            f"\n{stats.messages_logged} messages passed through the runtime; "
-            f"the last 3 in its bounded log:\n"
+            f"\nthe runtime's bounded message log holds {stats.messages_logged} envelopes; "
+            "the last 3:\n"
         )
         for env in rt.message_log.recent(3):
             target = env.recipient or env.topic

@@ -125,7 +125,7 @@ def new_id() -> str:
 
         assert new_id() != new_id()
     """
-    return f"{_prefix}{next(_counter):x}"
+    return _prefix + hex(next(_counter))  # e.g. "3f9a1c0b2d4e0x1a"
 
 
 def encode_envelope(env: Envelope) -> bytes:

@@ -25,6 +25,7 @@ from .errors import ConfigurationError, TransportClosed
 from .transports.base import Transport
 
 if TYPE_CHECKING:
+    from .pubsub import PubSub
     from .blackboard import Blackboard
     from .tools import Tools
 
@@ -47,19 +48,15 @@ class MessageLog:
             print(env.sender, "->", env.recipient or env.topic, env.kind)
     """
 
-    __slots__ = ("_entries", "max_age", "total")
+    __slots__ = ("_entries", "append", "max_age")
 
     def __init__(self, size: int = 1000, max_age: float | None = None) -> None:
         if size < 0:
             raise ConfigurationError(f"log size must be >= 0, got {size}")
         self._entries: deque[Envelope] = deque(maxlen=size)
         self.max_age = max_age
-        self.total = 0
-
-    def append(self, env: Envelope) -> None:
-        """Record one envelope (the oldest falls off when full)."""
-        self.total += 1
-        self._entries.append(env)
+        #: Record one envelope (the oldest falls off when full); the deque's own append.
+        self.append: Callable[[Envelope], None] = self._entries.append
 
     def recent(self, limit: int | None = None) -> list[Envelope]:
         """Envelopes still within the bounds, oldest first (at most ``limit``).
@@ -90,7 +87,7 @@ class RuntimeStatistics(msgspec.Struct, frozen=True):
     transport: str
     running: bool
     agents: tuple[AgentStatistics, ...]
-    messages_logged: int
+    messages_logged: int  # envelopes held in the bounded message log now
     failures: int
 
 
@@ -240,6 +237,19 @@ class Runtime:
 
         return Blackboard(self)
 
+    @property
+    def events(self) -> PubSub:
+        """The runtime's pub/sub: publish, replay, dead letters, statistics.
+
+        Example::
+
+            for dl in await rt.events.dead_letters(): print(dl.reason)
+        """
+        from .pubsub import PubSub
+
+        ps: PubSub = self.extension("pubsub", PubSub)
+        return ps
+
     # -- lifecycle -------------------------------------------------------------
     async def __aenter__(self) -> Runtime:
         if self._running:
@@ -322,7 +332,7 @@ class Runtime:
             self.access(agent, action, target)
 
     def _record(self, env: Envelope) -> None:
-        self.message_log.append(env)
+        self.message_log.append(env)  # also bound directly by agents on their hot path
 
     def _report_failure(self, env: Envelope, reason: str) -> None:
         self._failures += 1
@@ -339,7 +349,7 @@ class Runtime:
             transport=self.transport.name,
             running=self._running,
             agents=tuple(a.statistics() for a in self._agents.values()),
-            messages_logged=self.message_log.total,
+            messages_logged=len(self.message_log),
             failures=self._failures,
         )
 

@@ -16,6 +16,7 @@ from typing import Any, get_args
 
 import msgspec
 
+from .envelope import encode_payload
 from .errors import ConfigurationError, ValidationError
 
 __all__ = ["Codec", "HandlerSpec", "codec_for", "inspect_handler"]
@@ -115,15 +116,14 @@ class Codec:
 
             raw = codec_for(int).validate(3)
         """
-        from .envelope import encode_payload
-
         if self._adapter is not None:
             try:
                 return msgspec.Raw(self._adapter.dump_json(self._adapter.validate_python(obj)))
             except ValueError as exc:
                 raise ValidationError(f"{self.name}: {exc}") from None
         raw = encode_payload(obj)
-        self.decode(raw)
+        if type(obj) is not self.type or self.type not in _SCALARS:
+            self.decode(raw)  # exact scalars are valid by construction
         return raw
 
     def json_schema(self) -> dict[str, Any]:
@@ -138,6 +138,7 @@ class Codec:
         return _inline_ref(msgspec.json.schema(self.type))
 
 
+_SCALARS = frozenset({int, str, float, bool, type(None)})
 _codec_cache: dict[Any, Codec] = {}
 
 
@@ -183,35 +184,65 @@ class HandlerSpec:
     description: str
     is_async: bool
 
-    def decode_args(self, raw: msgspec.Raw | bytes) -> dict[str, Any]:
-        """Validate a payload and return the keyword arguments of the handler call.
+    #: The name of the return type's schema (``None`` when undeclared).
+    output_name: str | None
+    #: ``decode_args(raw) -> kwargs``: validate a payload into the handler's keyword
+    #: arguments; raises :class:`ValidationError` (the handler must then not run).
+    decode_args: Callable[[msgspec.Raw | bytes], dict[str, Any]]
+    #: ``encode_result(value) -> raw``: validate the return value against the declared
+    #: return type and encode it; raises :class:`ValidationError`.
+    encode_result: Callable[[Any], msgspec.Raw]
 
-        Raises :class:`ValidationError` (the handler must then not run).
 
-        Example::
+def _result_encoder(codec: Codec | None) -> Callable[[Any], msgspec.Raw]:
+    """A return-value validator specialised once per handler."""
+    if codec is None:
+        return encode_payload
+    if codec.type in _SCALARS and codec._decoder is not None:
+        exact, validate = codec.type, codec.validate
 
-            kwargs = spec.decode_args(raw)
-        """
-        if self.mode == "model":
-            return {self.arg_names[0]: self.input.decode(raw)}
-        if self.mode == "args":
-            obj = self.input.decode(raw)
-            return {n: getattr(obj, n) for n in self.arg_names}
-        self.input.decode(raw)
+        def encode_scalar(value: Any) -> msgspec.Raw:
+            if type(value) is exact:  # valid by construction
+                return msgspec.Raw(_scalar_encode(value))
+            return validate(value)
+
+        return encode_scalar
+    return codec.validate
+
+
+_scalar_encode = msgspec.json.Encoder().encode
+
+
+def _args_decoder(mode: str, codec: Codec, arg_names: tuple[str, ...]) -> Callable[..., Any]:
+    """A decoder specialised once per handler (it runs on every message)."""
+    decode = codec.decode
+    if mode == "model":
+        (arg,) = arg_names
+
+        def decode_model(raw: msgspec.Raw | bytes) -> dict[str, Any]:
+            return {arg: decode(raw)}
+
+        return decode_model
+    if mode == "args":
+        if codec._decoder is not None:  # a msgspec Struct built from the signature
+            asdict = msgspec.structs.asdict
+
+            def decode_struct(raw: msgspec.Raw | bytes) -> dict[str, Any]:
+                return asdict(decode(raw))
+
+            return decode_struct
+
+        def decode_fields(raw: msgspec.Raw | bytes) -> dict[str, Any]:
+            obj = decode(raw)
+            return {n: getattr(obj, n) for n in arg_names}
+
+        return decode_fields
+
+    def decode_none(raw: msgspec.Raw | bytes) -> dict[str, Any]:
+        decode(raw)
         return {}
 
-    def encode_result(self, result: Any) -> msgspec.Raw:
-        """Validate the handler's return value against its declared type and encode it.
-
-        Example::
-
-            raw = spec.encode_result(result)
-        """
-        if self.output is None:
-            from .envelope import encode_payload
-
-            return encode_payload(result)
-        return self.output.validate(result)
+    return decode_none
 
 
 def inspect_handler(fn: Callable[..., Any], name: str | None = None) -> HandlerSpec:
@@ -293,4 +324,7 @@ def inspect_handler(fn: Callable[..., Any], name: str | None = None) -> HandlerS
         context_arg=context_arg,
         description=doc.split("\n\n")[0].strip(),
         is_async=inspect.iscoroutinefunction(fn),
+        output_name=None if out_codec is None else out_codec.name,
+        decode_args=_args_decoder(mode, in_codec, arg_names),
+        encode_result=_result_encoder(out_codec),
     )

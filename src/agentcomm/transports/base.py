@@ -16,12 +16,15 @@ show is written once, in :mod:`agentcomm.testing.contract`.
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import msgspec
 
 if TYPE_CHECKING:
+    from .._deadlines import Expirable
     from ..envelope import Envelope
+    from .streams import ConsumerConfig, LogConsumer, StreamConfig, StreamInfo
 
 __all__ = ["Delivery", "EventLog", "Inbox", "KVStore", "Transport"]
 
@@ -29,25 +32,39 @@ __all__ = ["Delivery", "EventLog", "Inbox", "KVStore", "Transport"]
 class Delivery:
     """One envelope handed to an inbox, with the means to answer it.
 
-    Transports subclass it and override :meth:`reply`; a notification's reply is a no-op.
+    Transports subclass it and override :meth:`reply`.
 
     Example::
 
-        async def on_delivery(d: Delivery) -> None:
-            await d.reply(make_response(d.envelope))
+        def on_delivery(d: Delivery) -> None:
+            pending = d.reply(make_response(d.envelope))
+            if pending is not None:
+                await pending
     """
 
-    __slots__ = ("envelope",)
+    __slots__ = ("envelope", "runner")
+
+    #: True when the engine itself calls ``runner.expire()`` at the envelope's
+    #: deadline (the in-process engine does, for requests). Otherwise the agent
+    #: arms its own timer to stop a handler that outlives the caller's deadline.
+    expires: bool = False
 
     def __init__(self, envelope: Envelope) -> None:
         self.envelope = envelope
+        #: Set by the agent while a handler runs for this delivery; has ``expire()``.
+        self.runner: Expirable | None = None
 
-    async def reply(self, response: Envelope) -> None:
-        """Send ``response`` back to the requester (no-op for notifications).
+    def reply(self, response: Envelope) -> Awaitable[None] | None:
+        """Send ``response`` back to the requester (nothing for notifications).
+
+        Returns ``None`` when the reply is already on its way (in-process), or an
+        awaitable that the caller must await (network engines). A reply whose
+        requester has gone (timed out, cancelled) is dropped by the engine.
 
         Example::
 
-            await delivery.reply(response_envelope)
+            if (pending := delivery.reply(response_envelope)) is not None:
+                await pending
         """
         return None
 
@@ -321,12 +338,105 @@ class KVStore(abc.ABC):  # noqa: B024 - abstract in spirit, see below
         raise NotImplementedError(f"{type(self).__name__} has no key/value support yet")
 
 
-class EventLog(abc.ABC):  # noqa: B024 - filled in by the pub/sub work
-    """The stream part of the contract, used by pub/sub.
+class EventLog(abc.ABC):  # noqa: B024 - methods are abstract in spirit; see below
+    """The stream part of the contract, used by pub/sub; maps 1:1 onto NATS JetStream.
 
-    Maps onto NATS JetStream streams and durable consumers: a retained log with
-    sequence numbers, consumers with ack / nak-with-delay / term, start positions.
+    A *stream* is a retained, bounded log of envelopes (a JetStream stream with
+    limits retention and discard-old); every appended envelope gets the next
+    *sequence* number (1, 2, ...; never reused, gaps appear when old messages are
+    dropped or deleted). A *consumer* is a durable pull consumer with explicit acks
+    (a JetStream durable consumer). Values and handles are in
+    :mod:`agentcomm.transports.streams`. Subjects are ``.``-separated tokens, filters
+    may use ``*`` (one token) and ``>`` (the rest); each stream has its own subject
+    namespace.
+
+    Policies (retries, backoff, TTL, per-key order, dead letters, rate limits,
+    metrics) are *not* here: :mod:`agentcomm.pubsub` builds them on these methods,
+    so they behave the same on every engine.
+
+    Every engine overrides every method below (they are abstract; they raise
+    NotImplementedError only so that engines still being written can be created).
+
+    Example::
+
+        await t.ensure_stream(StreamConfig(name="EVENTS", max_msgs=10_000))
+        seq = await t.append("EVENTS", envelope, msg_id="order-17")
+        consumer = await t.open_consumer("EVENTS", ConsumerConfig(name="c", deliver="all"))
+        for msg in await consumer.fetch(10, timeout=1.0):
+            await msg.ack()
     """
+
+    async def ensure_stream(self, config: StreamConfig) -> StreamInfo:
+        """Create the stream, or update the limits of an existing one; return its state.
+
+        Idempotent. Lowering a limit drops the oldest messages at once. JetStream:
+        ``add_stream`` / ``update_stream`` with retention=limits, discard=old,
+        ``max_msgs``, ``max_bytes``, ``max_age``, ``duplicate_window``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
+
+    async def append(self, stream: str, envelope: Envelope, *, msg_id: str | None = None) -> int:
+        """Store ``envelope`` under subject ``envelope.topic``; return its sequence number.
+
+        The stored copy has ``sequence`` set to that number (consumers and reads see
+        it). With ``msg_id``, an append whose id was already appended within the
+        stream's ``duplicate_window`` stores nothing and returns the sequence of the
+        first one (JetStream: the ``Nats-Msg-Id`` header; PubAck ``duplicate``).
+        Appending may drop the oldest messages to honour the limits. Raises
+        ConfigurationError for a stream never ensured, TransportError when the
+        engine fails.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
+
+    async def stream_info(self, stream: str) -> StreamInfo:
+        """The stream's message count, bytes and first/last sequence.
+
+        Raises ConfigurationError for a stream never ensured.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
+
+    async def get_message(self, stream: str, sequence: int) -> Envelope | None:
+        """The retained envelope with that sequence (``sequence`` set), or ``None``.
+
+        JetStream: direct get / ``get_msg`` by sequence.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
+
+    async def read_messages(
+        self, stream: str, *, start_seq: int = 1, limit: int = 100, filter_subject: str = ">"
+    ) -> list[Envelope]:
+        """Up to ``limit`` retained envelopes matching ``filter_subject`` with sequence
+        >= ``start_seq``, oldest first, without creating a consumer or moving one.
+
+        JetStream: direct get with ``next_by_subject`` (or an ephemeral ordered consumer).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
+
+    async def delete_message(self, stream: str, sequence: int) -> bool:
+        """Remove one message; True if it was there. Consumers skip it from then on.
+
+        JetStream: ``delete_msg``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
+
+    async def open_consumer(self, stream: str, config: ConsumerConfig) -> LogConsumer:
+        """Create the durable consumer ``config.name`` if absent, then bind a handle to it.
+
+        On an existing consumer the position and pending acks are kept (the start
+        position only applies at creation); ``max_ack_pending`` and ``ack_wait`` are
+        updated; a different ``filter_subject`` raises ConfigurationError (delete the
+        consumer first). Several handles may be open on one consumer (a consumer
+        group): each message goes to one of them. JetStream: ``add_consumer`` with
+        ack_policy explicit + ``pull_subscribe_bind``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
+
+    async def delete_consumer(self, stream: str, name: str) -> bool:
+        """Delete a durable consumer and its state; True if it existed.
+
+        Open handles on it then fetch nothing. JetStream: ``delete_consumer``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
 
 
 class Transport(KVStore, EventLog, abc.ABC):
@@ -374,9 +484,12 @@ class Transport(KVStore, EventLog, abc.ABC):
         """
 
     @abc.abstractmethod
-    async def request(self, envelope: Envelope, timeout: float) -> Envelope:
-        """Deliver a request and return the response whose correlation id matches it.
+    def request(self, envelope: Envelope, timeout: float) -> Awaitable[Envelope]:
+        """Deliver a request; the awaitable resolves to the correlated response.
 
-        Raises NoResponders at once when nobody is bound, RequestTimeout when no
-        response arrives within ``timeout`` seconds. Many requests may be in flight.
+        A plain method returning an awaitable (a coroutine, or a future on the hot
+        in-process path), so callers write ``await transport.request(env, t)``.
+        Raises NoResponders at once (from the call or the awaitable) when nobody is
+        bound, RequestTimeout when no response arrives within ``timeout`` seconds.
+        Many requests may be in flight at once, each answered by its own correlation.
         """

@@ -8,10 +8,13 @@ payloads travel as encoded bytes, so a receiver can never change what a sender h
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from .._deadlines import DeadlineWheel, wheel_for
 from ..errors import ConfigurationError, MailboxFull, NoResponders, RequestTimeout, TransportClosed
 from ._memory_kv import MemoryKV
 from ._memory_log import MemoryEventLog
@@ -30,22 +33,42 @@ def _isolate(env: Envelope) -> Envelope:
     return env
 
 
-class _MemoryDelivery(Delivery):
-    __slots__ = ("_future",)
+class _MemoryNotification(Delivery):
+    __slots__ = ()
 
-    def __init__(self, envelope: Envelope, future: asyncio.Future[Envelope] | None) -> None:
-        self.envelope = envelope
+
+class _MemoryRequest(Delivery):
+    """A request in flight: answers its future, and expires at its deadline."""
+
+    __slots__ = ("_future", "_slot", "_wheel")
+
+    expires = True  # expire() also stops the handler running for it
+    _slot: int
+
+    def __init__(
+        self, envelope: Envelope, future: asyncio.Future[Envelope], wheel: DeadlineWheel
+    ) -> None:
+        self.envelope = envelope  # ``runner`` stays unset until a handler runs (hot path)
         self._future = future
+        self._wheel = wheel
 
-    async def reply(self, response: Envelope) -> None:
+    def reply(self, response: Envelope) -> None:
         fut = self._future
-        if fut is not None and not fut.done():
-            fut.set_result(_isolate(response))
+        if not fut.done():
+            fut.set_result(_isolate(response) if response.headers else response)
+            bucket = self._wheel._slots.get(self._slot)  # inlined DeadlineWheel.discard
+            if bucket is not None:
+                bucket.discard(self)
 
-
-def _expire(fut: asyncio.Future[Envelope], env: Envelope, timeout: float) -> None:
-    if not fut.done():
-        fut.set_exception(RequestTimeout(env.recipient or "?", env.handler, timeout))
+    def expire(self) -> None:
+        runner = getattr(self, "runner", None)
+        if runner is not None:
+            runner.expire()
+        fut = self._future
+        if not fut.done():
+            env = self.envelope
+            timeout = (env.deadline or env.created) - env.created
+            fut.set_exception(RequestTimeout(env.recipient or "?", env.handler, timeout))
 
 
 class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
@@ -63,9 +86,11 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
         MemoryEventLog.__init__(self)
         self._inboxes: dict[str, Inbox] = {}
         self._running = False
+        self._wheel: DeadlineWheel | None = None
 
     async def start(self) -> None:
         self._running = True
+        self._wheel = wheel_for(asyncio.get_running_loop())
 
     async def close(self) -> None:
         self._running = False
@@ -93,7 +118,7 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
 
     async def send(self, envelope: Envelope, *, block: bool = True) -> None:
         inbox = self._inbox(envelope)
-        delivery = _MemoryDelivery(_isolate(envelope), None)
+        delivery = _MemoryNotification(_isolate(envelope))
         try:
             inbox.put_nowait(delivery)
         except MailboxFull:
@@ -101,22 +126,36 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
                 raise
             await inbox.put(delivery)
 
-    async def request(self, envelope: Envelope, timeout: float) -> Envelope:
-        inbox = self._inbox(envelope)
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Envelope] = loop.create_future()
-        timer = loop.call_later(timeout, _expire, fut, envelope, timeout)
+    def request(self, envelope: Envelope, timeout: float) -> Awaitable[Envelope]:
+        inbox = self._inboxes.get(envelope.recipient or "")
+        if inbox is None:
+            inbox = self._inbox(envelope)  # raises the right error
+        wheel = self._wheel
+        if wheel is None or wheel._loop is not asyncio.get_running_loop():
+            raise TransportClosed("the memory transport is not started in this event loop")
+        fut: asyncio.Future[Envelope] = asyncio.Future(loop=wheel._loop)
+        if envelope.headers:
+            envelope = _isolate(envelope)
+        delivery = _MemoryRequest(envelope, fut, wheel)
+        # The delivery leaves the wheel when answered; if the caller is cancelled it
+        # stays until its deadline (bounded by the timeout), then expires as a no-op.
+        deadline = envelope.deadline
+        if deadline is None:
+            deadline = time.time() + timeout
+        delivery._slot = wheel.add(delivery, deadline)  # one timer per slot
         try:
-            delivery = _MemoryDelivery(_isolate(envelope), fut)
-            try:
-                inbox.put_nowait(delivery)
-            except MailboxFull:
-                put = asyncio.ensure_future(inbox.put(delivery))
-                try:
-                    await asyncio.wait((put, fut), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    if not put.done():
-                        put.cancel()
-            return await fut
+            inbox.put_nowait(delivery)
+        except MailboxFull:
+            return self._request_when_room(inbox, delivery, fut)
+        return fut
+
+    async def _request_when_room(
+        self, inbox: Inbox, delivery: _MemoryRequest, fut: asyncio.Future[Envelope]
+    ) -> Envelope:
+        put = asyncio.ensure_future(inbox.put(delivery))
+        try:
+            await asyncio.wait((put, fut), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            timer.cancel()
+            if not put.done():
+                put.cancel()
+        return await fut

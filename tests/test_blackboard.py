@@ -1,0 +1,186 @@
+"""Blackboard behaviour on the in-memory engine beyond the contract suite."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from agentcomm import Agent, Context, Runtime
+from agentcomm.blackboard import Blackboard, Change, check_key, check_prefix
+from agentcomm.errors import (
+    ConfigurationError,
+    RevisionConflict,
+    TransportClosed,
+    ValidationError,
+)
+
+DEADLINE = 10.0
+
+
+async def test_slow_watcher_lags_resyncs_and_is_told() -> None:
+    async with Runtime() as rt:
+        board = rt.board
+        await board.write("s.a", 0)
+        await board.write("s.b", 0)
+        async with board.watch("s.", max_pending=4) as watch:
+            first = [await watch.__anext__() for _ in range(2)]
+            assert [c.key for c in first] == ["s.a", "s.b"]
+            for i in range(1, 50):
+                await board.write("s.a", i)
+            await board.delete("s.b")
+            await board.write("s.c", "new")
+            # Resync: one batch of what changed meanwhile, in revision order.
+            batch = [await watch.__anext__() for _ in range(3)]
+        assert watch.lagged == 1
+        assert board.statistics().lagged == 1
+        assert [(c.key, c.operation, c.value, c.initial) for c in batch] == [
+            ("s.a", "put", 49, True),
+            ("s.b", "delete", None, True),
+            ("s.c", "put", "new", True),
+        ]
+
+
+async def test_lagging_subscription_does_not_stall_other_watchers() -> None:
+    async with Runtime() as rt:
+        board = rt.board
+        release = asyncio.Event()
+        caught_up = asyncio.Event()
+        slow_seen: list[Any] = []
+
+        async def slow(change: Change[Any]) -> None:
+            await release.wait()
+            slow_seen.append(change.value)
+            if change.value == 99:
+                caught_up.set()
+
+        sub = await board.subscribe("x.", slow, max_pending=2)
+        async with board.watch("x.", snapshot=False) as fast:
+            async with asyncio.timeout(DEADLINE):
+                for i in range(100):
+                    await board.write("x.k", i)
+                got = [c.value async for c in _limit(fast, 100)]
+            assert got == list(range(100))
+        release.set()
+        async with asyncio.timeout(DEADLINE):
+            await caught_up.wait()
+        assert sub.lagged >= 1
+        assert slow_seen[-1] == 99
+
+
+async def _limit(watch: Any, n: int) -> Any:
+    count = 0
+    async for change in watch:
+        yield change
+        count += 1
+        if count == n:
+            return
+
+
+async def test_eight_writers_thousand_updates_each_and_naive_loses_updates() -> None:
+    writers, increments = 8, 1000
+    async with Runtime() as rt:
+        board = rt.board
+
+        async def plus_one(n: int | None) -> int:
+            await asyncio.sleep(0)  # the agent "thinks" between reading and writing
+            return (n or 0) + 1
+
+        async def careful() -> None:
+            for _ in range(increments):
+                await board.update("counter.cas", plus_one)
+
+        async def naive() -> None:
+            for _ in range(increments):
+                entry = await board.read("counter.naive")
+                new = await plus_one(None if entry is None else entry.value)
+                await board.write("counter.naive", new)
+
+        async with asyncio.timeout(50):
+            await asyncio.gather(*(careful() for _ in range(writers)))
+            await asyncio.gather(*(naive() for _ in range(writers)))
+        cas = await board.read("counter.cas")
+        lost = await board.read("counter.naive")
+        assert cas is not None
+        assert lost is not None
+        assert cas.value == writers * increments
+        assert lost.value < writers * increments  # read-then-write lost updates
+        assert board.statistics().conflicts > 0
+
+
+async def test_update_gives_up_after_max_attempts_with_a_clear_error() -> None:
+    async with Runtime() as rt:
+        board = rt.board
+        await board.write("hot", 0)
+
+        async def interfere(n: int | None) -> int:
+            await board.write("hot", -1)  # someone always writes in between
+            return (n or 0) + 1
+
+        with pytest.raises(RevisionConflict, match="lost the race 3 times") as info:
+            await board.update("hot", interfere, max_attempts=3)
+        assert info.value.current is not None
+        with pytest.raises(ConfigurationError):
+            await board.update("hot", interfere, max_attempts=0)
+
+
+async def test_update_sync_fn_typed_and_ttl() -> None:
+    async with Runtime() as rt:
+        entry = await rt.board.update("n", lambda n: (n or 0) + 2, type=int)
+        assert entry.value == 2
+        entry = await rt.board.update("n", lambda n: n * 10, type=int, ttl=60)
+        assert entry.value == 20
+        assert entry.expires is not None
+        assert entry.created < entry.updated or entry.created == entry.updated
+
+
+async def test_agent_and_context_views_author_writes() -> None:
+    analyst = Agent("analyst")
+
+    @analyst.handler
+    async def analyse(topic: str, ctx: Context) -> int:
+        return await ctx.board.write(f"analysis.{topic}", {"by": ctx.agent.name})
+
+    async with Runtime(agents=[analyst]) as rt:
+        rev = await rt.agent("boss").request("analyst", "analyse", {"topic": "t1"})
+        entry = await rt.board.read("analysis.t1")
+        assert entry is not None
+        assert (entry.revision, entry.author) == (rev, "analyst")
+        assert isinstance(analyst.board, Blackboard)
+        assert analyst.board.author == "analyst"
+
+
+async def test_board_needs_a_running_runtime() -> None:
+    rt = Runtime()
+    with pytest.raises(TransportClosed):
+        await rt.board.read("a")
+    async with rt:
+        await rt.board.write("a", 1)
+        watch = rt.board.watch("")
+        await watch.__aenter__()
+    with pytest.raises(StopAsyncIteration):
+        await watch.__anext__()
+    with pytest.raises(TransportClosed):
+        await rt.board.write("a", 2)
+
+
+async def test_foreign_bytes_in_the_bucket_are_a_validation_error() -> None:
+    async with Runtime() as rt:
+        board = rt.board
+        await board.write("ok", 1)  # opens the bucket
+        await rt.transport.kv_put(board.bucket, "raw", b"not a record")
+        with pytest.raises(ValidationError, match="not a blackboard record"):
+            await board.read("raw")
+
+
+def test_key_and_prefix_rules() -> None:
+    assert check_key("research.q1-a_b=c") == "research.q1-a_b=c"
+    assert check_prefix("") == ""
+    assert check_prefix("a.b.") == "a.b."
+    with pytest.raises(ConfigurationError, match=r"'research\.q1'"):
+        check_key("research/q1")
+    with pytest.raises(ConfigurationError):
+        check_prefix("a.b..")
+    with pytest.raises(ConfigurationError, match="bucket"):
+        Blackboard(Runtime(), bucket="bad.name")
