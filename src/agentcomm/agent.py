@@ -34,6 +34,7 @@ from .errors import (
     ConfigurationError,
     MailboxFull,
     RemoteError,
+    RequestTimeout,
     TransportClosed,
     UnknownHandler,
     ValidationError,
@@ -120,9 +121,11 @@ class _Running:
         self.task.cancel()
 
 
-def _raise_remote(resp: Envelope) -> None:
+def _raise_remote(resp: Envelope, request: Envelope, timeout: float) -> None:
     err = resp.error
     assert err is not None
+    if err.code == "timeout":
+        raise RequestTimeout(request.recipient or resp.sender, request.handler, timeout)
     if err.code == "validation":
         raise ValidationError(f"{resp.sender} refused the payload: {err.message}")
     if err.code == "unknown_handler":
@@ -383,6 +386,15 @@ class Agent:
                             "handler did not finish before the caller's deadline",
                         )
                         continue
+                    # Shutdown (or the caller's task group) cancelled us mid-handler:
+                    # answer the requester now rather than leave it to its timeout.
+                    self._failed += 1
+                    await self._answer_error(
+                        delivery,
+                        "error",
+                        "TransportClosed",
+                        f"agent {name} shut down while handling it",
+                    )
                     raise
                 except Exception as exc:
                     self._failed += 1
@@ -586,7 +598,7 @@ class Agent:
         self._requested += 1
         resp = await rt.transport.request(env, timeout)
         if resp.error is not None:
-            _raise_remote(resp)
+            _raise_remote(resp, env, timeout)
         if returns is None:
             return _json_decode(resp.payload)
         return codec_for(returns).decode(resp.payload)
@@ -678,7 +690,9 @@ class Agent:
 
             seq = await shop.publish("orders.created", {"id": "o-1"}, key="customer-7")
         """
-        return await self.runtime.events.publish(
+        rt = self.runtime
+        events = rt._extensions.get("pubsub") or rt.events
+        return await events.publish(
             self.name,
             topic,
             payload,

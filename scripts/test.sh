@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install agentcomm with its development extras into .venv and run every check:
+# ruff (lint + format), mypy --strict on src/, and the whole pytest suite
+# (contract tests on memory and on a nats-server the tests start themselves).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip 2>/dev/null || true
+.venv/bin/python -m pip install --quiet -e '.[dev]'
+
+echo "== ruff"
+.venv/bin/ruff check src tests bench examples
+.venv/bin/ruff format --check src tests bench examples
+echo "== mypy (strict, src/)"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/pytest "$@"

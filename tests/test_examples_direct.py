@@ -1,0 +1,25 @@
+"""The direct-messaging example and the demo run as programs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_direct_messages_example_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "direct_messages.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "support got Ada Lovelace (gold)" in proc.stdout
+    assert "64 concurrent answers" in proc.stdout
+    assert "fail fast: no agent named 'billing'" in proc.stdout
+    assert "deadline: customer-data.lookup did not answer" in proc.stdout
+    assert "audit saw: ['looked up c-42']" in proc.stdout
