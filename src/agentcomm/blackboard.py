@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import msgspec
 
-from .envelope import encode_payload
+from .envelope import _enc_hook
 from .errors import (
     BlackboardError,
     ConfigurationError,
@@ -219,10 +219,10 @@ class BoardStatistics(msgspec.Struct, frozen=True):
 class _Record(msgspec.Struct, omit_defaults=True):
     """What the blackboard stores as the KV value bytes (see docs/blackboard.md)."""
 
-    value: msgspec.Raw
-    author: str
     created: float
     updated: float
+    author: str
+    value: msgspec.Raw
     expires: float | None = None
 
 
@@ -230,10 +230,22 @@ class _Created(msgspec.Struct):
     created: float
 
 
-_encode_record = msgspec.json.Encoder().encode
+class _RecordOut(msgspec.Struct, omit_defaults=True, gc=False):
+    """The encoding side of :class:`_Record`: the value is encoded in the same pass."""
+
+    created: float
+    updated: float
+    author: str
+    value: Any
+    expires: float | None = None
+
+
+# Same encoder settings as payloads (encode_payload): Structs, dataclasses, pydantic.
+_encode_record = msgspec.json.Encoder(enc_hook=_enc_hook).encode
 _decode_record = msgspec.json.Decoder(_Record).decode
 _decode_created = msgspec.json.Decoder(_Created).decode
 _decode_any = msgspec.json.Decoder().decode
+_now = time.time
 
 
 class _Core:
@@ -314,14 +326,22 @@ class _Core:
         except ValidationError:
             return None
 
-    def encode_value(self, key: str, value: Any) -> msgspec.Raw:
-        codec = self.schema(key) if self.schemas else None
-        if codec is None:
-            return encode_payload(value)
+    def encode(
+        self, key: str, value: Any, author: str, created: float, now: float, ttl: float | None
+    ) -> bytes:
+        """The stored bytes of a write: the value (validated if declared) and metadata."""
+        if self.schemas:
+            codec = self.schema(key)
+            if codec is not None:
+                try:
+                    value = codec.validate(value)
+                except ValidationError as exc:
+                    raise ValidationError(f"key {key!r}: {exc}") from None
+        rec = _RecordOut(created, now, author, value, None if ttl is None else now + ttl)
         try:
-            return codec.validate(value)
-        except ValidationError as exc:
-            raise ValidationError(f"key {key!r}: {exc}") from None
+            return _encode_record(rec)
+        except (NotImplementedError, TypeError, msgspec.EncodeError) as exc:
+            raise ValidationError(f"key {key!r}: value cannot be encoded as JSON: {exc}") from None
 
     def check_ttl(self, ttl: float | None) -> None:
         if ttl is not None and not (ttl > 0 and ttl >= self.kv.min_ttl):
@@ -520,9 +540,10 @@ class Blackboard:
                 print("lost the race to", exc.current.author)
         """
         core = self._core
-        check_key(key)
-        core.rt._authorize(self.author, "write", key)
-        raw = core.encode_value(key, value)
+        if key not in _valid_keys:
+            check_key(key)
+        rt = core.rt
+        rt._authorize(self.author, "write", key)
         if ttl is not None:
             core.check_ttl(ttl)
         if expected_revision is not None and expected_revision < 1:
@@ -530,30 +551,37 @@ class Blackboard:
                 f"expected_revision must be a revision read from the board (>= 1), got "
                 f"{expected_revision}; use create() to write only if the key is absent"
             )
-        kv = await core.ready()
+        kv = core.kv if core.opened and rt._running else await core.ready()
         bucket = core.bucket
         cur = await kv.kv_get(bucket, key)
         if expected_revision is not None and (cur is None or cur.revision != expected_revision):
             core.conflicts += 1
             raise RevisionConflict(key, expected_revision, core.decode_or_none(cur, None))
-        now = time.time()
+        now = _now()
         created = now
         if cur is not None:
             try:
                 created = _decode_created(cur.value).created
             except (msgspec.ValidationError, msgspec.DecodeError):
-                pass
-        data = _encode_record(
-            _Record(
-                value=raw,
-                author=self.author,
-                created=created,
-                updated=now,
-                expires=None if ttl is None else now + ttl,
-            )
-        )
+                pass  # not a record; the read will say so
+        if core.schemas:
+            data = core.encode(key, value, self.author, created, now, ttl)
+        else:  # the hot path, inlined
+            try:
+                data = _encode_record(
+                    _RecordOut(created, now, self.author, value, None if ttl is None else now + ttl)
+                )
+            except (NotImplementedError, TypeError, msgspec.EncodeError) as exc:
+                raise ValidationError(
+                    f"key {key!r}: value cannot be encoded as JSON: {exc}"
+                ) from None
         try:
-            rev = await kv.kv_put(bucket, key, data, expected_revision=expected_revision, ttl=ttl)
+            if expected_revision is None and ttl is None:
+                rev = await kv.kv_put(bucket, key, data)
+            else:
+                rev = await kv.kv_put(
+                    bucket, key, data, expected_revision=expected_revision, ttl=ttl
+                )
         except RevisionConflict as exc:
             core.conflicts += 1
             raise RevisionConflict(
@@ -575,20 +603,11 @@ class Blackboard:
         core = self._core
         check_key(key)
         core.rt._authorize(self.author, "write", key)
-        raw = core.encode_value(key, value)
         if ttl is not None:
             core.check_ttl(ttl)
-        kv = await core.ready()
         now = time.time()
-        data = _encode_record(
-            _Record(
-                value=raw,
-                author=self.author,
-                created=now,
-                updated=now,
-                expires=None if ttl is None else now + ttl,
-            )
-        )
+        data = core.encode(key, value, self.author, now, now, ttl)
+        kv = await core.ready()
         try:
             rev = await kv.kv_put(core.bucket, key, data, create_only=True, ttl=ttl)
         except RevisionConflict as exc:
@@ -658,23 +677,14 @@ class Blackboard:
             new = fn(None if cur is None else cur.value)
             if inspect.isawaitable(new):
                 new = await new
-            raw = core.encode_value(key, new)
             now = time.time()
-            rec = _Record(
-                value=raw,
-                author=self.author,
-                created=now if cur is None else cur.created,
-                updated=now,
-                expires=None if ttl is None else now + ttl,
-            )
+            data = core.encode(key, new, self.author, now if cur is None else cur.created, now, ttl)
             try:
                 if cur is None:
-                    rev = await kv.kv_put(
-                        bucket, key, _encode_record(rec), create_only=True, ttl=ttl
-                    )
+                    rev = await kv.kv_put(bucket, key, data, create_only=True, ttl=ttl)
                 else:
                     rev = await kv.kv_put(
-                        bucket, key, _encode_record(rec), expected_revision=cur.revision, ttl=ttl
+                        bucket, key, data, expected_revision=cur.revision, ttl=ttl
                     )
             except RevisionConflict as exc:
                 core.conflicts += 1
@@ -693,9 +703,7 @@ class Blackboard:
                 continue
             core.writes += 1
             return core.decode(
-                KVStore.Entry(
-                    key=key, value=_encode_record(rec), revision=rev, operation="put", timestamp=now
-                ),
+                KVStore.Entry(key=key, value=data, revision=rev, operation="put", timestamp=now),
                 type,
             )
         raise AssertionError("unreachable")  # pragma: no cover

@@ -18,6 +18,7 @@ from .base import KVStore
 __all__ = ["MemoryKV"]
 
 Entry = KVStore.Entry
+_now = time.time
 
 
 def _selects(prefix: str, key: str) -> bool:
@@ -106,13 +107,13 @@ class _Bucket:
         self.watchers: set[_MemoryWatcher] = set()
 
     def append(self, key: str, value: bytes, operation: str) -> Entry:
-        self.revision += 1
+        self.revision = revision = self.revision + 1
         entry = Entry(
             key=key,
             value=value,
-            revision=self.revision,
+            revision=revision,
             operation=operation,  # type: ignore[arg-type]
-            timestamp=time.time(),
+            timestamp=_now(),
         )
         entries = self.keys.get(key)
         if entries is None:
@@ -182,7 +183,14 @@ class MemoryKV:
 
     async def kv_get(self, bucket: str, key: str) -> Entry | None:
         """See :meth:`KVStore.kv_get`."""
-        return self._bucket(bucket).live(key)
+        b = self._buckets.get(bucket) or self._bucket(bucket)
+        entries = b.keys.get(key)
+        if entries is None:
+            return None
+        if b.expiry and key in b.expiry:
+            return b.live(key)
+        entry = entries[-1]
+        return entry if entry.operation == "put" else None
 
     async def kv_put(
         self,
@@ -195,8 +203,8 @@ class MemoryKV:
         ttl: float | None = None,
     ) -> int:
         """See :meth:`KVStore.kv_put`."""
-        b = self._bucket(bucket)
-        if expected_revision is not None or create_only or b.expiry:
+        b = self._buckets.get(bucket) or self._bucket(bucket)
+        if expected_revision is not None or create_only or key in b.expiry:
             latest = b.latest(key)
             if create_only and latest is not None and latest.operation == "put":
                 raise KeyExists(key, None, latest)
@@ -205,12 +213,21 @@ class MemoryKV:
             ):
                 raise RevisionConflict(key, expected_revision, b.live(key))
             b.clear_ttl(key)
-        entry = b.append(key, value, "put")
-        if ttl is not None:
-            loop = asyncio.get_running_loop()
-            handle = loop.call_later(ttl, b.expire, key, entry.revision)
-            b.expiry[key] = (loop.time() + ttl, handle)
-        return entry.revision
+        if ttl is not None or b.watchers:
+            entry = b.append(key, value, "put")
+            if ttl is not None:
+                loop = asyncio.get_running_loop()
+                handle = loop.call_later(ttl, b.expire, key, entry.revision)
+                b.expiry[key] = (loop.time() + ttl, handle)
+            return entry.revision
+        # The hot path (no watcher, no TTL): Bucket.append, inlined.
+        b.revision = revision = b.revision + 1
+        entry = Entry(key=key, value=value, revision=revision, operation="put", timestamp=_now())
+        entries = b.keys.get(key)
+        if entries is None:
+            entries = b.keys[key] = deque(maxlen=b.history)
+        entries.append(entry)
+        return revision
 
     async def kv_delete(
         self, bucket: str, key: str, *, expected_revision: int | None = None

@@ -139,7 +139,7 @@ class KVStore(abc.ABC):  # noqa: B024 - abstract in spirit, see below
     #: refused by the blackboard with ConfigurationError (NATS message TTLs are 1s).
     min_ttl: float = 0.0
 
-    class Entry(msgspec.Struct, frozen=True, kw_only=True):
+    class Entry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         """One stored change of a key: a value, or a delete/expire marker.
 
         ``value`` is the stored bytes (``b""`` for markers), ``revision`` the
