@@ -46,6 +46,15 @@ from .errors import (
     UnknownHandler,
     ValidationError,
 )
+from .flow import RateLimit, Retention, RetryPolicy
+from .pubsub import (
+    Alert,
+    DeadLetter,
+    PubSub,
+    PubSubStatistics,
+    SubscriptionStatistics,
+    TopicStatistics,
+)
 from .runtime import MessageLog, Runtime, RuntimeStatistics
 from .transports.base import Transport
 
@@ -55,9 +64,11 @@ __all__ = [
     "Agent",
     "AgentCommError",
     "AgentStatistics",
+    "Alert",
     "BlackboardError",
     "ConfigurationError",
     "Context",
+    "DeadLetter",
     "DecodeError",
     "DeliveryError",
     "Envelope",
@@ -67,14 +78,21 @@ __all__ = [
     "MessageLog",
     "NoResponders",
     "PermissionDenied",
+    "PubSub",
+    "PubSubStatistics",
+    "RateLimit",
     "RateLimited",
     "Reject",
     "RemoteError",
     "RequestTimeout",
+    "Retention",
     "Retry",
+    "RetryPolicy",
     "RevisionConflict",
     "Runtime",
     "RuntimeStatistics",
+    "SubscriptionStatistics",
+    "TopicStatistics",
     "Transport",
     "TransportClosed",
     "TransportError",

@@ -142,3 +142,31 @@ class Context:
         await self.agent.send(
             to, handler, payload, block=block, headers=headers, cause=self.envelope
         )
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any = None,
+        *,
+        key: str | None = None,
+        msg_id: str | None = None,
+        ttl: float | None = None,
+        wait: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> int:
+        """Like :meth:`Agent.publish`, recording this message as the cause (and its trace).
+
+        Example::
+
+            await ctx.publish("orders.charged", {"id": order.id}, key=order.customer)
+        """
+        return await self.agent.publish(
+            topic,
+            payload,
+            key=key,
+            msg_id=msg_id,
+            ttl=ttl,
+            wait=wait,
+            headers=headers,
+            cause=self.envelope,
+        )

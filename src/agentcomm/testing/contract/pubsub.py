@@ -1,0 +1,654 @@
+"""Contract: pub/sub events (topics, groups, order, retries, dead letters, log, flow, metrics).
+
+Every test takes ``make_runtime`` and uses only the public API, so it runs unchanged
+on every transport. Waits are on events with deadlines; backoffs are milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+
+from ...agent import Agent
+from ...context import Context
+from ...errors import ConfigurationError, RateLimited, Reject, Retry
+from ...flow import RateLimit, Retention, RetryPolicy
+from ...pubsub import Alert, PubSub
+from ...runtime import Runtime
+from ...transports.base import EventLog
+from ..fixtures import MakeRuntime
+
+__all__ = [
+    "test_backpressure_slow_subscriber_builds_lag_not_memory",
+    "test_consumer_group_shares_events",
+    "test_context_publish_carries_causation",
+    "test_dead_letters_list_show_redrive",
+    "test_dedupe_by_message_id",
+    "test_events_without_subscriber_are_kept_and_replayable",
+    "test_expired_and_invalid_events_are_dead_lettered",
+    "test_failed_handler_is_retried_then_succeeds",
+    "test_fan_out_every_subscriber_gets_every_event",
+    "test_keyed_retry_blocks_only_its_key",
+    "test_poison_event_is_dead_lettered_and_others_flow",
+    "test_rate_limits_wait_or_raise",
+    "test_replay_reaches_one_subscriber_without_republishing",
+    "test_retention_bounds_the_log",
+    "test_retry_and_reject_signals",
+    "test_same_key_in_order_different_keys_in_parallel",
+    "test_start_from_sequence_and_time",
+    "test_statistics_and_alerts",
+    "test_wildcards_follow_nats_rules",
+]
+
+FAST = RetryPolicy(max_attempts=3, backoff=0.005, max_backoff=0.02, jitter=0.0)
+DEADLINE = 10.0
+
+
+class Order(msgspec.Struct, frozen=True):
+    id: int
+    customer: str = "c"
+
+
+class Seen:
+    """Records what handlers saw; ``wait`` returns once a condition holds (with a deadline)."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self._changed = asyncio.Event()
+
+    def add(self, item: Any) -> None:
+        self.items.append(item)
+        self._changed.set()
+
+    async def wait(self, cond: Callable[[list[Any]], bool], timeout: float = DEADLINE) -> None:
+        async with asyncio.timeout(timeout):
+            while not cond(self.items):
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def count(self, n: int, timeout: float = DEADLINE) -> list[Any]:
+        await self.wait(lambda items: len(items) >= n, timeout)
+        return self.items
+
+
+def _require_streams(rt: Runtime) -> None:
+    if type(rt.transport).ensure_stream is EventLog.ensure_stream:
+        pytest.skip(f"transport {rt.transport.name!r} does not implement the EventLog yet")
+
+
+async def _dead_letters(rt: Runtime, n: int, **kw: Any) -> list[Any]:
+    """The dead letters once there are ``n`` (they are stored asynchronously); bounded poll."""
+    for _ in range(int(DEADLINE / 0.005)):
+        dls = await rt.events.dead_letters(**kw)
+        if len(dls) >= n:
+            return dls
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"fewer than {n} dead letters after {DEADLINE}s")
+
+
+async def test_fan_out_every_subscriber_gets_every_event(make_runtime: MakeRuntime) -> None:
+    seen = Seen()
+    billing, audit = Agent("billing"), Agent("audit")
+
+    @billing.on("orders.created")
+    async def charge(order: Order, ctx: Context) -> None:
+        env = ctx.envelope
+        seen.add(("billing", order.id, env.sequence, env.kind, env.topic, ctx.sender))
+
+    @audit.on("orders.created")
+    def record(id: int, customer: str) -> None:  # sync handlers and plain arguments work too
+        seen.add(("audit", id, None, None, None, None))
+
+    async with make_runtime(agents=[billing, audit]) as rt:
+        _require_streams(rt)
+        shop = rt.agent("shop")
+        seqs = [await shop.publish("orders.created", Order(id=i)) for i in range(5)]
+        assert seqs == sorted(seqs)
+        assert len(set(seqs)) == 5
+        await seen.count(10)
+    got = [s for s in seen.items if s[0] == "billing"]
+    assert [s[1] for s in got] == [0, 1, 2, 3, 4]
+    assert [s[2] for s in got] == seqs
+    assert {s[3:] for s in got} == {("event", "orders.created", "shop")}
+    assert sorted(s[1] for s in seen.items if s[0] == "audit") == [0, 1, 2, 3, 4]
+
+
+async def test_wildcards_follow_nats_rules(make_runtime: MakeRuntime) -> None:
+    seen = Seen()
+    a = Agent("a")
+
+    @a.on("orders.*")
+    async def one(id: int) -> None:
+        seen.add(("one", id))
+
+    @a.on("orders.>")
+    async def rest(id: int) -> None:
+        seen.add(("rest", id))
+
+    @a.on("*.created")
+    async def created(id: int) -> None:
+        seen.add(("created", id))
+
+    for bad in ["", "orders.>.x", "orders..x", "or*ders", "orders.", "a b", ">.x"]:
+        with pytest.raises(ConfigurationError):
+            a.on(bad)
+    async with make_runtime(agents=[a]) as rt:
+        _require_streams(rt)
+        p = rt.agent("p")
+        await p.publish("orders.created", {"id": 1})  # one, rest, created
+        await p.publish("orders.eu.created", {"id": 2})  # rest
+        await p.publish("users.created", {"id": 3})  # created
+        await p.publish("orders", {"id": 4})  # nobody
+        for bad in ["orders.*", "orders.>", "", "a..b", "x y"]:
+            with pytest.raises(ConfigurationError):
+                await p.publish(bad, {"id": 0})
+        await seen.count(5)
+        await p.publish("orders.done", {"id": 5})  # one, rest: a marker after the others
+        await seen.count(7)
+    assert sorted(seen.items) == sorted(
+        [
+            ("one", 1),
+            ("rest", 1),
+            ("created", 1),
+            ("rest", 2),
+            ("created", 3),
+            ("one", 5),
+            ("rest", 5),
+        ]
+    )
+
+
+async def test_consumer_group_shares_events(make_runtime: MakeRuntime) -> None:
+    seen = Seen()
+    members = [Agent(f"worker{i}") for i in range(2)]
+    for w in members:
+
+        @w.on("jobs.*", group="workers", concurrency=2)
+        async def work(id: int, ctx: Context) -> None:
+            seen.add((ctx.agent.name, id))
+
+    loner = Agent("loner")
+
+    @loner.on("jobs.*")
+    async def watch(id: int) -> None:
+        seen.add(("loner", id))
+
+    async with make_runtime(agents=[*members, loner]) as rt:
+        _require_streams(rt)
+        p = rt.agent("p")
+        for i in range(40):
+            await p.publish("jobs.new", {"id": i})
+        await seen.count(80)
+        snap = await rt.events.refresh()
+    group_ids = sorted(i for who, i in seen.items if who != "loner")
+    assert group_ids == list(range(40)), "each event handled once by the group"
+    assert sorted(i for who, i in seen.items if who == "loner") == list(range(40))
+    assert {s.group for s in snap.subscriptions} == {"workers", None}
+
+
+async def test_same_key_in_order_different_keys_in_parallel(make_runtime: MakeRuntime) -> None:
+    seen = Seen()
+    running: set[str] = set()
+    overlap = asyncio.Event()
+    a = Agent("a")
+
+    @a.on("ticks", concurrency=4)
+    async def tick(n: int, ctx: Context) -> None:
+        key = ctx.envelope.key or ""
+        assert key not in running, "two events of one key ran at once"
+        running.add(key)
+        if len(running) >= 2:
+            overlap.set()
+        await asyncio.sleep(0.001)
+        running.discard(key)
+        seen.add((key, n))
+
+    async with make_runtime(agents=[a]) as rt:
+        _require_streams(rt)
+        p = rt.agent("p")
+        for n in range(10):
+            for k in ("k0", "k1", "k2", "k3"):
+                await p.publish("ticks", {"n": n}, key=k)
+        await seen.count(40)
+        async with asyncio.timeout(DEADLINE):
+            await overlap.wait()
+    for k in ("k0", "k1", "k2", "k3"):
+        assert [n for key, n in seen.items if key == k] == list(range(10))
+
+
+async def test_failed_handler_is_retried_then_succeeds(make_runtime: MakeRuntime) -> None:
+    seen = Seen()
+    attempts: list[float] = []
+    a = Agent("a")
+
+    @a.on("flaky", retry=RetryPolicy(max_attempts=4, backoff=0.01, jitter=0.0))
+    async def flaky(id: int) -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise RuntimeError("not yet")
+        seen.add(id)
+
+    async with make_runtime(agents=[a]) as rt:
+        _require_streams(rt)
+        await rt.agent("p").publish("flaky", {"id": 7})
+        await seen.count(1)
+        snap = await rt.events.refresh()
+    assert len(attempts) == 3
+    # Exponential backoff: 10 ms after the first failure, 20 ms after the second.
+    assert attempts[1] - attempts[0] >= 0.009
+    assert attempts[2] - attempts[1] >= 0.019
+    sub = snap.subscription("a__flaky")
+    assert (sub.delivered, sub.retried, sub.acked, sub.dead_lettered) == (3, 2, 1, 0)
+    assert snap.dead_letters == 0
+
+
+async def test_retry_and_reject_signals(make_runtime: MakeRuntime) -> None:
+    seen = Seen()
+    a = Agent("a")
+
+    @a.on("signals.*", retry=RetryPolicy(max_attempts=5, backoff=5.0))
+    async def handle(id: int, ctx: Context) -> None:
+        if ctx.envelope.topic == "signals.reject":
+            raise Reject("no customer id")
+        seen.add(id)
+        if len(seen.items) == 1:
+            raise Retry(delay=0.01)  # far shorter than the policy's 5 s backoff
+
+    async with make_runtime(agents=[a]) as rt:
+        _require_streams(rt)
+        p = rt.agent("p")
+        await p.publish("signals.retry", {"id": 1})
+        await seen.count(2)
+        await p.publish("signals.reject", {"id": 2})
+        (dl,) = await _dead_letters(rt, 1)
+    assert seen.items == [1, 1]
+    assert (dl.reason, dl.attempts, dl.last_error, dl.topic) == (
+        "rejected",
+        1,
+        "no customer id",
+        "signals.reject",
+    )
+
+
+async def test_poison_event_is_dead_lettered_and_others_flow(make_runtime: MakeRuntime) -> None:
+    seen = Seen()
+    a = Agent("a")
+
+    @a.on("work", retry=FAST)
+    async def work(id: int) -> None:
+        if id == 0:
+            raise ValueError("poison")
+        seen.add(id)
+
+    async with make_runtime(agents=[a]) as rt:
+        _require_streams(rt)
+        p = rt.agent("p")
+        first = await p.publish("work", {"id": 0})
+        for i in range(1, 21):
+            await p.publish("work", {"id": i})
+        await seen.count(20)
+        (dl,) = await _dead_letters(rt, 1, subscription="a__work")
+        snap = await rt.events.refresh()
+    assert sorted(seen.items) == list(range(1, 21))
+    assert (dl.reason, dl.attempts, dl.agent, dl.subscription) == (
+        "max_attempts",
+        3,
+        "a",
+        "a__work",
+    )
+    assert dl.last_error == "ValueError: poison"
+    assert dl.event.sequence == first
+    assert dl.event.topic == "work"
+    assert msgspec.json.decode(dl.event.payload) == {"id": 0}
+    assert snap.subscription("a__work").dead_lettered == 1
+    assert snap.topic("work").dead_lettered == 1
+
+
+async def test_keyed_retry_blocks_only_its_key(make_runtime: MakeRuntime) -> None:
+    seen = Seen()
+    failures = [0]
+    a = Agent("a")
+
+    @a.on("acct", concurrency=4, retry=RetryPolicy(max_attempts=5, backoff=0.05, jitter=0))
+    async def apply(n: int, ctx: Context) -> None:
+        key = ctx.envelope.key
+        if key == "A" and n == 0 and failures[0] < 2:
+            failures[0] += 1
+            raise RuntimeError("database busy")
+        seen.add((key, n))
+
+    async with make_runtime(agents=[a]) as rt:
+        _require_streams(rt)
+        p = rt.agent("p")
+        for n in range(5):
+            await p.publish("acct", {"n": n}, key="A")
+            await p.publish("acct", {"n": n}, key="B")
+        await seen.count(10)
+    order = seen.items
+    assert [n for k, n in order if k == "A"] == [0, 1, 2, 3, 4]
+    assert [n for k, n in order if k == "B"] == [0, 1, 2, 3, 4]
+    # B never waited for A's retries: all of B was handled before A's head succeeded.
+    assert order.index(("B", 4)) < order.index(("A", 0))
+
+
+async def test_expired_and_invalid_events_are_dead_lettered(make_runtime: MakeRuntime) -> None:
+    seen = Seen()
+    a = Agent("a")
+
+    @a.on("orders.*")
+    async def handle(order: Order) -> None:
+        seen.add(order.id)
+
+    async with make_runtime(agents=[a]) as rt:
+        _require_streams(rt)
+        p = rt.agent("p")
+        await p.publish("orders.old", Order(id=1), ttl=1e-6)
+        await p.publish("orders.bad", {"id": "not a number"})
+        await p.publish("orders.ok", Order(id=3), ttl=60.0)
+        await seen.count(1)
+        dls = await _dead_letters(rt, 2)
+        snap = await rt.events.refresh()
+    assert seen.items == [3]
+    assert sorted((d.reason, d.topic, d.attempts) for d in dls) == [
+        ("expired", "orders.old", 1),
+        ("invalid", "orders.bad", 1),
+    ]
+    assert snap.subscription("a__handle").expired == 1
+    assert snap.topic("orders.old").expired == 1
+
+
+async def test_events_without_subscriber_are_kept_and_replayable(
+    make_runtime: MakeRuntime,
+) -> None:
+    seen = Seen()
+    async with make_runtime() as rt:
+        _require_streams(rt)
+        p = rt.agent("p")
+        for i in range(3):
+            await p.publish("alerts.disk", {"id": i})
+        snap = await rt.events.refresh()
+        assert snap.topic("alerts.disk").unrouted == 3
+        assert snap.dead_letters == 0, "no 'no subscribers' dead letters"
+        late = Agent("late")
+
+        @late.on("alerts.>", start="all")
+        async def on_alert(id: int) -> None:
+            seen.add(id)
+
+        await rt.attach(late)
+        await rt.events.start()
+        await seen.count(3)
+        await p.publish("alerts.disk", {"id": 3})
+        await seen.count(4)
+        snap = await rt.events.refresh()
+    assert seen.items == [0, 1, 2, 3]
+    assert snap.topic("alerts.disk").unrouted == 3
+
+
+async def test_start_from_sequence_and_time(make_runtime: MakeRuntime) -> None:
+    seen = Seen()
+    async with make_runtime() as rt:
+        _require_streams(rt)
+        p = rt.agent("p")
+        seqs = [await p.publish("log.line", {"id": i}) for i in range(3)]
+        middle = dt.datetime.now(dt.UTC)
+        for _ in range(1000):  # let the wall clock move past `middle` (bounded)
+            if dt.datetime.now(dt.UTC) > middle:
+                break
+            await asyncio.sleep(0.001)
+        seqs += [await p.publish("log.line", {"id": i}) for i in range(3, 6)]
+        by_seq, by_time = Agent("by_seq"), Agent("by_time")
+
+        @by_seq.on("log.line", start=seqs[4])
+        async def from_seq(id: int) -> None:
+            seen.add(("seq", id))
+
+        @by_time.on("log.line", start=middle)
+        async def from_time(id: int) -> None:
+            seen.add(("time", id))
+
+        for agent in (by_seq, by_time):
+            await rt.attach(agent)
+        await rt.events.start()
+        await seen.count(5)
+    assert sorted(i for k, i in seen.items if k == "seq") == [4, 5]
+    assert sorted(i for k, i in seen.items if k == "time") == [3, 4, 5]
+    with pytest.raises(ConfigurationError):
+        Agent("x").on("t", start=dt.datetime(2020, 1, 1))  # naive datetime
+    with pytest.raises(ConfigurationError):
+        Agent("x").on("t", start=0)
+
+
+async def test_replay_reaches_one_subscriber_without_republishing(
+    make_runtime: MakeRuntime,
+) -> None:
+    seen = Seen()
+    auditor, other = Agent("auditor"), Agent("other")
+
+    @auditor.on("orders.*")
+    async def audit(id: int) -> None:
+        seen.add(("auditor", id))
+
+    @other.on("orders.*")
+    async def count(id: int) -> None:
+        seen.add(("other", id))
+
+    async with make_runtime(agents=[auditor, other]) as rt:
+        _require_streams(rt)
+        p = rt.agent("p")
+        for i in range(4):
+            await p.publish("orders.created", {"id": i})
+        await seen.count(8)
+        before = await rt.events.refresh()
+        handled = await rt.events.replay("auditor", start=3)
+        after = await rt.events.refresh()
+    assert handled == 2
+    assert sorted(i for k, i in seen.items if k == "auditor") == [0, 1, 2, 2, 3, 3]
+    assert sorted(i for k, i in seen.items if k == "other") == [0, 1, 2, 3]
+    assert after.last_sequence == before.last_sequence
+    assert after.published == before.published
+
+
+async def test_dedupe_by_message_id(make_runtime: MakeRuntime) -> None:
+    seen = Seen()
+    a = Agent("a")
+
+    @a.on("payments")
+    async def pay(id: int) -> None:
+        seen.add(id)
+
+    async with make_runtime(agents=[a]) as rt:
+        _require_streams(rt)
+        p = rt.agent("p")
+        s1 = await p.publish("payments", {"id": 1}, msg_id="pay-1")
+        s2 = await p.publish("payments", {"id": 1}, msg_id="pay-1")
+        s3 = await p.publish("payments", {"id": 2}, msg_id="pay-2")
+        await seen.count(2)
+        await p.publish("payments", {"id": 3})
+        await seen.count(3)
+        snap = await rt.events.refresh()
+    assert s1 == s2
+    assert s3 > s1
+    assert seen.items == [1, 2, 3]
+    assert snap.events_stored == 3
+
+
+async def test_retention_bounds_the_log(make_runtime: MakeRuntime) -> None:
+    async with make_runtime() as rt:
+        _require_streams(rt)
+        PubSub.install(rt, retention=Retention(max_events=10, max_dead_letters=5))
+        p = rt.agent("p")
+        for i in range(50):
+            await p.publish("metrics.cpu", {"i": i})
+        snap = await rt.events.refresh()
+        assert (snap.events_stored, snap.last_sequence, snap.first_sequence) == (10, 50, 41)
+        late = Agent("late")
+
+        seen = Seen()
+
+        @late.on("metrics.*", start="all")
+        async def read(i: int) -> None:
+            seen.add(i)
+
+        await rt.attach(late)
+        await rt.events.start()
+        await seen.count(10)
+    assert seen.items == list(range(40, 50))
+    with pytest.raises(ConfigurationError):
+        Retention(max_events=0)
+
+
+async def test_dead_letters_list_show_redrive(make_runtime: MakeRuntime) -> None:
+    seen = Seen()
+    broken = [True]
+    a = Agent("a")
+
+    @a.on("invoices", retry=FAST)
+    async def invoice(id: int) -> None:
+        if broken[0]:
+            raise RuntimeError("printer offline")
+        seen.add(id)
+
+    async with make_runtime(agents=[a]) as rt:
+        _require_streams(rt)
+        p = rt.agent("p")
+        for i in range(2):
+            await p.publish("invoices", {"id": i})
+        dls = await _dead_letters(rt, 2)
+        one = await rt.events.dead_letter(dls[0].sequence)
+        assert one == dls[0]
+        assert await rt.events.dead_letters(subscription="nobody") == []
+        broken[0] = False
+        assert await rt.events.redrive(dls[0].sequence) is True
+        assert seen.items == [0]
+        assert await rt.events.dead_letter(dls[0].sequence) is None
+        broken[0] = True
+        assert await rt.events.redrive(dls[1].sequence) is False  # fails again: replaced
+        left = await rt.events.dead_letters()
+        with pytest.raises(ConfigurationError):
+            await rt.events.redrive(dls[0].sequence)
+    assert [d.event.sequence for d in left] == [dls[1].event.sequence]
+    assert left[0].sequence != dls[1].sequence
+
+
+async def test_rate_limits_wait_or_raise(make_runtime: MakeRuntime) -> None:
+    async with make_runtime() as rt:
+        _require_streams(rt)
+        PubSub.install(
+            rt,
+            publisher_limit=RateLimit(200.0, burst=3),
+            topic_limits={"sms.*": RateLimit(100.0, burst=1)},
+        )
+        p = rt.agent("p")
+        for _ in range(3):
+            await p.publish("mail.out", {}, wait=False)
+        with pytest.raises(RateLimited) as info:
+            await p.publish("mail.out", {}, wait=False)
+        assert info.value.retry_after > 0
+        await p.publish("mail.out", {})  # waits for a token instead
+        q = rt.agent("q")
+        await q.publish("sms.out", {}, wait=False)
+        with pytest.raises(RateLimited):
+            await q.publish("sms.out", {}, wait=False)
+        await q.publish("sms.out", {})
+        snap = await rt.events.refresh()
+    assert snap.published == 6
+
+
+async def test_backpressure_slow_subscriber_builds_lag_not_memory(
+    make_runtime: MakeRuntime,
+) -> None:
+    fast_seen, slow_seen = Seen(), Seen()
+    gate = asyncio.Event()
+    fast, slow = Agent("fast"), Agent("slow")
+
+    @fast.on("feed")
+    async def quick(i: int) -> None:
+        fast_seen.add(i)
+
+    @slow.on("feed", concurrency=2, max_in_flight=4)
+    async def crawl(i: int) -> None:
+        await gate.wait()
+        slow_seen.add(i)
+
+    async with make_runtime(agents=[fast, slow]) as rt:
+        _require_streams(rt)
+        p = rt.agent("p")
+        async with asyncio.timeout(DEADLINE):  # the publisher is never held up
+            for i in range(100):
+                await p.publish("feed", {"i": i})
+        await fast_seen.count(100)
+        snap = await rt.events.refresh()
+        s = snap.subscription("slow__crawl")
+        assert s.in_flight <= 4
+        assert s.running <= 2
+        assert s.lag >= 90
+        gate.set()
+        await slow_seen.count(100)
+        snap = await rt.events.refresh()
+    assert sorted(slow_seen.items) == list(range(100))
+    assert snap.subscription("slow__crawl").lag == 0
+
+
+async def test_statistics_and_alerts(make_runtime: MakeRuntime) -> None:
+    seen = Seen()
+    alerts: list[Alert] = []
+    a = Agent("a")
+
+    @a.on("orders.*", retry=RetryPolicy(max_attempts=1))
+    async def handle(id: int) -> None:
+        if id < 0:
+            raise ValueError("negative")
+        seen.add(id)
+
+    async with make_runtime(agents=[a]) as rt:
+        _require_streams(rt)
+        rt.events.alert("dead_lettered", above=0, callback=alerts.append)
+        rt.events.alert("published", above=4, callback=alerts.append, subject="orders.new")
+        with pytest.raises(ConfigurationError):
+            rt.events.alert("no_such_metric", above=1, callback=alerts.append)
+        p = rt.agent("p")
+        for i in range(5):
+            await p.publish("orders.new", {"id": i})
+        await p.publish("orders.bad", {"id": -1})
+        await seen.count(5)
+        await _dead_letters(rt, 1)
+        snap = await rt.events.refresh()
+    t = snap.topic("orders.new")
+    assert (t.published, t.delivered, t.acked, t.unrouted) == (5, 5, 5, 0)
+    s = snap.subscription("a__handle")
+    assert (s.delivered, s.acked, s.dead_lettered, s.in_flight, s.lag) == (6, 5, 1, 0, 0)
+    assert snap.published == 6
+    assert snap.dead_letters == 1
+    with pytest.raises(AttributeError):
+        snap.published = 0  # type: ignore[misc]
+    assert sorted((x.metric, x.subject) for x in alerts) == [
+        ("dead_lettered", "a__handle"),
+        ("dead_lettered", "orders.bad"),
+        ("published", "orders.new"),
+    ]
+
+
+async def test_context_publish_carries_causation(make_runtime: MakeRuntime) -> None:
+    seen = Seen()
+    shipper, notifier = Agent("shipper"), Agent("notifier")
+
+    @shipper.on("orders.paid")
+    async def ship(id: int, ctx: Context) -> None:
+        await ctx.publish("orders.shipped", {"id": id}, key=str(id))
+
+    @notifier.on("orders.shipped")
+    async def tell(id: int, ctx: Context) -> None:
+        seen.add((id, ctx.envelope.causation_id, ctx.envelope.key, ctx.sender))
+
+    async with make_runtime(agents=[shipper, notifier]) as rt:
+        _require_streams(rt)
+        await rt.agent("p").publish("orders.paid", {"id": 9}, msg_id="paid-9")
+        await seen.count(1)
+    assert seen.items == [(9, "paid-9", "9", "shipper")]
