@@ -23,6 +23,7 @@ Example::
 """
 
 from .agent import Agent, AgentStatistics
+from .blackboard import Blackboard, BoardStatistics, Change
 from .context import Context
 from .envelope import Envelope, ErrorInfo, decode_envelope, encode_envelope, new_id
 from .errors import (
@@ -65,7 +66,10 @@ __all__ = [
     "AgentCommError",
     "AgentStatistics",
     "Alert",
+    "Blackboard",
     "BlackboardError",
+    "BoardStatistics",
+    "Change",
     "ConfigurationError",
     "Context",
     "DeadLetter",

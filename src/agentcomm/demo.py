@@ -170,4 +170,30 @@ async def run_demo(out: TextIO) -> int:
         for env in rt.message_log.recent(3):
             target = env.recipient or env.topic
             w(f"  {env.kind:<12} {env.sender} -> {target} ({env.payload_size()} bytes)\n")
+    await _blackboard_section(out)
     return 0
+
+
+async def _blackboard_section(out: TextIO) -> None:
+    from .errors import RevisionConflict
+
+    w = out.write
+    w("\nShared blackboard (versioned keys, compare-and-set, watches)\n")
+    async with Runtime() as rt:
+        board = rt.board
+        async with board.watch("ticket.", snapshot=False) as changes:
+            triage, billing = board.as_author("triage"), board.as_author("billing")
+            first = await triage.write("ticket.c-1", {"route": "priority"})
+            await billing.write("ticket.c-1", {"route": "collections"}, expected_revision=first)
+            try:
+                await triage.write("ticket.c-1", {"route": "standard"}, expected_revision=first)
+            except RevisionConflict as exc:
+                w(f"  triage's stale write refused: {exc.current.author} wrote first\n")
+            for _ in range(2):
+                change = await anext(changes)
+                w(f"  watcher: {change.key} r{change.revision} -> {change.value}\n")
+        await asyncio.gather(
+            *(board.update("stats.tickets", lambda n: (n or 0) + 1) for _ in range(10))
+        )
+        count = await board.read("stats.tickets")
+        w(f"  10 concurrent update() increments -> {count.value if count else None}\n")
