@@ -169,10 +169,17 @@ def declare_subscription(
         _version[0] += 1
         rt = agent._runtime
         if rt is not None and rt.running and "pubsub" in rt._extensions:
-            rt.task_group.create_task(rt.events.start(), name="agentcomm:pubsub:sync")
+            rt.task_group.create_task(_start_quietly(rt.events), name="agentcomm:pubsub:sync")
         return fn
 
     return register
+
+
+async def _start_quietly(ps: PubSub) -> None:
+    try:
+        await ps.start()
+    except Exception:
+        logger.exception("pub/sub: starting a subscription declared at run time failed")
 
 
 # -- values --------------------------------------------------------------------------------

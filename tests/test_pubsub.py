@@ -1,0 +1,205 @@
+"""Pub/sub unit tests: topics, policies, the in-memory event log engine, restarts, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agentcomm import Agent, ConfigurationError, Envelope, RateLimited, RetryPolicy, Runtime
+from agentcomm.context import Context
+from agentcomm.flow import RateLimit, TokenBucket
+from agentcomm.topics import check_pattern, check_topic, topic_matches
+from agentcomm.transports.memory import MemoryTransport
+from agentcomm.transports.streams import ConsumerConfig, StreamConfig
+
+
+@pytest.mark.parametrize(
+    ("pattern", "topic", "expected"),
+    [
+        ("orders.*", "orders.created", True),
+        ("orders.*", "orders", False),
+        ("orders.*", "orders.eu.created", False),
+        ("orders.>", "orders.eu.created", True),
+        ("orders.>", "orders", False),
+        ("*.created", "orders.created", True),
+        ("*.*", "a.b", True),
+        (">", "a.b.c", True),
+        ("orders.created", "orders.created", True),
+        ("orders.created", "orders.deleted", False),
+    ],
+)
+def test_topic_matching(pattern: str, topic: str, expected: bool) -> None:
+    assert topic_matches(pattern, topic) is expected
+
+
+@pytest.mark.parametrize("bad", ["", ".", "a..b", "a.", ".a", "a b", "a.*", "a.>", "é"])
+def test_invalid_topics(bad: str) -> None:
+    with pytest.raises(ConfigurationError):
+        check_topic(bad)
+
+
+@pytest.mark.parametrize("bad", ["", "a..b", "a.>.b", ">.a", "a*", "*a.b", "a.b c", "x" * 300])
+def test_invalid_patterns(bad: str) -> None:
+    with pytest.raises(ConfigurationError):
+        check_pattern(bad)
+
+
+def test_retry_policy_backoff_is_exponential_and_capped() -> None:
+    p = RetryPolicy(backoff=0.1, multiplier=2.0, max_backoff=0.5, jitter=0.0)
+    assert [p.delay(n) for n in (1, 2, 3, 4, 5)] == [0.1, 0.2, 0.4, 0.5, 0.5]
+    j = RetryPolicy(backoff=1.0, jitter=0.5)
+    assert all(0.5 <= j.delay(1) <= 1.5 for _ in range(100))
+    for bad in ({"max_attempts": 0}, {"jitter": 2.0}, {"backoff": -1.0}):
+        with pytest.raises(ConfigurationError):
+            RetryPolicy(**bad)  # type: ignore[arg-type]
+
+
+async def test_token_bucket_raises_or_waits() -> None:
+    bucket = TokenBucket(RateLimit(1000.0, burst=2))
+    await bucket.take("x", wait=False)
+    await bucket.take("x", wait=False)
+    with pytest.raises(RateLimited):
+        await bucket.take("x", wait=False)
+    await bucket.take("x", wait=True)
+    with pytest.raises(ConfigurationError):
+        RateLimit(0.0)
+
+
+def test_declaration_errors() -> None:
+    a = Agent("a")
+
+    @a.on("t")
+    async def h(x: int) -> None: ...
+
+    with pytest.raises(ConfigurationError, match="already has a subscription"):
+        a.on("u")(h)
+    with pytest.raises(ConfigurationError):
+        a.on("t", group="bad group")
+    with pytest.raises(ConfigurationError):
+        a.on("t", concurrency=4, max_in_flight=2)
+    with pytest.raises(ConfigurationError):
+        a.on("t", start="yesterday")
+
+
+async def test_group_members_must_share_a_pattern() -> None:
+    a, b = Agent("a"), Agent("b")
+
+    @a.on("x.*", group="g")
+    async def one(v: int) -> None: ...
+
+    @b.on("y.*", group="g")
+    async def two(v: int) -> None: ...
+
+    async with Runtime(agents=[a, b]) as rt:
+        with pytest.raises(ConfigurationError, match="a group has one pattern"):
+            await rt.events.start()
+
+
+def _env(topic: str, n: int = 0) -> Envelope:
+    from agentcomm.envelope import encode_payload
+
+    return Envelope(id=f"e{n}", kind="event", sender="t", topic=topic, payload=encode_payload(n))
+
+
+async def test_memory_log_ack_nak_term_and_delivery_counts() -> None:
+    t = MemoryTransport()
+    await t.start()
+    await t.ensure_stream(StreamConfig(name="S", max_msgs=100))
+    for n in range(3):
+        await t.append("S", _env("a.b", n))
+    c = await t.open_consumer(
+        "S", ConsumerConfig(name="c", filter_subject="a.*", deliver="all", max_ack_pending=2)
+    )
+    first = await c.fetch(10, timeout=0.01)
+    assert [m.sequence for m in first] == [1, 2]  # max_ack_pending holds the third back
+    assert await c.fetch(10, timeout=0.01) == []
+    await first[0].ack()
+    await first[1].nak()
+    again = await c.fetch(10, timeout=0.01)  # redeliveries first, then room for one new
+    assert [(m.sequence, m.num_delivered) for m in again] == [(2, 2), (3, 1)]
+    await again[0].term()
+    third = again[1]
+    await third.nak(delay=0.02)
+    assert await c.fetch(10, timeout=0.001) == []  # not due yet
+    later = await c.fetch(10, timeout=1.0)
+    assert [(m.sequence, m.num_delivered) for m in later] == [(3, 2)]
+    info = await c.info()
+    assert (info.num_ack_pending, info.num_pending, info.delivered_seq) == (1, 0, 3)
+    await later[0].ack()
+    assert (await c.info()).ack_floor == 3
+    with pytest.raises(ConfigurationError):
+        await t.open_consumer("S", ConsumerConfig(name="c", filter_subject="other"))
+    assert await t.delete_consumer("S", "c") is True
+    with pytest.raises(ConfigurationError):
+        await t.append("nope", _env("a.b"))
+
+
+async def test_memory_log_ack_wait_and_closed_handles_redeliver() -> None:
+    t = MemoryTransport()
+    await t.start()
+    await t.ensure_stream(StreamConfig(name="S"))
+    await t.append("S", _env("x"))
+    c = await t.open_consumer("S", ConsumerConfig(name="c", deliver="all", ack_wait=0.02))
+    (m,) = await c.fetch(1, timeout=0.01)
+    (again,) = await c.fetch(1, timeout=1.0)  # not acked within ack_wait
+    assert again.num_delivered == 2
+    await again.ack()
+    await t.append("S", _env("x", 1))
+    (m,) = await c.fetch(1, timeout=0.01)
+    await c.close()
+    c2 = await t.open_consumer("S", ConsumerConfig(name="c", deliver="all", ack_wait=0.02))
+    (m2,) = await c2.fetch(1, timeout=0.01)
+    assert (m2.sequence, m2.num_delivered) == (m.sequence, 2)
+
+
+async def test_memory_log_retention_and_dedupe_window() -> None:
+    t = MemoryTransport()
+    await t.start()
+    await t.ensure_stream(StreamConfig(name="S", max_msgs=5, max_bytes=10_000))
+    for n in range(20):
+        await t.append("S", _env("x", n))
+    info = await t.stream_info("S")
+    assert (info.messages, info.first_seq, info.last_seq) == (5, 16, 20)
+    assert await t.append("S", _env("x"), msg_id="m") == await t.append("S", _env("x"), msg_id="m")
+    await t.ensure_stream(StreamConfig(name="D", max_msgs=100, duplicate_window=0.01))
+    s1 = await t.append("D", _env("x"), msg_id="m")
+    await asyncio.sleep(0.02)  # the window passes: the id is new again
+    assert await t.append("D", _env("x"), msg_id="m") == s1 + 1
+    await t.ensure_stream(StreamConfig(name="B", max_bytes=500))
+    for n in range(50):
+        await t.append("B", _env("x", n))
+    assert (await t.stream_info("B")).bytes <= 500
+
+
+async def test_shutdown_leaves_unfinished_events_unacked_for_the_next_run() -> None:
+    transport = MemoryTransport()
+    done: list[tuple[int, int]] = []
+    started, all_done = asyncio.Event(), asyncio.Event()
+
+    def build(block: bool) -> Agent:
+        a = Agent("a")
+
+        @a.on("jobs", concurrency=1)
+        async def job(n: int, ctx: Context) -> None:
+            if block and n == 1:
+                started.set()
+                await asyncio.Event().wait()  # never finishes: cut short at shutdown
+            done.append((n, ctx.envelope.sequence or 0))
+            if len(done) == 3:
+                all_done.set()
+
+        return a
+
+    async with Runtime(transport=transport, agents=[build(True)], drain_timeout=0.05) as rt:
+        p = rt.agent("p")
+        for n in range(3):
+            await p.publish("jobs", {"n": n})
+        async with asyncio.timeout(5):
+            await started.wait()
+    assert [n for n, _ in done] == [0]
+    async with Runtime(transport=transport, agents=[build(False)]) as rt:
+        await rt.events.start()
+        async with asyncio.timeout(5):
+            await all_done.wait()
+    assert [n for n, _ in done] == [0, 1, 2], "event 1 redelivered, event 0 not again"
