@@ -15,6 +15,8 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,7 @@ import mcp_types as mt
 import msgspec
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from .agent import Agent, check_name
 from .context import Context
@@ -36,7 +39,7 @@ from .errors import (
     UnknownHandler,
     ValidationError,
 )
-from .schema import Codec, HandlerSpec
+from .schema import Codec, HandlerSpec, inspect_handler
 from .tools import ToolError, ToolInfo, llm_tool_name
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ __all__ = ["MCPConnection"]
 logger = logging.getLogger("agentcomm.mcp")
 
 _NULL = b"null"
+_GRACE = 0.25  # seconds an MCP call may outlive its caller's deadline
 
 
 class _SchemaCodec(Codec):
@@ -210,9 +214,14 @@ class MCPConnection:
         except BaseException:
             self._stop.set()
             raise
-        agent = Agent(self.name, concurrency=16, mailbox_size=256, description=f"MCP {self!r}")
-        self._install(agent)
-        self.agent = await self._rt.attach(agent)
+        try:
+            agent = Agent(self.name, concurrency=16, mailbox_size=256, description=f"MCP {self!r}")
+            self._install(agent)
+            self.agent = await self._rt.attach(agent)
+        except BaseException:
+            self._stop.set()
+            await self._done.wait()
+            raise
 
     async def _run(self, ready: asyncio.Future[None]) -> None:
         """Own the client session for its whole life (a task in the runtime's group)."""
@@ -223,24 +232,25 @@ class MCPConnection:
                 message_handler=self._on_message,
                 client_info=mt.Implementation(name="agentcomm", version=_version()),
             )
-            async with client:
+            async with client, asyncio.TaskGroup() as tg:
                 self._client = client
-                await self._fetch_tools(client)
-                if not ready.done():
-                    ready.set_result(None)
-                while not self._stop.is_set():
-                    stop = asyncio.ensure_future(self._stop.wait())
-                    refresh = asyncio.ensure_future(self._refresh_wanted.wait())
-                    try:
-                        await asyncio.wait((stop, refresh), return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        stop.cancel()
-                        refresh.cancel()
-                    if self._refresh_wanted.is_set() and not self._stop.is_set():
-                        self._refresh_wanted.clear()
-                        await self._fetch_tools(client)
-                        if self.agent is not None:
-                            self._install(self.agent)
+                listener = None
+                if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                    # 2026-07-28 servers announce changes on a subscriptions/listen
+                    # stream; handshake-era servers send notifications (_on_message).
+                    # Listen first, then list, so no change falls in between.
+                    acked = asyncio.Event()
+                    listener = tg.create_task(self._listen(client, acked))
+                    async with asyncio.timeout(self.timeout):
+                        await acked.wait()
+                try:
+                    await self._fetch_tools(client)
+                    if not ready.done():
+                        ready.set_result(None)
+                    await self._serve_changes(client)
+                finally:
+                    if listener is not None:
+                        listener.cancel()
         except Exception as exc:
             reason = _reason(exc)
             if not ready.done():
@@ -254,14 +264,51 @@ class MCPConnection:
             self._client = None
             if not ready.done():
                 ready.set_exception(TransportError(f"MCP server {self.name!r} closed"))
-            self._done.set()
-        if self._lost is not None and self.agent is not None and self._rt.running:
-            # Calls now fail fast with NoResponders instead of reaching a dead session.
             try:
-                await self._rt.detach(self.agent)
-            except Exception:
-                logger.debug("detaching %s failed", self.name, exc_info=True)
-            self._rt.tools._forget(self.name)
+                if self._lost is not None and self.agent is not None and self._rt.running:
+                    # Calls now fail fast with NoResponders instead of reaching a dead session.
+                    agent, self.agent = self.agent, None
+                    self._rt.tools._forget(self.name)
+                    with contextlib.suppress(Exception):
+                        await self._rt.detach(agent)
+            finally:
+                self._done.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the session has ended (closed by us, or the server went away).
+
+        Example::
+
+            async with asyncio.timeout(5):
+                await conn.wait_closed()
+        """
+        await self._done.wait()
+
+    async def _serve_changes(self, client: Client) -> None:
+        while not self._stop.is_set():
+            stop = asyncio.ensure_future(self._stop.wait())
+            refresh = asyncio.ensure_future(self._refresh_wanted.wait())
+            try:
+                await asyncio.wait((stop, refresh), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+                refresh.cancel()
+            if self._refresh_wanted.is_set() and not self._stop.is_set():
+                self._refresh_wanted.clear()
+                await self._fetch_tools(client)
+                if self.agent is not None:
+                    self._install(self.agent)
+
+    async def _listen(self, client: Client, acked: asyncio.Event) -> None:
+        try:
+            async with client.listen(tools_list_changed=True) as sub:
+                acked.set()
+                async for _event in sub:
+                    self._refresh_wanted.set()
+        except Exception as exc:  # the server may not serve subscriptions/listen
+            logger.debug("MCP server %s: no tool-list change stream: %s", self.name, exc)
+        finally:
+            acked.set()
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, mt.ToolListChangedNotification):
@@ -289,16 +336,12 @@ class MCPConnection:
             hname = _handler_name(tname, taken)
             taken.add(hname)
             handler_of[tname] = hname
-            specs[hname] = HandlerSpec(
-                name=hname,
-                fn=self._forwarder(tname),
-                input=_SchemaCodec(dict(tool.input_schema), f"{self.name}.{tname} arguments"),
-                output=None,
-                mode="model",
-                arg_names=("arguments",),
-                context_arg="ctx",
-                description=(tool.description or "").split("\n\n")[0].strip(),
-                is_async=True,
+            codec = _SchemaCodec(dict(tool.input_schema), f"{self.name}.{tname} arguments")
+            specs[hname] = _proxy_spec(
+                hname,
+                self._forwarder(tname),
+                codec,
+                (tool.description or "").split("\n\n")[0].strip(),
             )
         self._handler_of = handler_of
         if agent.handlers != specs:
@@ -310,7 +353,12 @@ class MCPConnection:
     def _forwarder(self, tool: str) -> Callable[..., Coroutine[Any, Any, Any]]:
         async def forward(arguments: dict[str, Any], ctx: Context) -> Any:
             ctx.runtime._authorize(ctx.sender, "call", f"{self.name}.{tool}")
-            return await self.call_tool(tool, arguments, timeout=ctx.remaining())
+            left = ctx.remaining()
+            # A little past the caller's deadline: the caller then times out on its
+            # own (RequestTimeout) instead of receiving our timeout as a RemoteError.
+            return await self.call_tool(
+                tool, arguments, timeout=None if left is None else left + _GRACE
+            )
 
         return forward
 
@@ -394,6 +442,33 @@ class MCPConnection:
                 return UnknownHandler(f"MCP server {self.name!r}: {msg}")
             return ValidationError(f"MCP server {self.name!r} refused the arguments: {msg}")
         return ToolError(self.name, f"MCP error {exc.code}: {msg}")
+
+
+async def _proxy_template(arguments: dict[str, Any], ctx: Context) -> Any:
+    """Signature of every proxy handler: the whole payload is the tool's arguments."""
+    raise NotImplementedError  # pragma: no cover - only its signature is used
+
+
+def _proxy_spec(
+    name: str, fn: Callable[..., Coroutine[Any, Any, Any]], codec: _SchemaCodec, description: str
+) -> HandlerSpec:
+    """A handler spec whose input is a whole JSON object checked against the tool's schema."""
+    template = inspect_handler(_proxy_template, name)
+    decode = codec.decode
+
+    def decode_args(raw: msgspec.Raw | bytes) -> dict[str, Any]:
+        return {"arguments": decode(raw)}
+
+    changes: dict[str, Any] = {
+        "fn": fn,
+        "input": codec,
+        "mode": "model",
+        "arg_names": ("arguments",),
+        "description": description,
+        "decode_args": decode_args,
+    }
+    known = {f.name for f in dataclasses.fields(HandlerSpec)}
+    return dataclasses.replace(template, **{k: v for k, v in changes.items() if k in known})
 
 
 def _handler_name(tool: str, taken: set[str]) -> str:

@@ -308,21 +308,30 @@ class MCPExposure:
             sock.close()
             raise ConfigurationError(f"cannot listen on {host}:{port}: {exc}") from None
         bound = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=2
+        )
         http = uvicorn.Server(config)
         shown = f"[{host}]" if family == socket.AF_INET6 else host
-        async with asyncio.TaskGroup() as tg:
-            task = tg.create_task(http.serve(sockets=[sock]), name=f"agentcomm:mcp-http:{bound}")
-            try:
-                async with asyncio.timeout(10.0):
-                    # uvicorn offers a flag, not an event, for "listening now".
-                    while not http.started and not task.done():  # noqa: ASYNC110
-                        await asyncio.sleep(0.01)
-                if not http.started:
-                    raise ConfigurationError(f"the MCP HTTP server on {host}:{bound} did not start")
-                yield f"http://{shown}:{bound}{path}", task
-            finally:
-                http.should_exit = True  # uvicorn closes the socket it was handed
+        try:
+            async with asyncio.TaskGroup() as tg:
+                task = tg.create_task(
+                    http.serve(sockets=[sock]), name=f"agentcomm:mcp-http:{bound}"
+                )
+                try:
+                    async with asyncio.timeout(10.0):
+                        # uvicorn offers a flag, not an event, for "listening now".
+                        while not http.started and not task.done():  # noqa: ASYNC110
+                            await asyncio.sleep(0.01)
+                    if not http.started:
+                        raise ConfigurationError(
+                            f"the MCP HTTP server on {host}:{bound} did not start"
+                        )
+                    yield f"http://{shown}:{bound}{path}", task
+                finally:
+                    http.should_exit = True
+        finally:
+            sock.close()  # uvicorn closes it on a graceful stop; not when cancelled
 
 
 def _version() -> str:

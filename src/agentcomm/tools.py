@@ -431,7 +431,8 @@ class Tools:
 
 # -- command-line helpers (used by ``agentcomm mcp serve`` and ``agentcomm tools``) ----------
 def load_agents(target: str) -> list[Agent]:
-    """Import ``module:attr`` or ``path/to/file.py:attr``: an Agent, a list of them, or a Runtime.
+    """Import ``module:attr`` or ``file.py:attr``: an Agent, a list of them, a Runtime, or a
+    function returning one of those (called with no arguments).
 
     Example::
 
@@ -470,6 +471,8 @@ def load_agents(target: str) -> list[Agent]:
         obj = getattr(module, attr)
     except AttributeError:
         raise ConfigurationError(f"{where} has no attribute {attr!r}") from None
+    if callable(obj) and not isinstance(obj, Agent | Runtime | type):
+        obj = obj()  # a factory: module:make_agents
     if isinstance(obj, Runtime):
         return list(obj.agents.values())
     if isinstance(obj, Agent):
@@ -477,7 +480,8 @@ def load_agents(target: str) -> list[Agent]:
     if isinstance(obj, list | tuple) and all(isinstance(a, Agent) for a in obj):
         return list(obj)
     raise ConfigurationError(
-        f"{target} is a {type(obj).__name__}; expected an Agent, a list of Agents or a Runtime"
+        f"{target} is a {type(obj).__name__}; expected an Agent, a list of Agents, a Runtime "
+        "or a function returning one"
     )
 
 
@@ -549,15 +553,15 @@ async def list_tools_cli(
             cname, _, cmd = spec.partition("=")
             await rt.tools.connect(cname, command=shlex.split(cmd))
         infos = rt.tools.catalogue()
+        data: Any = None
         if llm == "openai":
-            print(
-                msgspec.json.format(msgspec.json.encode([openai_tool(i) for i in infos])), file=out
-            )
+            data = [openai_tool(i) for i in infos]
         elif llm == "anthropic":
-            data = msgspec.json.encode([anthropic_tool(i) for i in infos])
-            print(msgspec.json.format(data), file=out)
+            data = [anthropic_tool(i) for i in infos]
         elif as_json:
-            print(msgspec.json.format(msgspec.json.encode(infos)), file=out)
+            data = infos
+        if data is not None:
+            print(msgspec.json.format(msgspec.json.encode(data)).decode(), file=out)
         else:
             for i in infos:
                 origin = f"mcp:{i.server}" if i.source == "mcp" else "agent"
