@@ -41,6 +41,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js.client import JetStreamContext
 
 from ..envelope import decode_envelope, encode_envelope
 from ..errors import (
@@ -53,6 +54,8 @@ from ..errors import (
     TransportClosed,
     TransportError,
 )
+from ._nats_errors import nats_error
+from ._nats_kv import NatsKV
 from .base import Delivery, Inbox, Transport
 
 if TYPE_CHECKING:
@@ -88,26 +91,6 @@ class NatsStatistics(msgspec.Struct, frozen=True):
     bound: tuple[str, ...]
 
 
-def nats_error(exc: BaseException, what: str) -> AgentCommError:
-    """Translate a nats-py exception into the agentcomm error tree.
-
-    Example::
-
-        except nats.errors.Error as exc:
-            raise nats_error(exc, "publish to orders") from exc
-    """
-    if isinstance(exc, nats.errors.ConnectionClosedError):
-        return TransportClosed(f"{what}: the NATS connection is closed")
-    if isinstance(exc, nats.errors.OutboundBufferLimitError):
-        return TransportError(
-            f"{what}: the NATS connection is down and its outgoing buffer is full; "
-            "the broker is unreachable, retry once it is back"
-        )
-    if isinstance(exc, nats.errors.ConnectionReconnectingError):
-        return TransportError(f"{what}: the NATS connection is reconnecting; retry shortly")
-    return TransportError(f"{what} failed on NATS: {type(exc).__name__}: {exc}")
-
-
 class _NatsDelivery(Delivery):
     __slots__ = ("_reply", "_transport")
 
@@ -127,7 +110,7 @@ class _NatsDelivery(Delivery):
             logger.warning("response to %s not sent: %s", self.envelope.sender, exc)
 
 
-class NatsTransport(Transport):
+class NatsTransport(NatsKV, Transport):
     """Engine on a NATS server (core NATS for direct messages, JetStream for the rest).
 
     ``url_or_client`` is a ``nats://`` URL (the transport connects, reconnects forever
@@ -150,6 +133,7 @@ class NatsTransport(Transport):
         namespace: str = "agentcomm",
         connect_timeout: float = 5.0,
         send_timeout: float = 30.0,
+        api_timeout: float = 5.0,
     ) -> None:
         if not _NAME.match(namespace):
             raise ConfigurationError(
@@ -166,6 +150,8 @@ class NatsTransport(Transport):
         self.namespace = namespace
         self.connect_timeout = connect_timeout
         self.send_timeout = send_timeout
+        self.api_timeout = api_timeout
+        self._jsctx: JetStreamContext | None = None
         self._prefix = f"{namespace}.a."
         self._subs: dict[str, Subscription] = {}
         self._running = False
@@ -248,12 +234,22 @@ class NatsTransport(Transport):
             self._subs.clear()
         finally:
             self._running = False
+            self._jsctx = None
             if self._owns_client and self._nc is not None:
                 nc, self._nc = self._nc, None
                 try:
                     await nc.drain()
                 except (nats.errors.Error, OSError, TimeoutError):
                     await _quiet_close(nc)
+
+    def _js(self) -> JetStreamContext:
+        js = self._jsctx
+        if js is None:
+            js = self._jsctx = self.client.jetstream(timeout=self.api_timeout)
+        return js
+
+    def _count_malformed(self) -> None:
+        self._malformed += 1
 
     def statistics(self) -> NatsStatistics:
         """A frozen snapshot of the connection and counters.
