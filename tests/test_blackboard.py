@@ -184,3 +184,33 @@ def test_key_and_prefix_rules() -> None:
         check_prefix("a.b..")
     with pytest.raises(ConfigurationError, match="bucket"):
         Blackboard(Runtime(), bucket="bad.name")
+
+
+async def test_lag_without_snapshot_skips_keys_older_than_the_watch() -> None:
+    async with Runtime() as rt:
+        board = rt.board
+        await board.write("p.old", "before the watch")
+        async with board.watch("p.", snapshot=False, max_pending=2) as watch:
+            await board.write("p.a", 0)
+            first = await watch.__anext__()
+            for i in range(1, 10):
+                await board.write("p.a", i)
+            resync = await watch.__anext__()
+            await board.write("p.done", True)
+            after = await watch.__anext__()
+        assert (first.key, first.value, first.initial) == ("p.a", 0, False)
+        assert watch.lagged == 1
+        assert (resync.key, resync.value, resync.initial) == ("p.a", 9, True)
+        assert (after.key, after.initial) == ("p.done", False)
+
+
+async def test_a_bad_value_raises_from_the_watch_which_stays_usable() -> None:
+    async with Runtime() as rt:
+        board = rt.board
+        async with board.watch("v.", snapshot=False, type=int) as watch:
+            await board.write("v.1", "not an int")
+            await board.write("v.2", 2)
+            with pytest.raises(ValidationError, match=r"v\.1"):
+                await watch.__anext__()
+            change = await watch.__anext__()
+        assert (change.key, change.value) == ("v.2", 2)

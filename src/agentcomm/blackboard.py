@@ -810,7 +810,12 @@ class Watch(Generic[T]):
     put, or the delete/expire marker of a key that went away), then a ``"delete"``
     with revision 0 for a key gone so long that the engine kept no marker; then it
     resumes live. Intermediate values written while it lagged are skipped; the
-    final state is never missed.
+    final state is never missed. To do this the watch remembers the revision of
+    each key it has seen (bounded by the number of keys under its prefix).
+
+    A change whose value does not decode as the watch's ``type`` raises
+    :class:`ValidationError` from the iteration; the watch stays usable (iterate
+    again to get the next change).
 
     Example::
 
@@ -828,6 +833,7 @@ class Watch(Generic[T]):
         self._max_pending = max_pending
         self._kvw: KVStore.Watcher | None = None
         self._seen: dict[str, int] = {}
+        self._high = 0  # the highest revision this watch has processed
         self._snap_keys: set[str] | None = None
         self._resyncing = False
         self._resync_puts: list[Change[T]] = []
@@ -873,7 +879,7 @@ class Watch(Generic[T]):
             try:
                 item = await kvw.__anext__()
             except StopAsyncIteration:
-                if kvw.lagged and not self._closed:
+                if kvw.lagged and not self._closed and not self._core.closed:
                     await self._resync(kvw)
                     continue
                 self._closed = True
@@ -916,10 +922,15 @@ class Watch(Generic[T]):
         if snap is not None:
             snap.add(key)
             if item.operation == "put":
-                if item.revision <= seen.get(key, 0):
+                # Skip what this watch already has; after a lag, also keys it never saw
+                # that have not changed since (older than anything it processed).
+                known = seen.get(key)
+                if item.revision <= (self._high if known is None else known):
                     return None
             elif key not in seen:
                 return None
+        if item.revision > self._high:
+            self._high = item.revision
         if item.operation == "put":
             seen[key] = item.revision
             entry: Entry[Any] | None = self._core.decode(item, self._type)

@@ -170,8 +170,9 @@ class KVStore(abc.ABC):  # noqa: B024 - abstract in spirit, see below
         matching key as it happens, in revision order. Nothing is lost or repeated
         between snapshot and live changes.
 
-        The engine buffers at most ``max_pending`` undelivered entries for a slow
-        consumer and never makes writers or other watchers wait for it. When the
+        The engine buffers at most ``max_pending`` undelivered live entries for a
+        slow consumer (the snapshot is not counted: it is the state, not a backlog)
+        and never makes writers or other watchers wait for it. When the
         buffer would overflow, the engine drops the buffer, sets :attr:`lagged` to
         True and ends the iteration (``StopAsyncIteration`` on the next read); the
         consumer then opens a new watch with a snapshot to catch up. An engine that
