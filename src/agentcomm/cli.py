@@ -37,6 +37,41 @@ def _cmd_tools(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_dlq(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from .demo import pubsub_demo
+
+    async def run() -> int:
+        async with pubsub_demo() as rt:
+            events = rt.events
+            if args.action == "list":
+                dls = await events.dead_letters(subscription=args.subscription, limit=args.limit)
+                print(f"{'seq':>5}  {'subscription':<24}{'topic':<20}{'reason':<14}attempts  error")
+                for dl in dls:
+                    print(
+                        f"{dl.sequence:>5}  {dl.subscription:<24}{dl.topic:<20}{dl.reason:<14}"
+                        f"{dl.attempts:>8}  {dl.last_error or ''}"
+                    )
+                return 0
+            if args.sequence is None:
+                print(f"agentcomm dlq {args.action}: give a sequence number", file=sys.stderr)
+                return 2
+            if args.action == "show":
+                found = await events.dead_letter(args.sequence)
+                if found is None:
+                    print(f"no dead letter #{args.sequence}", file=sys.stderr)
+                    return 1
+                data = msgspec.json.encode(found)
+                print(msgspec.json.format(data, indent=2).decode())
+                return 0
+            ok = await events.redrive(args.sequence)
+            print(f"dead letter #{args.sequence} redriven: {'handled' if ok else 'failed again'}")
+            return 0 if ok else 1
+
+    return asyncio.run(run())
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     from . import __version__
 
@@ -98,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="print LLM function-calling tool definitions instead",
     )
     tools.set_defaults(func=_cmd_tools)
+
+    dlq = sub.add_parser(
+        "dlq",
+        help="list, show or redrive pub/sub dead letters (of the in-process demo runtime)",
+        description="Dead letters of the in-process demo runtime (`agentcomm demo`'s pub/sub "
+        "scenario); the NATS-backed version comes with the NATS CLI.",
+    )
+    dlq.add_argument("action", choices=["list", "show", "redrive"])
+    dlq.add_argument("sequence", nargs="?", type=int, help="dead letter number (show, redrive)")
+    dlq.add_argument("--subscription", help="only this subscription's dead letters (list)")
+    dlq.add_argument("--limit", type=int, default=100, help="at most this many (list)")
+    dlq.set_defaults(func=_cmd_dlq)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)

@@ -8,6 +8,8 @@ request/response, notifications, deadlines, fail-fast and remote errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import TextIO
 
 import msgspec
@@ -17,7 +19,7 @@ from .context import Context
 from .errors import NoResponders, RemoteError, RequestTimeout, ValidationError
 from .runtime import Runtime
 
-__all__ = ["build_agents", "run_demo"]
+__all__ = ["build_agents", "pubsub_demo", "run_demo"]
 
 
 class Customer(msgspec.Struct, frozen=True):
@@ -171,6 +173,7 @@ async def run_demo(out: TextIO) -> int:
             target = env.recipient or env.topic
             w(f"  {env.kind:<12} {env.sender} -> {target} ({env.payload_size()} bytes)\n")
     await _blackboard_section(out)
+    await _pubsub_section(out)
     return 0
 
 
@@ -197,3 +200,81 @@ async def _blackboard_section(out: TextIO) -> None:
         )
         count = await board.read("stats.tickets")
         w(f"  10 concurrent update() increments -> {count.value if count else None}\n")
+
+
+class Invoice(msgspec.Struct, frozen=True):
+    """An invoice event of the pub/sub demo."""
+
+    invoice_id: str
+    customer_id: str
+    amount: float
+
+
+@contextlib.asynccontextmanager
+async def pubsub_demo() -> AsyncIterator[Runtime]:
+    """A runtime after a small pub/sub scenario that leaves three dead letters.
+
+    ``printer`` fails while the printer is "offline" (retried, then dead-lettered),
+    ``ledger`` rejects negative amounts, and one invoice expires (TTL) before it is
+    handled. The printer is back online when the runtime is yielded, so a redrive
+    succeeds. Used by ``agentcomm demo`` and ``agentcomm dlq``.
+
+    Example::
+
+        async with pubsub_demo() as rt:
+            print(len(await rt.events.dead_letters()))
+    """
+    from .errors import Reject
+    from .flow import RetryPolicy
+
+    printer_online = [False]
+    printer, ledger = Agent("printer"), Agent("ledger")
+    printed: list[str] = []
+
+    @printer.on("invoices.*", retry=RetryPolicy(max_attempts=3, backoff=0.01, jitter=0.0))
+    async def print_invoice(invoice: Invoice) -> None:
+        """Print an invoice (fails while the printer is offline)."""
+        if not printer_online[0] and invoice.invoice_id == "i-2":
+            raise ConnectionError("printer offline")
+        printed.append(invoice.invoice_id)
+
+    @ledger.on("invoices.created", concurrency=4)
+    async def book(invoice: Invoice) -> None:
+        """Book an invoice; a negative amount can never be booked."""
+        if invoice.amount < 0:
+            raise Reject(f"negative amount {invoice.amount}")
+
+    async with Runtime(agents=[printer, ledger]) as rt:
+        billing = rt.agent("billing")
+        await billing.publish("invoices.created", Invoice("i-1", "c-1", 120.5), key="c-1")
+        await billing.publish("invoices.created", Invoice("i-2", "c-2", 30.0), key="c-2")
+        await billing.publish("invoices.created", Invoice("i-3", "c-1", -5.0), key="c-1")
+        await billing.publish("invoices.reminder", Invoice("i-4", "c-2", 30.0), ttl=1e-6)
+        for _ in range(1000):  # bounded wait for the three dead letters
+            if len(await rt.events.dead_letters()) >= 3:
+                break
+            await asyncio.sleep(0.005)
+        printer_online[0] = True
+        yield rt
+
+
+async def _pubsub_section(out: TextIO) -> None:
+    w = out.write
+    w("\nPub/sub events (durable bounded log, retries, dead letters, replay)\n")
+    async with pubsub_demo() as rt:
+        for dl in await rt.events.dead_letters():
+            w(
+                f"  dead letter #{dl.sequence}: {dl.topic} for {dl.subscription}, "
+                f"{dl.reason} after {dl.attempts} attempt(s): {dl.last_error}\n"
+            )
+        dls = await rt.events.dead_letters(subscription="printer__print_invoice")
+        first = next(d for d in dls if d.reason == "max_attempts")
+        ok = await rt.events.redrive(first.sequence)
+        w(f"  printer back online; redrive #{first.sequence}: {'handled' if ok else 'failed'}\n")
+        count = await rt.events.replay("ledger", start=1)
+        w(f"  replayed {count} retained events to ledger only, nothing re-published\n")
+        snap = await rt.events.refresh()
+        w(
+            f"  {snap.published} published, {snap.events_stored} retained, "
+            f"{snap.dead_letters} dead letters stored now\n"
+        )

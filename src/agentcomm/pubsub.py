@@ -767,7 +767,8 @@ class PubSub:
     async def redrive(self, sequence: int) -> bool:
         """Hand a dead letter back to its subscriber, with a fresh retry budget.
 
-        The subscriber must run in this runtime. Returns True when the handler then
+        The event goes back without its TTL (redriving is a deliberate decision to
+        handle it after all). The subscriber must run in this runtime. Returns True when the handler then
         succeeded; either way the dead letter leaves the queue (a new one replaces
         it if the event fails again). Raises ConfigurationError if it is gone.
 
@@ -786,7 +787,7 @@ class PubSub:
             )
         sub = subs[0]
         self.runtime._authorize(sub.agent.name, "subscribe", sub.pattern)
-        m = _LocalMessage(dl.event)
+        m = _LocalMessage(msgspec.structs.replace(dl.event, deadline=None))
         c = sub.counters
         tc = self._topic(dl.topic)
         while True:
