@@ -44,3 +44,21 @@ def test_version() -> None:
     proc = _run("version")
     assert proc.returncode == 0
     assert proc.stdout.startswith("agentcomm ")
+
+
+def test_demo_trace_prints_the_tree_of_one_request() -> None:
+    proc = _run("demo", "--trace")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    start = lines.index("  trace of that request (OpenTelemetry spans, durations):")
+    tree = [ln.strip().rsplit("  ", 1)[0] for ln in lines[start + 1 : start + 9]]
+    assert tree == [
+        "request triage",
+        "process triage",
+        "request customer-data",
+        "process customer-data",
+        "request billing",
+        "process billing",
+        "send notifier",
+        "process notifier",
+    ]

@@ -23,6 +23,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from .flow import RetryPolicy
     from .pubsub import Start
     from .runtime import Runtime
+    from .tracing import Tracing
 
 __all__ = ["Agent", "AgentStatistics"]
 
@@ -340,6 +342,8 @@ class Agent:
         name = self.name
         items = box._items
         run = _Running(task)  # reused: one handler at a time per worker
+        tracing = self.runtime.tracing
+        span: AbstractContextManager[Any] | None = None
         while True:
             delivery = items.popleft() if items else await box.get()
             if box._putters:
@@ -352,6 +356,15 @@ class Agent:
                 if spec is None or (deadline is not None and deadline <= time.time()):
                     await self._refuse(delivery, spec)
                     continue
+                if tracing is not None:  # continues the caller's trace, in this task
+                    span = tracing.span(
+                        "process",
+                        name,
+                        kind="server" if env.kind == "request" else "consumer",
+                        parent=env,
+                        attributes=tracing.message_attributes(env),
+                    )
+                    span.__enter__()
                 try:
                     kwargs = spec.decode_args(env.payload)
                 except ValidationError as exc:
@@ -424,6 +437,9 @@ class Agent:
                     if pending is not None:
                         await pending
             finally:
+                if span is not None:
+                    span.__exit__(None, None, None)
+                    span = None
                 self._busy -= 1
                 if self._idle is not None and not self._busy and not items:
                     if not self._idle.done():
@@ -431,6 +447,9 @@ class Agent:
 
     async def _answer_error(self, delivery: Delivery, code: str, exc_type: str, msg: str) -> None:
         env = delivery.envelope
+        tracing = self.runtime.tracing
+        if tracing is not None:
+            tracing.record_failure(code, exc_type, msg)
         if env.kind == "request":
             resp = _error_response(env, self.name, code, exc_type, msg)
             self.runtime._record(resp)
@@ -476,7 +495,7 @@ class Agent:
         cause: Envelope | None,
     ) -> Envelope:
         now = time.time()
-        return Envelope(
+        env = Envelope(
             id=new_id(),
             kind=kind,
             sender=self.name,
@@ -489,6 +508,11 @@ class Agent:
             traceparent=None if cause is None else cause.traceparent,
             headers=headers or {},
         )
+        tracing = self.runtime.tracing
+        if tracing is not None:  # the current span (ours) is the parent downstream
+            tp, ts = tracing.current_traceparent()
+            env = msgspec.structs.replace(env, traceparent=tp, tracestate=ts)
+        return env
 
     async def send(
         self,
@@ -513,7 +537,17 @@ class Agent:
         """
         rt = self.runtime
         rt._authorize(self.name, "send", f"{to}.{handler}")
+        if rt.tracing is not None:
+            attrs = {"agentcomm.sender": self.name, "agentcomm.handler": handler}
+            with rt.tracing.span("send", to, kind="producer", attributes=attrs):
+                env = self._envelope("notification", to, handler, payload, timeout, headers, cause)
+                await self._send(rt, env, block, timeout)
+            return
         env = self._envelope("notification", to, handler, payload, timeout, headers, cause)
+        await self._send(rt, env, block, timeout)
+
+    async def _send(self, rt: Runtime, env: Envelope, block: bool, timeout: float | None) -> None:
+        to = env.recipient or ""
         rt._record(env)
         self._sent += 1
         if timeout is None:
@@ -580,6 +614,10 @@ class Agent:
             rt.access(self.name, "send", f"{to}.{handler}")
         if timeout is None:
             timeout = rt.default_timeout
+        if rt.tracing is not None:
+            return await self._traced_request(
+                rt.tracing, to, handler, payload, timeout, returns, headers, cause
+            )
         now = time.time()
         env = Envelope(
             id=new_id(),
@@ -602,6 +640,48 @@ class Agent:
         if returns is None:
             return _json_decode(resp.payload)
         return codec_for(returns).decode(resp.payload)
+
+    async def _traced_request(
+        self,
+        tracing: Tracing,
+        to: str,
+        handler: str,
+        payload: Any,
+        timeout: float,
+        returns: Any,
+        headers: dict[str, str] | None,
+        cause: Envelope | None,
+    ) -> Any:
+        rt = self.runtime
+        attrs = {"agentcomm.sender": self.name, "agentcomm.handler": handler}
+        with tracing.span("request", to, kind="client", attributes=attrs) as span:
+            traceparent, tracestate = tracing.current_traceparent()
+            now = time.time()
+            env = Envelope(
+                id=new_id(),
+                kind="request",
+                sender=self.name,
+                recipient=to,
+                handler=handler,
+                payload=encode_payload(payload),
+                created=now,
+                deadline=now + timeout,
+                causation_id=None if cause is None else cause.id,
+                traceparent=traceparent,
+                tracestate=tracestate,
+                headers=headers or {},
+            )
+            span.set_attributes(
+                {k: v for k, v in tracing.message_attributes(env).items() if v is not None}
+            )
+            rt.message_log.append(env)
+            self._requested += 1
+            resp = await rt.transport.request(env, timeout)
+            if resp.error is not None:
+                _raise_remote(resp, env, timeout)
+            if returns is None:
+                return _json_decode(resp.payload)
+            return codec_for(returns).decode(resp.payload)
 
     # -- observation -----------------------------------------------------------
     def statistics(self) -> AgentStatistics:

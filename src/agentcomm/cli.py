@@ -18,7 +18,7 @@ Command = Callable[[argparse.Namespace], int]
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return asyncio.run(run_demo(out=sys.stdout))
+    return asyncio.run(run_demo(out=sys.stdout, trace=args.trace))
 
 
 def _cmd_mcp_serve(args: argparse.Namespace) -> int:
@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run a small multi-agent scenario in-process and narrate it")
+    demo.add_argument(
+        "--trace",
+        action="store_true",
+        help="print the OpenTelemetry trace of one request through every agent it touched",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     mcp = sub.add_parser("mcp", help="serve agents as MCP tools")

@@ -109,17 +109,29 @@ def build_agents(out: TextIO) -> list[Agent]:
     return [customer_data, billing, triage, notifier]
 
 
-async def run_demo(out: TextIO) -> int:
+async def run_demo(out: TextIO, *, trace: bool = False) -> int:
     """Run the scenario and narrate it to ``out``; returns an exit code.
+
+    With ``trace``, the first ticket's trace is printed as a tree of spans through
+    every agent it touched, with timings (OpenTelemetry, recorded in memory).
 
     Example::
 
-        asyncio.run(run_demo(sys.stdout))
+        asyncio.run(run_demo(sys.stdout, trace=True))
     """
     w = out.write
+    recorder = None
+    if trace:
+        from .tracing import TraceRecorder
+
+        recorder = TraceRecorder()
     w("agentcomm demo: four agents on the in-memory transport\n\n")
     w("1. Direct messages (request/response with correlation ids and deadlines)\n")
-    async with Runtime(agents=build_agents(out), default_timeout=2.0) as rt:
+    async with Runtime(
+        agents=build_agents(out),
+        default_timeout=2.0,
+        tracing=None if recorder is None else recorder.provider,
+    ) as rt:
         desk = rt.agent("desk")
         for cid, text in [("c-1", "invoice looks wrong"), ("c-2", "cannot log in")]:
             verdict = await desk.request(
@@ -129,6 +141,11 @@ async def run_demo(out: TextIO) -> int:
                 f"  desk -> triage.handle_ticket({cid}) = route {verdict.route!r}, "
                 f"balance {verdict.balance}\n"
             )
+            if recorder is not None and cid == "c-1":
+                await asyncio.sleep(0.05)  # let the notification's span end
+                w("\n  trace of that request (OpenTelemetry spans, durations):\n")
+                tree = recorder.format_tree(recorder.trace_ids()[0])
+                w("".join(f"    {line}\n" for line in tree.splitlines()) + "\n")
         w("  ten tickets at once, each answered by its own future:\n")
         verdicts = await asyncio.gather(
             *(

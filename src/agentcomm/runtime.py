@@ -25,9 +25,10 @@ from .errors import ConfigurationError, TransportClosed
 from .transports.base import Transport
 
 if TYPE_CHECKING:
-    from .pubsub import PubSub
     from .blackboard import Blackboard
+    from .pubsub import PubSub
     from .tools import Tools
+    from .tracing import Tracing
 
 __all__ = ["AccessHook", "MessageLog", "Runtime", "RuntimeStatistics"]
 
@@ -115,12 +116,19 @@ class Runtime:
         log_size: int = 1000,
         log_max_age: float | None = None,
         access: AccessHook | None = None,
+        tracing: Any = None,
     ) -> None:
         self.transport = _make_transport(transport)
         self.default_timeout = default_timeout
         self.drain_timeout = drain_timeout
         self.message_log = MessageLog(log_size, log_max_age)
         self.access = access
+        #: OpenTelemetry tracing, or ``None`` (off, the default: no cost).
+        self.tracing: Tracing | None = None
+        if tracing is not None and tracing is not False:
+            from .tracing import Tracing
+
+            self.tracing = Tracing(tracing)
         self._agents: dict[str, Agent] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._running = False
