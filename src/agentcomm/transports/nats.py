@@ -56,6 +56,7 @@ from ..errors import (
 )
 from ._nats_errors import nats_error
 from ._nats_kv import NatsKV
+from ._nats_log import NatsEventLog
 from .base import Delivery, Inbox, Transport
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ class _NatsDelivery(Delivery):
             logger.warning("response to %s not sent: %s", self.envelope.sender, exc)
 
 
-class NatsTransport(NatsKV, Transport):
+class NatsTransport(NatsKV, NatsEventLog, Transport):
     """Engine on a NATS server (core NATS for direct messages, JetStream for the rest).
 
     ``url_or_client`` is a ``nats://`` URL (the transport connects, reconnects forever
