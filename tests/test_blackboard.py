@@ -214,3 +214,24 @@ async def test_a_bad_value_raises_from_the_watch_which_stays_usable() -> None:
                 await watch.__anext__()
             change = await watch.__anext__()
         assert (change.key, change.value) == ("v.2", 2)
+
+
+async def test_shutdown_cancels_a_stuck_callback_after_the_drain_timeout() -> None:
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def stuck(change: Change[Any]) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async with asyncio.timeout(DEADLINE):
+        async with Runtime(drain_timeout=0.05) as rt:
+            sub = await rt.board.subscribe("q.", stuck)
+            await rt.board.write("q.1", 1)
+            await started.wait()
+    assert cancelled.is_set()
+    assert not sub.active

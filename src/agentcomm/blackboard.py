@@ -28,6 +28,7 @@ import logging
 import random
 import re
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -265,7 +266,8 @@ class _Core:
         self.opened = False
         self.closed = False
         self.schemas: dict[str, Codec] = {}
-        self.watches: set[Watch[Any]] = set()
+        # Weak: a watch its owner dropped without closing is not kept alive here.
+        self.watches: weakref.WeakSet[Watch[Any]] = weakref.WeakSet()
         self.subscriptions: set[Subscription] = set()
         self.reads = self.writes = self.deletes = self.conflicts = 0
         self.lagged = self.callbacks = self.callback_failures = 0
