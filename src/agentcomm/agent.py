@@ -30,18 +30,15 @@ import msgspec
 
 from ._deadlines import DeadlineWheel, wheel_for
 from .context import Context
-from .envelope import Envelope, ErrorInfo, encode_payload, new_id
+from .direct import DirectMessaging, error_response
+from .envelope import Envelope, new_id
 from .errors import (
     ConfigurationError,
-    MailboxFull,
-    RemoteError,
-    RequestTimeout,
     TransportClosed,
-    UnknownHandler,
     ValidationError,
 )
 from .mailbox import Mailbox
-from .schema import HandlerSpec, codec_for, inspect_handler
+from .schema import HandlerSpec, inspect_handler
 from .transports.base import Delivery
 
 if TYPE_CHECKING:
@@ -49,7 +46,6 @@ if TYPE_CHECKING:
     from .flow import RetryPolicy
     from .pubsub import Start
     from .runtime import Runtime
-    from .tracing import Tracing
 
 __all__ = ["Agent", "AgentStatistics"]
 
@@ -59,7 +55,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$")
-_json_decode = msgspec.json.Decoder().decode
 
 
 def check_name(kind: str, name: str) -> str:
@@ -95,19 +90,6 @@ class AgentStatistics(msgspec.Struct, frozen=True):
     requested: int
 
 
-def _error_response(env: Envelope, sender: str, code: str, exc_type: str, message: str) -> Envelope:
-    return Envelope(
-        id=new_id(),
-        kind="response",
-        sender=sender,
-        recipient=env.sender,
-        correlation_id=env.id,
-        causation_id=env.id,
-        traceparent=env.traceparent,
-        error=ErrorInfo(code=code, type=exc_type, message=message),
-    )
-
-
 class _Running:
     """A handler run that the deadline wheel may cancel (the receiver gives up too)."""
 
@@ -123,23 +105,7 @@ class _Running:
         self.task.cancel()
 
 
-def _raise_remote(resp: Envelope, request: Envelope, timeout: float) -> None:
-    err = resp.error
-    assert err is not None
-    if err.code == "timeout":
-        raise RequestTimeout(request.recipient or resp.sender, request.handler, timeout)
-    if err.code == "validation":
-        raise ValidationError(f"{resp.sender} refused the payload: {err.message}")
-    if err.code == "unknown_handler":
-        raise UnknownHandler(err.message)
-    if err.code == "permission":
-        from .errors import PermissionDenied
-
-        raise PermissionDenied(err.message)
-    raise RemoteError(resp.sender, err.type, err.message)
-
-
-class Agent:
+class Agent(DirectMessaging):
     """A named agent. Declare handlers with :meth:`handler`; talk with :meth:`request`.
 
     ``concurrency`` handlers of this agent run at once; ``mailbox_size`` bounds the
@@ -451,7 +417,7 @@ class Agent:
         if tracing is not None:
             tracing.record_failure(code, exc_type, msg)
         if env.kind == "request":
-            resp = _error_response(env, self.name, code, exc_type, msg)
+            resp = error_response(env, self.name, code, exc_type, msg)
             self.runtime._record(resp)
             pending = delivery.reply(resp)
             if pending is not None:
@@ -484,205 +450,6 @@ class Agent:
         await self._answer_error(delivery, "error", type(exc).__name__, msg)
 
     # -- talking -------------------------------------------------------------
-    def _envelope(
-        self,
-        kind: Any,
-        to: str,
-        handler: str,
-        payload: Any,
-        timeout: float | None,
-        headers: dict[str, str] | None,
-        cause: Envelope | None,
-    ) -> Envelope:
-        now = time.time()
-        env = Envelope(
-            id=new_id(),
-            kind=kind,
-            sender=self.name,
-            recipient=to,
-            handler=handler,
-            payload=encode_payload(payload),
-            created=now,
-            deadline=None if timeout is None else now + timeout,
-            causation_id=None if cause is None else cause.id,
-            traceparent=None if cause is None else cause.traceparent,
-            headers=headers or {},
-        )
-        tracing = self.runtime.tracing
-        if tracing is not None:  # the current span (ours) is the parent downstream
-            tp, ts = tracing.current_traceparent()
-            env = msgspec.structs.replace(env, traceparent=tp, tracestate=ts)
-        return env
-
-    async def send(
-        self,
-        to: str,
-        handler: str,
-        payload: Any = None,
-        *,
-        block: bool = True,
-        timeout: float | None = None,
-        headers: dict[str, str] | None = None,
-        cause: Envelope | None = None,
-    ) -> None:
-        """Fire-and-forget notification to ``to``'s ``handler``.
-
-        Raises :class:`NoResponders` at once if ``to`` is absent. With a full mailbox,
-        waits for room (bounded by ``timeout``) or, with ``block=False``, raises
-        :class:`MailboxFull`.
-
-        Example::
-
-            await alice.send("bob", "note", {"text": "build finished"})
-        """
-        rt = self.runtime
-        rt._authorize(self.name, "send", f"{to}.{handler}")
-        if rt.tracing is not None:
-            attrs = {"agentcomm.sender": self.name, "agentcomm.handler": handler}
-            with rt.tracing.span("send", to, kind="producer", attributes=attrs):
-                env = self._envelope("notification", to, handler, payload, timeout, headers, cause)
-                await self._send(rt, env, block, timeout)
-            return
-        env = self._envelope("notification", to, handler, payload, timeout, headers, cause)
-        await self._send(rt, env, block, timeout)
-
-    async def _send(self, rt: Runtime, env: Envelope, block: bool, timeout: float | None) -> None:
-        to = env.recipient or ""
-        rt._record(env)
-        self._sent += 1
-        if timeout is None:
-            await rt.transport.send(env, block=block)
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                await rt.transport.send(env, block=block)
-        except TimeoutError:
-            raise MailboxFull(to, -1) from None
-
-    @overload
-    async def request(
-        self,
-        to: str,
-        handler: str,
-        payload: Any = None,
-        *,
-        timeout: float | None = None,
-        returns: None = None,
-        headers: dict[str, str] | None = None,
-        cause: Envelope | None = None,
-    ) -> Any: ...
-
-    @overload
-    async def request(
-        self,
-        to: str,
-        handler: str,
-        payload: Any = None,
-        *,
-        timeout: float | None = None,
-        returns: type[T],
-        headers: dict[str, str] | None = None,
-        cause: Envelope | None = None,
-    ) -> T: ...
-
-    async def request(
-        self,
-        to: str,
-        handler: str,
-        payload: Any = None,
-        *,
-        timeout: float | None = None,
-        returns: Any = None,
-        headers: dict[str, str] | None = None,
-        cause: Envelope | None = None,
-    ) -> Any:
-        """Call ``to``'s ``handler`` and return its answer (decoded as ``returns`` if given).
-
-        Raises :class:`NoResponders` at once when ``to`` is absent,
-        :class:`RequestTimeout` after ``timeout`` seconds (default: the runtime's),
-        :class:`ValidationError` when the payload breaks the handler's schema, and
-        :class:`RemoteError` when the handler raised.
-
-        Example::
-
-            total = await alice.request("calc", "add", {"a": 1, "b": 2}, returns=int)
-        """
-        rt = self._runtime
-        if rt is None:
-            rt = self.runtime  # raises TransportClosed with advice
-        if rt.access is not None:
-            rt.access(self.name, "send", f"{to}.{handler}")
-        if timeout is None:
-            timeout = rt.default_timeout
-        if rt.tracing is not None:
-            return await self._traced_request(
-                rt.tracing, to, handler, payload, timeout, returns, headers, cause
-            )
-        now = time.time()
-        env = Envelope(
-            id=new_id(),
-            kind="request",
-            sender=self.name,
-            recipient=to,
-            handler=handler,
-            payload=encode_payload(payload),
-            created=now,
-            deadline=now + timeout,
-            causation_id=None if cause is None else cause.id,
-            traceparent=None if cause is None else cause.traceparent,
-            headers=headers or {},
-        )
-        rt.message_log.append(env)
-        self._requested += 1
-        resp = await rt.transport.request(env, timeout)
-        if resp.error is not None:
-            _raise_remote(resp, env, timeout)
-        if returns is None:
-            return _json_decode(resp.payload)
-        return codec_for(returns).decode(resp.payload)
-
-    async def _traced_request(
-        self,
-        tracing: Tracing,
-        to: str,
-        handler: str,
-        payload: Any,
-        timeout: float,
-        returns: Any,
-        headers: dict[str, str] | None,
-        cause: Envelope | None,
-    ) -> Any:
-        rt = self.runtime
-        attrs = {"agentcomm.sender": self.name, "agentcomm.handler": handler}
-        with tracing.span("request", to, kind="client", attributes=attrs) as span:
-            traceparent, tracestate = tracing.current_traceparent()
-            now = time.time()
-            env = Envelope(
-                id=new_id(),
-                kind="request",
-                sender=self.name,
-                recipient=to,
-                handler=handler,
-                payload=encode_payload(payload),
-                created=now,
-                deadline=now + timeout,
-                causation_id=None if cause is None else cause.id,
-                traceparent=traceparent,
-                tracestate=tracestate,
-                headers=headers or {},
-            )
-            span.set_attributes(
-                {k: v for k, v in tracing.message_attributes(env).items() if v is not None}
-            )
-            rt.message_log.append(env)
-            self._requested += 1
-            resp = await rt.transport.request(env, timeout)
-            if resp.error is not None:
-                _raise_remote(resp, env, timeout)
-            if returns is None:
-                return _json_decode(resp.payload)
-            return codec_for(returns).decode(resp.payload)
-
     # -- observation -----------------------------------------------------------
     def statistics(self) -> AgentStatistics:
         """A frozen snapshot of this agent's counters.

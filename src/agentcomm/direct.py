@@ -1,0 +1,282 @@
+"""Direct messages: ``send`` (a notification) and ``request`` (request/response).
+
+:class:`DirectMessaging` is the talking half of :class:`~agentcomm.agent.Agent`; the
+serving half (mailbox, workers, handlers) lives in :mod:`agentcomm.agent`. Each
+request has its own future (no re-queue loop), a deadline that travels in the
+envelope, and typed errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+import msgspec
+
+from .envelope import Envelope, ErrorInfo, encode_payload, new_id
+from .errors import (
+    MailboxFull,
+    PermissionDenied,
+    RemoteError,
+    RequestTimeout,
+    UnknownHandler,
+    ValidationError,
+)
+from .schema import codec_for
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+    from .tracing import Tracing
+
+__all__ = ["DirectMessaging", "error_response", "raise_remote"]
+
+T = TypeVar("T")
+
+_json_decode = msgspec.json.Decoder().decode
+
+
+def error_response(env: Envelope, sender: str, code: str, exc_type: str, message: str) -> Envelope:
+    """The response envelope that reports a failed request."""
+    return Envelope(
+        id=new_id(),
+        kind="response",
+        sender=sender,
+        recipient=env.sender,
+        correlation_id=env.id,
+        causation_id=env.id,
+        traceparent=env.traceparent,
+        error=ErrorInfo(code=code, type=exc_type, message=message),
+    )
+
+
+def raise_remote(resp: Envelope, request: Envelope, timeout: float) -> None:
+    """Raise the typed error that an error response describes."""
+    err = resp.error
+    assert err is not None
+    if err.code == "timeout":
+        raise RequestTimeout(request.recipient or resp.sender, request.handler, timeout)
+    if err.code == "validation":
+        raise ValidationError(f"{resp.sender} refused the payload: {err.message}")
+    if err.code == "unknown_handler":
+        raise UnknownHandler(err.message)
+    if err.code == "permission":
+        raise PermissionDenied(err.message)
+    raise RemoteError(resp.sender, err.type, err.message)
+
+
+class DirectMessaging:
+    """The talking half of an agent: :meth:`send` and :meth:`request`.
+
+    Example::
+
+        answer = await agent.request("calc", "add", {"a": 1, "b": 2})
+    """
+
+    name: str
+    _runtime: Runtime | None
+    _sent: int
+    _requested: int
+
+    @property
+    def runtime(self) -> Runtime:  # overridden by Agent
+        raise NotImplementedError
+
+    def _envelope(
+        self,
+        kind: Any,
+        to: str,
+        handler: str,
+        payload: Any,
+        timeout: float | None,
+        headers: dict[str, str] | None,
+        cause: Envelope | None,
+    ) -> Envelope:
+        now = time.time()
+        env = Envelope(
+            id=new_id(),
+            kind=kind,
+            sender=self.name,
+            recipient=to,
+            handler=handler,
+            payload=encode_payload(payload),
+            created=now,
+            deadline=None if timeout is None else now + timeout,
+            causation_id=None if cause is None else cause.id,
+            traceparent=None if cause is None else cause.traceparent,
+            headers=headers or {},
+        )
+        tracing = self.runtime.tracing
+        if tracing is not None:  # the current span (ours) is the parent downstream
+            tp, ts = tracing.current_traceparent()
+            env = msgspec.structs.replace(env, traceparent=tp, tracestate=ts)
+        return env
+
+    async def send(
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
+        cause: Envelope | None = None,
+    ) -> None:
+        """Fire-and-forget notification to ``to``'s ``handler``.
+
+        Raises :class:`NoResponders` at once if ``to`` is absent. With a full mailbox,
+        waits for room (bounded by ``timeout``) or, with ``block=False``, raises
+        :class:`MailboxFull`.
+
+        Example::
+
+            await alice.send("bob", "note", {"text": "build finished"})
+        """
+        rt = self.runtime
+        rt._authorize(self.name, "send", f"{to}.{handler}")
+        if rt.tracing is not None:
+            attrs = {"agentcomm.sender": self.name, "agentcomm.handler": handler}
+            with rt.tracing.span("send", to, kind="producer", attributes=attrs):
+                env = self._envelope("notification", to, handler, payload, timeout, headers, cause)
+                await self._send(rt, env, block, timeout)
+            return
+        env = self._envelope("notification", to, handler, payload, timeout, headers, cause)
+        await self._send(rt, env, block, timeout)
+
+    async def _send(self, rt: Runtime, env: Envelope, block: bool, timeout: float | None) -> None:
+        to = env.recipient or ""
+        rt._record(env)
+        self._sent += 1
+        if timeout is None:
+            await rt.transport.send(env, block=block)
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await rt.transport.send(env, block=block)
+        except TimeoutError:
+            raise MailboxFull(to, -1) from None
+
+    @overload
+    async def request(
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: None = None,
+        headers: dict[str, str] | None = None,
+        cause: Envelope | None = None,
+    ) -> Any: ...
+
+    @overload
+    async def request(
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: type[T],
+        headers: dict[str, str] | None = None,
+        cause: Envelope | None = None,
+    ) -> T: ...
+
+    async def request(
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: Any = None,
+        headers: dict[str, str] | None = None,
+        cause: Envelope | None = None,
+    ) -> Any:
+        """Call ``to``'s ``handler`` and return its answer (decoded as ``returns`` if given).
+
+        Raises :class:`NoResponders` at once when ``to`` is absent,
+        :class:`RequestTimeout` after ``timeout`` seconds (default: the runtime's),
+        :class:`ValidationError` when the payload breaks the handler's schema, and
+        :class:`RemoteError` when the handler raised.
+
+        Example::
+
+            total = await alice.request("calc", "add", {"a": 1, "b": 2}, returns=int)
+        """
+        rt = self._runtime
+        if rt is None:
+            rt = self.runtime  # raises TransportClosed with advice
+        if rt.access is not None:
+            rt.access(self.name, "send", f"{to}.{handler}")
+        if timeout is None:
+            timeout = rt.default_timeout
+        if rt.tracing is not None:
+            return await self._traced_request(
+                rt.tracing, to, handler, payload, timeout, returns, headers, cause
+            )
+        now = time.time()
+        env = Envelope(
+            id=new_id(),
+            kind="request",
+            sender=self.name,
+            recipient=to,
+            handler=handler,
+            payload=encode_payload(payload),
+            created=now,
+            deadline=now + timeout,
+            causation_id=None if cause is None else cause.id,
+            traceparent=None if cause is None else cause.traceparent,
+            headers=headers or {},
+        )
+        rt.message_log.append(env)
+        self._requested += 1
+        resp = await rt.transport.request(env, timeout)
+        if resp.error is not None:
+            raise_remote(resp, env, timeout)
+        if returns is None:
+            return _json_decode(resp.payload)
+        return codec_for(returns).decode(resp.payload)
+
+    async def _traced_request(
+        self,
+        tracing: Tracing,
+        to: str,
+        handler: str,
+        payload: Any,
+        timeout: float,
+        returns: Any,
+        headers: dict[str, str] | None,
+        cause: Envelope | None,
+    ) -> Any:
+        rt = self.runtime
+        attrs = {"agentcomm.sender": self.name, "agentcomm.handler": handler}
+        with tracing.span("request", to, kind="client", attributes=attrs) as span:
+            traceparent, tracestate = tracing.current_traceparent()
+            now = time.time()
+            env = Envelope(
+                id=new_id(),
+                kind="request",
+                sender=self.name,
+                recipient=to,
+                handler=handler,
+                payload=encode_payload(payload),
+                created=now,
+                deadline=now + timeout,
+                causation_id=None if cause is None else cause.id,
+                traceparent=traceparent,
+                tracestate=tracestate,
+                headers=headers or {},
+            )
+            span.set_attributes(
+                {k: v for k, v in tracing.message_attributes(env).items() if v is not None}
+            )
+            rt.message_log.append(env)
+            self._requested += 1
+            resp = await rt.transport.request(env, timeout)
+            if resp.error is not None:
+                raise_remote(resp, env, timeout)
+            if returns is None:
+                return _json_decode(resp.payload)
+            return codec_for(returns).decode(resp.payload)
