@@ -235,3 +235,23 @@ async def test_shutdown_cancels_a_stuck_callback_after_the_drain_timeout() -> No
             await started.wait()
     assert cancelled.is_set()
     assert not sub.active
+
+
+async def test_memory_engine_forgets_the_oldest_deleted_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agentcomm.transports import _memory_kv
+
+    monkeypatch.setattr(_memory_kv, "MAX_ABSENT_KEYS", 3)
+    async with Runtime() as rt:
+        board = rt.board
+        for i in range(5):
+            await board.write(f"d.{i}", i)
+            await board.delete(f"d.{i}")
+        await board.write("d.4", "back")  # present again: no longer counted as absent
+        await board.delete("d.5")
+        assert await board.history("d.0") == []
+        assert await board.history("d.1") == []
+        assert [c.operation for c in await board.history("d.2")] == ["put", "delete"]
+        assert [c.operation for c in await board.history("d.4")] == ["put", "delete", "put"]
+        assert await board.keys("d.") == ["d.4"]

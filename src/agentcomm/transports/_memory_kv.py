@@ -20,6 +20,10 @@ __all__ = ["MemoryKV"]
 Entry = KVStore.Entry
 _now = time.time
 
+#: Deleted or expired keys whose history a bucket keeps; beyond this the oldest
+#: one is forgotten entirely (NATS keeps markers until ``purge_deletes``).
+MAX_ABSENT_KEYS = 10_000
+
 
 def _selects(prefix: str, key: str) -> bool:
     """Whether ``prefix`` (``""``, ``"a.b."`` or a key) selects ``key``."""
@@ -94,7 +98,7 @@ class _MemoryWatcher(KVStore.Watcher):
 
 
 class _Bucket:
-    __slots__ = ("expiry", "history", "keys", "name", "revision", "watchers")
+    __slots__ = ("absent", "expiry", "history", "keys", "name", "revision", "watchers")
 
     def __init__(self, name: str, history: int) -> None:
         self.name = name
@@ -105,6 +109,8 @@ class _Bucket:
         #: key -> (loop deadline, timer) for the latest entry when it has a TTL.
         self.expiry: dict[str, tuple[float, asyncio.TimerHandle]] = {}
         self.watchers: set[_MemoryWatcher] = set()
+        #: keys whose latest entry is a marker, oldest first (bounded).
+        self.absent: dict[str, None] = {}
 
     def append(self, key: str, value: bytes, operation: str) -> Entry:
         self.revision = revision = self.revision + 1
@@ -119,6 +125,17 @@ class _Bucket:
         if entries is None:
             entries = self.keys[key] = deque(maxlen=self.history)
         entries.append(entry)
+        absent = self.absent
+        if operation == "put":
+            if absent:
+                absent.pop(key, None)
+        else:
+            absent.pop(key, None)
+            absent[key] = None
+            if len(absent) > MAX_ABSENT_KEYS:
+                oldest = next(iter(absent))
+                del absent[oldest]
+                del self.keys[oldest]
         if self.watchers:
             for w in list(self.watchers):
                 if _selects(w.prefix, key):
@@ -227,6 +244,8 @@ class MemoryKV:
         if entries is None:
             entries = b.keys[key] = deque(maxlen=b.history)
         entries.append(entry)
+        if b.absent:
+            b.absent.pop(key, None)
         return revision
 
     async def kv_delete(
