@@ -57,6 +57,7 @@ from .pubsub import (
     TopicStatistics,
 )
 from .runtime import MessageLog, Runtime, RuntimeStatistics
+from .tools import ToolError, ToolInfo, Tools
 from .transports.base import Transport
 
 __version__ = "0.1.0"
@@ -96,6 +97,9 @@ __all__ = [
     "Runtime",
     "RuntimeStatistics",
     "SubscriptionStatistics",
+    "ToolError",
+    "ToolInfo",
+    "Tools",
     "TopicStatistics",
     "Transport",
     "TransportClosed",
