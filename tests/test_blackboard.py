@@ -255,3 +255,16 @@ async def test_memory_engine_forgets_the_oldest_deleted_keys(
         assert [c.operation for c in await board.history("d.2")] == ["put", "delete"]
         assert [c.operation for c in await board.history("d.4")] == ["put", "delete", "put"]
         assert await board.keys("d.") == ["d.4"]
+
+
+async def test_created_survives_overwrites_of_large_values() -> None:
+    async with Runtime() as rt:
+        board = rt.board
+        await board.write("big", {"text": "x" * 2000})
+        first = await board.read("big")
+        await board.write("big", {"text": "y" * 2000})
+        second = await board.read("big")
+        assert first is not None
+        assert second is not None
+        assert second.created == first.created
+        assert second.updated >= first.updated

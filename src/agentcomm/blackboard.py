@@ -247,6 +247,22 @@ _decode_record = msgspec.json.Decoder(_Record).decode
 _decode_created = msgspec.json.Decoder(_Created).decode
 _decode_any = msgspec.json.Decoder().decode
 _now = time.time
+_CREATED = b'{"created":'
+
+
+def _created_of(data: bytes, default: float) -> float:
+    """The ``created`` time of a stored record, without decoding a large value."""
+    if len(data) > 256 and data.startswith(_CREATED):  # encoded first: slice it out
+        end = data.find(b",", 11)
+        if end > 0:
+            try:
+                return float(data[11:end])
+            except ValueError:
+                pass
+    try:
+        return _decode_created(data).created
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return default  # not a record; reading it will say so
 
 
 class _Core:
@@ -560,12 +576,7 @@ class Blackboard:
             core.conflicts += 1
             raise RevisionConflict(key, expected_revision, core.decode_or_none(cur, None))
         now = _now()
-        created = now
-        if cur is not None:
-            try:
-                created = _decode_created(cur.value).created
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                pass  # not a record; the read will say so
+        created = now if cur is None else _created_of(cur.value, now)
         if core.schemas:
             data = core.encode(key, value, self.author, created, now, ttl)
         else:  # the hot path, inlined
