@@ -76,8 +76,8 @@ DEFAULT_MAX_PENDING = 1024
 DEFAULT_BUCKET = "blackboard"
 
 _TOKEN = r"[A-Za-z0-9_=-]+"
-KEY_RE = re.compile(rf"^{_TOKEN}(?:\.{_TOKEN})*$")
-BUCKET_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+KEY_RE = re.compile(rf"{_TOKEN}(?:\.{_TOKEN})*")
+BUCKET_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_KEY_LENGTH = 255
 _valid_keys: dict[str, None] = {}
 
@@ -93,9 +93,9 @@ def check_key(key: str) -> str:
         check_key("research.q1")   # ok
         check_key("research/q1")   # ConfigurationError: use '.' between tokens
     """
-    if key in _valid_keys:
+    if type(key) is str and key in _valid_keys:
         return key
-    if not isinstance(key, str) or len(key) > MAX_KEY_LENGTH or not KEY_RE.match(key):
+    if not isinstance(key, str) or len(key) > MAX_KEY_LENGTH or not KEY_RE.fullmatch(key):
         hint = ""
         if isinstance(key, str) and "/" in key:
             hint = f" (write {key.replace('/', '.')!r}: '/' is not a separator here)"
@@ -269,7 +269,7 @@ class _Core:
     """Per-runtime, per-bucket state shared by every :class:`Blackboard` view."""
 
     def __init__(self, rt: Runtime, bucket: str, history: int) -> None:
-        if not BUCKET_RE.match(bucket):
+        if not isinstance(bucket, str) or not BUCKET_RE.fullmatch(bucket):
             raise ConfigurationError(
                 f"invalid bucket name {bucket!r}: use 1-64 letters, digits, '_' or '-'"
             )
@@ -558,8 +558,7 @@ class Blackboard:
                 print("lost the race to", exc.current.author)
         """
         core = self._core
-        if key not in _valid_keys:
-            check_key(key)
+        check_key(key)
         rt = core.rt
         rt._authorize(self.author, "write", key)
         if ttl is not None:

@@ -335,7 +335,7 @@ async def test_values_are_validated_and_isolated(make_runtime: MakeRuntime) -> N
 async def test_bad_keys_and_prefixes_say_what_to_fix(make_runtime: MakeRuntime) -> None:
     async with make_runtime() as rt:
         board = rt.board
-        for bad in ("", "a/b", ".a", "a.", "a..b", "a b", "a.*", "a.>", "x" * 256):
+        for bad in ("", "a/b", ".a", "a.", "a..b", "a b", "a.*", "a.>", "a\n", "x" * 256):
             with pytest.raises(ConfigurationError, match="invalid blackboard key"):
                 await board.write(bad, 1)
         with pytest.raises(ConfigurationError, match=r"'a\.b'"):
