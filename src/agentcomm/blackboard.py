@@ -388,7 +388,8 @@ class Blackboard:
 
     ``rt.board`` is the runtime's board (author ``"runtime"``); ``agent.board`` and
     ``ctx.board`` write as that agent. Views of one runtime and bucket share their
-    state. ``Blackboard(rt, bucket="notes", history=4)`` opens another bucket.
+    state. ``Blackboard(rt, bucket="notes", history=4)`` opens another bucket
+    (``history`` defaults to what the bucket is open with, else 16).
 
     Example::
 
@@ -404,12 +405,14 @@ class Blackboard:
         rt: Runtime,
         *,
         bucket: str = DEFAULT_BUCKET,
-        history: int = DEFAULT_HISTORY,
+        history: int | None = None,
         author: str = "runtime",
     ) -> None:
         name = "blackboard" if bucket == DEFAULT_BUCKET else f"blackboard:{bucket}"
-        core: _Core = rt.extension(name, lambda r: _Core(r, bucket, history))
-        if core.history != history:
+        core: _Core = rt.extension(
+            name, lambda r: _Core(r, bucket, DEFAULT_HISTORY if history is None else history)
+        )
+        if history is not None and core.history != history:
             raise ConfigurationError(
                 f"bucket {bucket!r} is already open with history={core.history}; "
                 f"open it with the same history (asked for {history})"
