@@ -1,0 +1,285 @@
+"""Fault tests on a real broker: crashed subscribers, a crashed broker, contended CAS, poison.
+
+Each test starts its own ``nats-server -js`` (killed by pid at the end) and its own
+worker processes (always stopped in ``finally``). Counts and deadlines are fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agentcomm import Agent, RetryPolicy, Runtime
+from agentcomm.envelope import Envelope, encode_payload
+from agentcomm.testing.nats_server import NatsServer, require_nats_server
+from agentcomm.transports.streams import ConsumerConfig, StreamConfig
+
+pytest.importorskip("nats")
+
+from agentcomm.transports.nats import NatsTransport
+
+pytestmark = [pytest.mark.nats, pytest.mark.slow]
+
+# The worker processes: one small program, the mode is its first argument.
+WORKER = r"""
+import asyncio, json, sys
+from agentcomm import Runtime
+from agentcomm.envelope import Envelope, encode_payload
+from agentcomm.errors import TransportError
+from agentcomm.transports.nats import NatsTransport
+from agentcomm.transports.streams import ConsumerConfig
+
+mode, url, ns = sys.argv[1:4]
+
+async def subscriber(out):
+    # Records each event's id, flushes, and only then acks: a kill in between means
+    # redelivery (a duplicate that the id recognises), never a loss.
+    t = NatsTransport(url, namespace=ns)
+    await t.start()
+    c = await t.open_consumer(
+        "WORK", ConsumerConfig(name="workers", deliver="all", ack_wait=2.0, max_ack_pending=500)
+    )
+    with open(out, "a") as f:
+        while True:
+            msgs = await c.fetch(100, 1.0)
+            for m in msgs:
+                f.write(m.envelope.id + "\n")
+            f.flush()
+            for m in msgs:
+                await m.ack()
+
+async def publisher(out, first, count):
+    t = NatsTransport(url, namespace=ns, api_timeout=1.0)
+    await t.start()
+    with open(out, "a") as f:
+        for n in range(first, first + count):
+            env = Envelope(id=f"p{n}", kind="event", sender="pub", topic="load.item",
+                           payload=encode_payload({"n": n}))
+            while True:  # retry with the same message id until acknowledged
+                try:
+                    await t.append("LOAD", env, msg_id=f"m{n}")
+                    break
+                except TransportError:
+                    await asyncio.sleep(0.05)
+            f.write(f"{n}\n")
+            f.flush()
+    await t.close()
+
+async def incrementer(count):
+    async with Runtime(transport=NatsTransport(url, namespace=ns)) as rt:
+        for _ in range(count):
+            await rt.board.update("counter", lambda v: (v or 0) + 1, max_attempts=100_000)
+
+if mode == "sub":
+    asyncio.run(subscriber(sys.argv[4]))
+elif mode == "pub":
+    asyncio.run(publisher(sys.argv[4], int(sys.argv[5]), int(sys.argv[6])))
+elif mode == "cas":
+    asyncio.run(incrementer(int(sys.argv[4])))
+"""
+
+
+class Workers:
+    """Worker processes started by a test; every one is stopped by pid at the end."""
+
+    def __init__(self, url: str, namespace: str) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, mode: str, *args: object) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-c", WORKER, mode, self.url, self.namespace, *map(str, args)]
+        proc = subprocess.Popen(argv)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[NatsServer]:
+    require_nats_server()
+    with NatsServer(tmp_path / "nats") as server:
+        yield server
+
+
+@pytest.fixture
+def workers(broker: NatsServer) -> Iterator[Workers]:
+    w = Workers(broker.url, "f" + os.urandom(4).hex())
+    try:
+        yield w
+    finally:
+        w.stop_all()
+
+
+async def wait_until(cond: Callable[[], bool], deadline: float, what: str) -> None:
+    """Poll an external condition (another process's progress) until ``deadline`` s."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while not cond():
+        if loop.time() > end:
+            pytest.fail(f"timed out after {deadline}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.mark.timeout(120)
+async def test_subscriber_killed_mid_stream_loses_nothing(workers: Workers, tmp_path: Path) -> None:
+    total = 10_000
+    transport = NatsTransport(workers.url, namespace=workers.namespace)
+    await transport.start()
+    try:
+        await transport.ensure_stream(StreamConfig(name="WORK", max_msgs=50_000))
+
+        async def publish(first: int) -> None:
+            for n in range(first, total, 50):
+                env = Envelope(
+                    id=f"e{n}", kind="event", sender="t", topic="work.item",
+                    payload=encode_payload({"n": n}),
+                )  # fmt: skip
+                await transport.append("WORK", env, msg_id=f"e{n}")
+
+        await asyncio.gather(*(publish(i) for i in range(50)))
+        assert (await transport.stream_info("WORK")).messages == total
+
+        out = tmp_path / "processed.txt"
+        first = workers.start("sub", out)
+        await wait_until(lambda: len(lines(out)) >= 2_000, 60, "the first 2,000 events")
+        os.kill(first.pid, signal.SIGKILL)  # mid-stream: some events received, not acked
+        first.wait(timeout=10)
+        assert len(set(lines(out))) < total, "the subscriber finished before the kill"
+
+        second = workers.start("sub", out)
+        await wait_until(lambda: len(set(lines(out))) >= total, 90, "every event processed")
+        os.kill(second.pid, signal.SIGTERM)
+        second.wait(timeout=10)
+
+        seen = lines(out)
+        assert set(seen) == {f"e{n}" for n in range(total)}  # none lost
+        duplicates = len(seen) - len(set(seen))  # redelivered, recognised by message id
+        assert duplicates >= 0
+        consumer = await transport.open_consumer("WORK", ConsumerConfig(name="workers"))
+        info = await consumer.info()
+        await consumer.close()
+        assert info.num_pending == 0
+    finally:
+        await transport.close()
+
+
+@pytest.mark.timeout(150)
+async def test_broker_killed_and_restarted_loses_no_acknowledged_publish(
+    broker: NatsServer, workers: Workers, tmp_path: Path
+) -> None:
+    per_publisher, publishers = 5_000, 3
+    setup = NatsTransport(broker.url, namespace=workers.namespace)
+    await setup.start()
+    await setup.ensure_stream(StreamConfig(name="LOAD", max_msgs=100_000))
+    await setup.close()
+
+    outs = [tmp_path / f"acked-{i}.txt" for i in range(publishers)]
+    procs = [
+        workers.start("pub", outs[i], i * per_publisher, per_publisher) for i in range(publishers)
+    ]
+    acked = lambda: sum(len(lines(o)) for o in outs)  # noqa: E731
+    await wait_until(lambda: acked() >= 3_000, 60, "3,000 acknowledged publishes")
+    await asyncio.to_thread(broker.kill)  # SIGKILL while the publishers are sending
+    assert acked() < publishers * per_publisher
+    await asyncio.to_thread(broker.start)  # same port, same store
+    await wait_until(lambda: all(p.poll() is not None for p in procs), 120, "the publishers")
+    assert [p.returncode for p in procs] == [0] * publishers
+
+    confirmed = {int(n) for o in outs for n in lines(o)}
+    assert len(confirmed) == publishers * per_publisher
+    transport = NatsTransport(broker.url, namespace=workers.namespace)
+    await transport.start()
+    try:
+        consumer = await transport.open_consumer(
+            "LOAD", ConsumerConfig(name="audit", deliver="all", max_ack_pending=10_000)
+        )
+        stored: list[int] = []
+        for _ in range(200):  # bounded: 15,000 events in batches of up to 500
+            msgs = await consumer.fetch(500, 1.0)
+            if not msgs:
+                break
+            for m in msgs:
+                stored.append(int(m.envelope.id[1:]))
+                await m.ack()
+        await consumer.close()
+    finally:
+        await transport.close()
+    assert confirmed <= set(stored)  # no acknowledged publish is lost
+    assert len(stored) == len(set(stored))  # retries were deduplicated by message id
+
+
+@pytest.mark.timeout(120)
+async def test_four_processes_compare_and_set_count_exactly(
+    broker: NatsServer, workers: Workers
+) -> None:
+    procs = [workers.start("cas", 500) for _ in range(4)]
+    await wait_until(lambda: all(p.poll() is not None for p in procs), 100, "the incrementers")
+    assert [p.returncode for p in procs] == [0, 0, 0, 0]
+    async with Runtime(transport=NatsTransport(broker.url, namespace=workers.namespace)) as rt:
+        entry = await rt.board.read("counter")
+    assert entry is not None
+    assert entry.value == 2_000
+
+
+@pytest.mark.timeout(60)
+async def test_poison_event_is_tried_four_times_then_dead_lettered_once(
+    broker: NatsServer,
+) -> None:
+    backoff = 0.3
+    attempts: list[float] = []
+    handled: list[int] = []
+    others_done = asyncio.Event()
+    worker = Agent("worker", concurrency=1)
+
+    @worker.on("jobs.*", retry=RetryPolicy(max_attempts=4, backoff=backoff, jitter=0.0))
+    async def handle(n: int) -> None:
+        if n < 0:
+            attempts.append(time.monotonic())
+            raise RuntimeError("poison")
+        handled.append(n)
+        if len(handled) == 20:
+            others_done.set()
+
+    transport = NatsTransport(broker.url, namespace="p" + os.urandom(4).hex())
+    async with Runtime(transport=transport, agents=[worker]) as rt:
+        producer = rt.agent("producer")
+        await producer.publish("jobs.bad", {"n": -1})
+        for n in range(20):
+            await producer.publish("jobs.ok", {"n": n})
+        async with asyncio.timeout(20):
+            await others_done.wait()  # the others flow while the poison waits to retry
+            dead = []
+            while not dead:  # the dead letter is stored after the last attempt
+                dead = await rt.events.dead_letters()
+                if not dead:
+                    await asyncio.sleep(0.05)
+        assert len(dead) == 1
+    assert len(attempts) == 4
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    for i, gap in enumerate(gaps):  # 0.3, 0.6, 1.2 s: exponential backoff
+        assert gap >= backoff * 2**i * 0.9, gaps
+        assert gap < backoff * 2**i + 1.5, gaps
+    assert len(handled) == 20
+    letter = dead[0]
+    assert (letter.attempts, letter.topic) == (4, "jobs.bad")
+    assert letter.last_error is not None
+    assert "poison" in letter.last_error
