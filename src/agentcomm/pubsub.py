@@ -412,6 +412,7 @@ class PubSub:
         if monitor_interval <= 0:
             raise ConfigurationError("monitor_interval must be positive seconds")
         self.monitor_interval = monitor_interval
+        self._limited = publisher_limit is not None or bool(self._topic_limits)
         self._buckets: dict[str, TokenBucket] = {}
         self._subs: dict[tuple[str, str], Subscription] = {}
         self._groups: dict[str, str] = {}
@@ -580,40 +581,51 @@ class PubSub:
 
             seq = await rt.events.publish("shop", "orders.created", {"id": 1})
         """
-        if not self._started or self._seen != (_version[0], len(self.runtime._agents)):
+        rt = self.runtime
+        if not self._started or self._seen != (_version[0], len(rt._agents)):
             await self.start()
         tc = self._topics.get(topic)
         if tc is None:
             check_topic(topic)
             tc = self._topic(topic)
-        rt = self.runtime
-        rt._authorize(sender, "publish", topic)
-        if ttl is not None and ttl <= 0:
-            raise ConfigurationError(f"ttl must be positive seconds, got {ttl}")
+        if rt.access is not None:
+            rt._authorize(sender, "publish", topic)
         if key is not None and not isinstance(key, str):
             raise ConfigurationError(f"key must be a string, got {type(key).__name__}")
-        if self.publisher_limit is not None or self._topic_limits:
+        if self._limited:
             await self._limit(sender, topic, wait)
-        now = time.time()
-        env = Envelope(
-            id=msg_id or new_id(),
-            kind="event",
-            sender=sender,
-            topic=topic,
-            payload=encode_payload(payload),
-            created=now,
-            deadline=None if ttl is None else now + ttl,
-            key=key,
-            causation_id=None if cause is None else cause.id,
-            traceparent=None if cause is None else cause.traceparent,
-            headers=headers or {},
-        )
+        if ttl is None and cause is None and headers is None:  # the common case, fewer fields
+            env = Envelope(
+                id=msg_id or new_id(),
+                kind="event",
+                sender=sender,
+                topic=topic,
+                payload=encode_payload(payload),
+                key=key,
+            )
+        else:
+            if ttl is not None and ttl <= 0:
+                raise ConfigurationError(f"ttl must be positive seconds, got {ttl}")
+            now = time.time()
+            env = Envelope(
+                id=msg_id or new_id(),
+                kind="event",
+                sender=sender,
+                topic=topic,
+                payload=encode_payload(payload),
+                created=now,
+                deadline=None if ttl is None else now + ttl,
+                key=key,
+                causation_id=None if cause is None else cause.id,
+                traceparent=None if cause is None else cause.traceparent,
+                headers=headers or {},
+            )
         seq = await rt.transport.append(EVENT_STREAM, env, msg_id=msg_id)
         self._published += 1
         tc.published += 1
         if not tc.routed:
             tc.unrouted += 1
-        rt._record(env)
+        rt.message_log.append(env)
         return seq
 
     async def _limit(self, sender: str, topic: str, wait: bool) -> None:
@@ -768,9 +780,10 @@ class PubSub:
         """Hand a dead letter back to its subscriber, with a fresh retry budget.
 
         The event goes back without its TTL (redriving is a deliberate decision to
-        handle it after all). The subscriber must run in this runtime. Returns True when the handler then
-        succeeded; either way the dead letter leaves the queue (a new one replaces
-        it if the event fails again). Raises ConfigurationError if it is gone.
+        handle it after all). The subscriber must run in this runtime. Returns True
+        when the handler then succeeded; either way the dead letter leaves the queue
+        (a new one replaces it if the event fails again). Raises ConfigurationError
+        if it is gone.
 
         Example::
 

@@ -39,56 +39,93 @@ _LAG_SCAN = 10_000  # entries scanned at most to count a filtered consumer's lag
 _replace = msgspec.structs.replace
 
 
-class _Entry:
-    __slots__ = ("env", "seq", "size", "subject", "time")
+class _Entry(msgspec.Struct, gc=False):
+    """One stored message. Not tracked by the cyclic GC (it holds no cycles), so a
+    large retained log does not make every garbage collection slower."""
 
-    def __init__(self, seq: int, env: Envelope, subject: str, stamp: float, size: int) -> None:
-        self.seq = seq
-        self.env = env
-        self.subject = subject
-        self.time = stamp
-        self.size = size
+    seq: int
+    env: Envelope
+    subject: str
+    time: float
+    size: int
 
 
 class _Stream:
-    __slots__ = ("bytes", "config", "consumers", "dedupe", "entries", "last_seq")
+    # `entries` finds a message by sequence; `order` holds them oldest first, so the
+    # oldest is found in O(1) (popping from the front of a dict and then asking for
+    # its first key walks over every deleted slot). Deleted entries are skipped lazily.
+    __slots__ = (
+        "bytes",
+        "config",
+        "consumers",
+        "dedupe",
+        "dedupe_order",
+        "entries",
+        "last_seq",
+        "order",
+    )
 
     def __init__(self, config: StreamConfig) -> None:
         self.config = config
         self.entries: dict[int, _Entry] = {}
+        self.order: deque[_Entry] = deque()
         self.last_seq = 0
         self.bytes = 0
         self.dedupe: dict[str, tuple[int, float]] = {}
+        self.dedupe_order: deque[tuple[str, float]] = deque()
         self.consumers: dict[str, _Consumer] = {}
+
+    def _head(self) -> _Entry | None:
+        order, entries = self.order, self.entries
+        while order:
+            e = order[0]
+            if entries.get(e.seq) is e:
+                return e
+            order.popleft()
+        return None
 
     @property
     def first_seq(self) -> int:
-        for seq in self.entries:
-            return seq
-        return self.last_seq + 1
+        e = self._head()
+        return self.last_seq + 1 if e is None else e.seq
+
+    def add(self, e: _Entry) -> None:
+        self.entries[e.seq] = e
+        self.order.append(e)
+        self.bytes += e.size
+
+    def remove(self, seq: int) -> _Entry | None:
+        e = self.entries.pop(seq, None)
+        if e is not None:
+            self.bytes -= e.size
+            if len(self.order) > 2 * len(self.entries) + 64:  # many deleted in the middle
+                self.order = deque(self.entries.values())
+        return e
 
     def enforce(self, now: float) -> None:
         cfg = self.config
         entries = self.entries
         while entries and (len(entries) > cfg.max_msgs or self.bytes > cfg.max_bytes):
-            self.bytes -= entries.pop(next(iter(entries))).size
+            e = self._head()
+            assert e is not None
+            self.order.popleft()
+            del entries[e.seq]
+            self.bytes -= e.size
         if cfg.max_age is not None:
             cutoff = now - cfg.max_age
-            while entries:
-                first = next(iter(entries.values()))
-                if first.time >= cutoff:
-                    break
-                del entries[first.seq]
-                self.bytes -= first.size
-        dedupe = self.dedupe
-        if dedupe:
+            while (e := self._head()) is not None and e.time < cutoff:
+                self.order.popleft()
+                del entries[e.seq]
+                self.bytes -= e.size
+        dedupe, dorder = self.dedupe, self.dedupe_order
+        if dorder:
             cutoff = now - cfg.duplicate_window
             limit = max(cfg.max_msgs, 1)
-            while dedupe:
-                key = next(iter(dedupe))
-                if dedupe[key][1] >= cutoff and len(dedupe) <= limit:
-                    break
-                del dedupe[key]
+            while dorder and (dorder[0][1] < cutoff or len(dedupe) > limit):
+                key, stamp = dorder.popleft()
+                seen = dedupe.get(key)
+                if seen is not None and seen[1] == stamp:
+                    del dedupe[key]
 
     def info(self) -> StreamInfo:
         self.enforce(time.time())
@@ -309,14 +346,21 @@ class _Consumer:
 
     def info(self) -> ConsumerInfo:
         st = self.stream
-        pending = 0
         seq = max(self.next_seq, st.first_seq)
-        if self.config.filter_subject == ">" and seq > st.first_seq:
-            pending = sum(1 for s in st.entries if s >= seq) if seq <= st.last_seq else 0
-        else:
-            pending = sum(
-                1 for e in st.entries.values() if e.seq >= seq and self.matches(e.subject)
-            )
+        ahead = min(st.last_seq - seq + 1, len(st.entries)) if seq <= st.last_seq else 0
+        if ahead and self.config.filter_subject != ">":
+            # Count the matches among the newest `ahead` entries; past _LAG_SCAN of them,
+            # extrapolate from those scanned (lag is a gauge, not an invariant).
+            scanned = hits = 0
+            for e in reversed(st.order):
+                if e.seq < seq or scanned >= _LAG_SCAN:
+                    break
+                if st.entries.get(e.seq) is not e:
+                    continue
+                scanned += 1
+                hits += self.matches(e.subject)
+            ahead = hits if scanned >= ahead or not scanned else round(hits * ahead / scanned)
+        pending = ahead
         unsettled = [*self.delivered, *self.naked, *(p.sequence for p in self.due if not p.settled)]
         floor = (min(unsettled) - 1) if unsettled else self.next_seq - 1
         return ConsumerInfo(
@@ -418,7 +462,7 @@ class MemoryEventLog:
         return st.info()
 
     async def append(self, stream: str, envelope: Envelope, *, msg_id: str | None = None) -> int:
-        st = self._stream(stream)
+        st = self._streams.get(stream) or self._stream(stream)
         subject = envelope.topic
         if subject is None:
             raise ConfigurationError("an appended envelope needs a topic (its subject)")
@@ -431,16 +475,16 @@ class MemoryEventLog:
         st.last_seq = seq
         env = _replace(envelope, sequence=seq)
         size = len(envelope.payload) + len(subject) + _OVERHEAD
-        st.entries[seq] = _Entry(seq, env, subject, now, size)
-        st.bytes += size
+        st.add(_Entry(seq, env, subject, now, size))
         if msg_id is not None:
             st.dedupe[msg_id] = (seq, now)
+            st.dedupe_order.append((msg_id, now))
         cfg = st.config
         if (
             len(st.entries) > cfg.max_msgs
             or st.bytes > cfg.max_bytes
             or cfg.max_age is not None
-            or st.dedupe
+            or st.dedupe_order
         ):
             st.enforce(now)
         for c in st.consumers.values():
@@ -474,12 +518,7 @@ class MemoryEventLog:
         return out
 
     async def delete_message(self, stream: str, sequence: int) -> bool:
-        st = self._stream(stream)
-        e = st.entries.pop(sequence, None)
-        if e is None:
-            return False
-        st.bytes -= e.size
-        return True
+        return self._stream(stream).remove(sequence) is not None
 
     async def open_consumer(self, stream: str, config: ConsumerConfig) -> LogConsumer:
         st = self._stream(stream)
