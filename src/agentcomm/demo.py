@@ -191,6 +191,7 @@ async def run_demo(out: TextIO, *, trace: bool = False) -> int:
             w(f"  {env.kind:<12} {env.sender} -> {target} ({env.payload_size()} bytes)\n")
     await _blackboard_section(out)
     await _pubsub_section(out)
+    await _mcp_section(out)
     return 0
 
 
@@ -295,3 +296,33 @@ async def _pubsub_section(out: TextIO) -> None:
             f"  {snap.published} published, {snap.events_stored} retained, "
             f"{snap.dead_letters} dead letters stored now\n"
         )
+
+
+async def _mcp_section(out: TextIO) -> None:
+    w = out.write
+    w("\nMCP tools (handlers exposed as MCP tools, called by an MCP client)\n")
+    try:
+        import mcp
+    except ImportError:
+        w("  skipped: pip install 'agentcomm[mcp]'\n")
+        return
+    crm = Agent("customer-data")
+
+    @crm.handler
+    async def lookup_customer(identifier: str, fields: list[str] | None = None) -> dict[str, str]:
+        """Look up customer details by email or ID."""
+        record = {"id": identifier, "plan": "team", "email": f"{identifier}@example.com"}
+        return {f: record[f] for f in fields} if fields else record
+
+    async with Runtime(agents=[crm]) as rt:
+        server = await rt.tools.expose("customer-data")
+        async with mcp.Client(server.server) as client:
+            (tool,) = (await client.list_tools()).tools
+            args = list(tool.input_schema["properties"])
+            w(f"  tool {tool.name!r}: {tool.description} args={args}\n")
+            r = await client.call_tool(tool.name, {"identifier": "c-7", "fields": ["plan"]})
+            w(f"  call -> {r.structured_content}\n")
+            r = await client.call_tool(tool.name, {"identifier": 7})
+            w(f"  bad arguments -> isError: {r.content[0].text[:60]}...\n")  # type: ignore[union-attr]
+        names = [t.llm_name for t in rt.tools.catalogue()]
+        w(f"  catalogue for LLM function calling: {names}\n")
