@@ -309,6 +309,7 @@ class Agent(DirectMessaging):
         items = box._items
         run = _Running(task)  # reused: one handler at a time per worker
         tracing = self.runtime.tracing
+        guard = self.runtime._guard  # limits, signatures, policy (docs/security.md)
         span: AbstractContextManager[Any] | None = None
         while True:
             delivery = items.popleft() if items else await box.get()
@@ -317,6 +318,10 @@ class Agent(DirectMessaging):
             self._busy += 1
             try:
                 env = delivery.envelope
+                if guard is not None and (bad := guard.admit(name, env)) is not None:
+                    self._rejected += 1
+                    await self._answer_error(delivery, *bad)
+                    continue
                 spec = handlers.get(env.handler or "")
                 deadline = env.deadline
                 if spec is None or (deadline is not None and deadline <= time.time()):
@@ -398,6 +403,8 @@ class Agent(DirectMessaging):
                         payload=raw,
                         schema=spec.output_name,
                     )
+                    if guard is not None:
+                        resp = guard.seal_reply(env, resp)
                     record(resp)
                     pending = delivery.reply(resp)
                     if pending is not None:
@@ -418,6 +425,8 @@ class Agent(DirectMessaging):
             tracing.record_failure(code, exc_type, msg)
         if env.kind == "request":
             resp = error_response(env, self.name, code, exc_type, msg)
+            if self.runtime._guard is not None:
+                resp = self.runtime._guard.seal_reply(env, resp)
             self.runtime._record(resp)
             pending = delivery.reply(resp)
             if pending is not None:

@@ -16,9 +16,12 @@ import msgspec
 
 from .envelope import Envelope, ErrorInfo, encode_payload, new_id
 from .errors import (
+    AuthenticationError,
+    LimitExceeded,
     MailboxFull,
     PermissionDenied,
     RemoteError,
+    ReplayDetected,
     RequestTimeout,
     UnknownHandler,
     ValidationError,
@@ -62,6 +65,11 @@ def raise_remote(resp: Envelope, request: Envelope, timeout: float) -> None:
         raise UnknownHandler(err.message)
     if err.code == "permission":
         raise PermissionDenied(err.message)
+    if err.code == "limit":
+        raise LimitExceeded(f"{resp.sender} refused the message: {err.message}")
+    if err.code == "authentication":
+        cls = ReplayDetected if err.type == "ReplayDetected" else AuthenticationError
+        raise cls(f"{resp.sender} refused the message: {err.message}")
     raise RemoteError(resp.sender, err.type, err.message)
 
 
@@ -146,6 +154,8 @@ class DirectMessaging:
 
     async def _send(self, rt: Runtime, env: Envelope, block: bool, timeout: float | None) -> None:
         to = env.recipient or ""
+        if rt._guard is not None:  # limits and signature (docs/security.md)
+            env = rt._guard.seal(env)
         rt._record(env)
         self._sent += 1
         if timeout is None:
@@ -230,9 +240,14 @@ class DirectMessaging:
             traceparent=None if cause is None else cause.traceparent,
             headers=headers or {},
         )
+        guard = rt._guard
+        if guard is not None:  # limits and signature (docs/security.md)
+            env = guard.seal(env)
         rt.message_log.append(env)
         self._requested += 1
         resp = await rt.transport.request(env, timeout)
+        if guard is not None:
+            guard.check_response(env, resp)
         if resp.error is not None:
             raise_remote(resp, env, timeout)
         if returns is None:
@@ -272,9 +287,14 @@ class DirectMessaging:
             span.set_attributes(
                 {k: v for k, v in tracing.message_attributes(env).items() if v is not None}
             )
+            guard = rt._guard
+            if guard is not None:
+                env = guard.seal(env)
             rt.message_log.append(env)
             self._requested += 1
             resp = await rt.transport.request(env, timeout)
+            if guard is not None:
+                guard.check_response(env, resp)
             if resp.error is not None:
                 raise_remote(resp, env, timeout)
             if returns is None:

@@ -17,7 +17,10 @@ Every error the library raises on purpose derives from :class:`AgentCommError`::
     │   ├── RevisionConflict            compare-and-set lost: someone wrote first
     │   └── KeyExists                   create() on a key that is present
     ├── ValidationError                 a payload or envelope does not match its schema
-    │   └── DecodeError                 bytes that are not a valid envelope
+    │   ├── DecodeError                 bytes that are not a valid envelope
+    │   ├── LimitExceeded               too large, too many headers, nested too deep
+    │   └── AuthenticationError         unsigned, forged or tampered (signing is on)
+    │       └── ReplayDetected          an id already seen, or outside its validity window
     └── PermissionDenied                an access rule refused the operation
 
 Handlers may raise :class:`Retry` or :class:`Reject` to steer redelivery of events;
@@ -30,17 +33,20 @@ from typing import Any
 
 __all__ = [
     "AgentCommError",
+    "AuthenticationError",
     "BlackboardError",
     "ConfigurationError",
     "DecodeError",
     "DeliveryError",
     "KeyExists",
+    "LimitExceeded",
     "MailboxFull",
     "NoResponders",
     "PermissionDenied",
     "RateLimited",
     "Reject",
     "RemoteError",
+    "ReplayDetected",
     "RequestTimeout",
     "Retry",
     "RevisionConflict",
@@ -247,13 +253,67 @@ class DecodeError(ValidationError):
     """
 
 
-class PermissionDenied(AgentCommError):
-    """An access rule refused the operation; the message names the rule.
+class LimitExceeded(ValidationError):
+    """An envelope breaks a size limit (payload, headers, nesting depth); never handled.
+
+    ``limit`` names the setting of :class:`~agentcomm.limits.Limits` that refused it.
 
     Example::
 
-        except PermissionDenied as exc: print(exc)
+        await alice.send("bob", "note", {"text": "x" * 10**7})  # raises LimitExceeded
     """
+
+    def __init__(self, message: str, *, limit: str = "") -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class AuthenticationError(ValidationError):
+    """With signing on, an envelope is unsigned, signed by an unknown key, forged or tampered.
+
+    Example::
+
+        try:
+            security.verify(env)
+        except AuthenticationError as exc:
+            print("refused:", exc)
+    """
+
+
+class ReplayDetected(AuthenticationError):
+    """A signed envelope was seen before, or is outside its validity window (too old).
+
+    Example::
+
+        security.verify(env); security.verify(env)  # the second raises ReplayDetected
+    """
+
+
+class PermissionDenied(AgentCommError):
+    """An access rule refused the operation; the message names the rule.
+
+    ``agent``, ``action``, ``target`` and ``rule`` are set when a
+    :class:`~agentcomm.policy.Policy` refused (``rule`` names the policy entry).
+
+    Example::
+
+        except PermissionDenied as exc: print(exc.rule, exc)
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        agent: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        rule: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.agent = agent
+        self.action = action
+        self.target = target
+        self.rule = rule
 
 
 class Retry(AgentCommError):

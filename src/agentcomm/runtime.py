@@ -25,8 +25,11 @@ from .errors import ConfigurationError, TransportClosed
 from .transports.base import Transport
 
 if TYPE_CHECKING:
+    from ._guard import Guard
     from .blackboard import Blackboard
+    from .limits import Limits
     from .pubsub import PubSub
+    from .security import Security
     from .tools import Tools
     from .tracing import Tracing
 
@@ -100,6 +103,12 @@ class Runtime:
     ``drain_timeout`` seconds, then cancels what is left; a task that failed makes
     the ``async with`` raise.
 
+    Security (off by default, and then free): ``access`` is the access hook, for
+    example an :class:`~agentcomm.policy.Policy`; ``security`` a
+    :class:`~agentcomm.security.Security` (sign every envelope, verify it before a
+    handler runs); ``limits`` a :class:`~agentcomm.limits.Limits` checked by sender
+    and receiver. See ``docs/security.md``.
+
     Example::
 
         async with Runtime(agents=[calc], default_timeout=5.0) as rt:
@@ -117,12 +126,24 @@ class Runtime:
         log_max_age: float | None = None,
         access: AccessHook | None = None,
         tracing: Any = None,
+        security: Security | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.transport = _make_transport(transport)
         self.default_timeout = default_timeout
         self.drain_timeout = drain_timeout
         self.message_log = MessageLog(log_size, log_max_age)
         self.access = access
+        self.security = security
+        self.limits = limits
+        #: Boundary checks (limits, signatures, receiver-side policy), or ``None``.
+        self._guard: Guard | None = None
+        if security is not None or limits is not None or (
+            access is not None and self.transport.name != "memory"
+        ):
+            from ._guard import Guard
+
+            self._guard = Guard(self, security=security, limits=limits)
         #: OpenTelemetry tracing, or ``None`` (off, the default: no cost).
         self.tracing: Tracing | None = None
         if tracing is not None and tracing is not False:

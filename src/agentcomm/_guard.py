@@ -1,0 +1,147 @@
+"""The runtime's boundary checks: one object the hot paths consult only when it exists.
+
+A runtime builds a :class:`Guard` only when it was given ``security=``, ``limits=``,
+or an access hook on a transport that crosses processes; otherwise ``rt._guard`` is
+``None`` and every hook point is one ``is not None`` test. Outbound, :meth:`seal`
+checks limits and signs; inbound, :meth:`admit` (direct messages) and
+:meth:`admit_event` (events) check limits, verify the signature and re-check the
+access policy against the authenticated sender, before any handler runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import AuthenticationError, LimitExceeded, PermissionDenied, ValidationError
+
+if TYPE_CHECKING:
+    from .envelope import Envelope
+    from .limits import Limits
+    from .runtime import Runtime
+    from .security import Security
+
+__all__ = ["Guard", "error_code"]
+
+
+def error_code(exc: Exception) -> str:
+    """The ``ErrorInfo.code`` that carries ``exc`` back to a requester.
+
+    Example::
+
+        error_code(LimitExceeded("too big"))  # "limit"
+    """
+    if isinstance(exc, LimitExceeded):
+        return "limit"
+    if isinstance(exc, AuthenticationError):
+        return "authentication"
+    if isinstance(exc, PermissionDenied):
+        return "permission"
+    return "validation"
+
+
+_EVENT_REASONS = {"limit": "too_large", "authentication": "unauthenticated"}
+
+
+class Guard:
+    """Limits, signatures and receiver-side policy checks of one runtime.
+
+    Example::
+
+        guard = Guard(rt, security=Security(identities=[alice]), limits=Limits())
+        env = guard.seal(env)                # sender side
+        assert guard.admit("bob", env) is None  # receiver side
+    """
+
+    __slots__ = ("limits", "recheck", "runtime", "security")
+
+    def __init__(
+        self, runtime: Runtime, *, security: Security | None, limits: Limits | None
+    ) -> None:
+        self.runtime = runtime
+        self.security = security
+        self.limits = limits
+        # Across processes the receiver re-checks the policy against the sender named in
+        # the (authenticated) envelope; in one process the sender's check already ran.
+        self.recheck = runtime.transport.name != "memory"
+
+    def seal(self, env: Envelope) -> Envelope:
+        """Check an outgoing envelope against the limits, then sign it.
+
+        Example::
+
+            env = guard.seal(env)
+        """
+        if self.limits is not None:
+            self.limits.check(env)
+        if self.security is not None:
+            env = self.security.sign(env)
+        return env
+
+    def seal_reply(self, request: Envelope, resp: Envelope) -> Envelope:
+        """Seal a response; a response that breaks a limit becomes a (sealed) error.
+
+        Example::
+
+            resp = guard.seal_reply(env, resp)
+        """
+        try:
+            return self.seal(resp)
+        except LimitExceeded as exc:
+            from .direct import error_response
+
+            err = error_response(request, resp.sender, "limit", "LimitExceeded", str(exc))
+            return self.seal(err)
+
+    def _inbound(self, env: Envelope, replay: bool) -> None:
+        if self.limits is not None:
+            self.limits.check(env)
+        if self.security is not None:
+            self.security.verify(env, replay=replay)
+
+    def admit(self, agent: str, env: Envelope) -> tuple[str, str, str] | None:
+        """``None`` when ``agent`` may handle ``env``, else ``(code, type, message)``.
+
+        Example::
+
+            if (bad := guard.admit("bob", env)) is not None: refuse(*bad)
+        """
+        try:
+            self._inbound(env, replay=True)
+            if self.recheck:
+                self.runtime._authorize(env.sender, "send", f"{agent}.{env.handler}")
+        except (ValidationError, PermissionDenied) as exc:
+            return error_code(exc), type(exc).__name__, str(exc)
+        return None
+
+    def admit_event(self, agent: str, env: Envelope) -> tuple[str, str] | None:
+        """``None`` when ``agent`` may handle the event, else ``(dead-letter reason, error)``.
+
+        Reasons: ``"too_large"``, ``"unauthenticated"``, ``"forbidden"``, ``"invalid"``.
+
+        Example::
+
+            if (bad := guard.admit_event("auditor", env)) is not None: dead_letter(*bad)
+        """
+        try:
+            self._inbound(env, replay=False)
+            if self.recheck:
+                self.runtime._authorize(env.sender, "publish", env.topic or "")
+        except PermissionDenied as exc:
+            return "forbidden", str(exc)
+        except ValidationError as exc:
+            return _EVENT_REASONS.get(error_code(exc), "invalid"), str(exc)
+        return None
+
+    def check_response(self, request: Envelope, resp: Envelope) -> None:
+        """Raise when a response breaks the limits or is not signed by the requested agent.
+
+        Example::
+
+            guard.check_response(env, resp)
+        """
+        self._inbound(resp, replay=False)
+        if self.security is not None and resp.sender != request.recipient:
+            raise AuthenticationError(
+                f"the answer to {request.id!r} was sent to {request.recipient!r} but "
+                f"signed by {resp.sender!r}"
+            )
