@@ -561,7 +561,8 @@ class Blackboard:
                 print("lost the race to", exc.current.author)
         """
         core = self._core
-        check_key(key)
+        if type(key) is not str or key not in _valid_keys:
+            check_key(key)
         rt = core.rt
         rt._authorize(self.author, "write", key)
         if ttl is not None:
@@ -578,7 +579,15 @@ class Blackboard:
             core.conflicts += 1
             raise RevisionConflict(key, expected_revision, core.decode_or_none(cur, None))
         now = _now()
-        created = now if cur is None else _created_of(cur.value, now)
+        if cur is None:
+            created = now
+        elif len(cur.value) <= 256:
+            try:
+                created = _decode_created(cur.value).created
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                created = now  # not a record; reading it will say so
+        else:
+            created = _created_of(cur.value, now)
         if core.schemas:
             data = core.encode(key, value, self.author, created, now, ttl)
         else:  # the hot path, inlined
