@@ -620,6 +620,8 @@ class PubSub:
                 traceparent=None if cause is None else cause.traceparent,
                 headers=headers or {},
             )
+        if rt._guard is not None:  # limits and signature (docs/security.md)
+            env = rt._guard.seal(env)
         seq = await rt.transport.append(EVENT_STREAM, env, msg_id=msg_id)
         self._published += 1
         tc.published += 1

@@ -171,6 +171,7 @@ class Subscription:
         c = self.counters
         spec = self.spec
         held = self._held
+        guard = self.pubsub.runtime._guard  # when set, run_once checks each event first
         # The hot path, inlined: one coroutine per event (the handler's) besides the ack.
         while not self._closing:
             if not ready:
@@ -193,7 +194,7 @@ class Subscription:
                 attempt += self._retrying.get(m.sequence, 0)
             self.running += 1
             try:
-                if env.deadline is None and spec.context_arg is None:
+                if guard is None and env.deadline is None and spec.context_arg is None:
                     try:
                         kwargs = spec.decode_args(env.payload)
                     except ValidationError as exc:
@@ -287,6 +288,9 @@ class Subscription:
         (kept here, retried after its backoff: only with ``local_retry``).
         """
         env = m.envelope
+        guard = self.pubsub.runtime._guard  # limits, signature, policy: docs/security.md
+        if guard is not None and (bad := guard.admit_event(self.agent.name, env)) is not None:
+            return await self._dead(m, bad[0], bad[1], attempt)
         if env.deadline is not None and env.deadline <= time.time():
             c.expired += 1
             tc.expired += 1
