@@ -16,9 +16,61 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.nats:
+        from .demo import run_nats_demo
+
+        return asyncio.run(run_nats_demo(args.nats, sys.stdout))
     from .demo import run_demo
 
     return asyncio.run(run_demo(out=sys.stdout, trace=args.trace))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
+    from .errors import ConfigurationError
+    from .runtime import Runtime
+    from .tools import load_agents
+
+    try:
+        from .transports.nats import NatsTransport
+    except ImportError:
+        print("agentcomm run: the NATS transport needs: pip install 'agentcomm[nats]'")
+        return 2
+    agents = [a for target in args.target for a in load_agents(target)]
+    if args.only:
+        agents = [a for a in agents if a.name in args.only]
+        missing = sorted(set(args.only) - {a.name for a in agents})
+        if missing:
+            raise ConfigurationError(f"no agent named {missing} in {args.target}")
+    if not agents:
+        raise ConfigurationError(f"{args.target} names no agents")
+
+    async def run() -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        transport = NatsTransport(args.nats, namespace=args.namespace)
+        try:
+            async with Runtime(
+                transport=transport, agents=agents, drain_timeout=args.drain_timeout
+            ):
+                await transport.flush()  # reachable from other processes from here on
+                names = ", ".join(a.name for a in agents)
+                print(
+                    f"agentcomm: running {names} on {args.nats}; SIGINT/SIGTERM stops", flush=True
+                )
+                await stop.wait()
+                # Leaving the runtime finishes in-flight work (up to the drain timeout);
+                # unfinished events stay unacked and are redelivered, never half done.
+                print("agentcomm: stopping", file=sys.stderr, flush=True)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        return 0
+
+    return asyncio.run(run())
 
 
 def _cmd_mcp_serve(args: argparse.Namespace) -> int:
@@ -99,7 +151,38 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the OpenTelemetry trace of one request through every agent it touched",
     )
+    demo.add_argument(
+        "--nats",
+        metavar="URL",
+        help="run the agents as separate processes on this NATS server (nats://host:4222)",
+    )
     demo.set_defaults(func=_cmd_demo)
+
+    run = sub.add_parser(
+        "run",
+        help="run agents from a Python module on NATS until SIGINT/SIGTERM",
+        description="Start the agents named by TARGET (module:attr or file.py:attr: an Agent, "
+        "a list of agents, or a function returning them) on a NATS server; a clean "
+        "shutdown on SIGINT/SIGTERM finishes in-flight work or leaves it for redelivery.",
+    )
+    run.add_argument("target", nargs="+", help="module:attr or file.py:attr naming agents")
+    run.add_argument("--nats", required=True, metavar="URL", help="NATS server, nats://host:4222")
+    run.add_argument(
+        "--namespace",
+        default="agentcomm",
+        help="subject/stream prefix shared by cooperating processes",
+    )
+    run.add_argument(
+        "--only", action="append", metavar="NAME", help="run only this agent (repeatable)"
+    )
+    run.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long shutdown waits for in-flight work (default 10)",
+    )
+    run.set_defaults(func=_cmd_run)
 
     mcp = sub.add_parser("mcp", help="serve agents as MCP tools")
     mcp_sub = mcp.add_subparsers(dest="mcp_command", metavar="MCP_COMMAND", required=True)

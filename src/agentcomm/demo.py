@@ -19,7 +19,7 @@ from .context import Context
 from .errors import NoResponders, RemoteError, RequestTimeout, ValidationError
 from .runtime import Runtime
 
-__all__ = ["build_agents", "pubsub_demo", "run_demo"]
+__all__ = ["build_agents", "demo_agents", "pubsub_demo", "run_demo", "run_nats_demo"]
 
 
 class Customer(msgspec.Struct, frozen=True):
@@ -326,3 +326,126 @@ async def _mcp_section(out: TextIO) -> None:
             w(f"  bad arguments -> isError: {r.content[0].text[:60]}...\n")  # type: ignore[union-attr]
         names = [t.llm_name for t in rt.tools.catalogue()]
         w(f"  catalogue for LLM function calling: {names}\n")
+
+
+# -- the same agents as separate processes on NATS (``agentcomm demo --nats URL``) ----------
+DEMO_AGENTS = ("customer-data", "billing", "triage", "notifier")
+
+
+def demo_agents() -> list[Agent]:
+    """The direct-messaging demo's agents, printing to stdout line by line.
+
+    ``agentcomm run agentcomm.demo:demo_agents --only billing --nats URL`` runs one of
+    them; ``agentcomm demo --nats URL`` starts one such process per agent.
+
+    Example::
+
+        agents = demo_agents()
+    """
+    import sys
+
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # the notifier's lines reach a pipe at once
+    return build_agents(sys.stdout)
+
+
+async def run_nats_demo(url: str, out: TextIO, *, namespace: str | None = None) -> int:
+    """Run the demo's agents as separate processes on the NATS server at ``url``; narrate.
+
+    Each agent runs in its own ``agentcomm run`` process; this process is the help desk
+    that sends them tickets. At the end every agent process is stopped with SIGTERM and
+    shuts down cleanly. Returns an exit code.
+
+    Example::
+
+        asyncio.run(run_nats_demo("nats://127.0.0.1:4222", sys.stdout))
+    """
+    import os
+    import signal
+    import sys
+
+    from .transports.nats import NatsTransport
+
+    ns = namespace or f"demo{os.getpid()}"
+    w = out.write
+    w(f"agentcomm demo on NATS at {url} (namespace {ns}): one process per agent\n\n")
+    procs: dict[str, asyncio.subprocess.Process] = {}
+    ready = {name: asyncio.Event() for name in DEMO_AGENTS}
+
+    async def pump(name: str, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            if line.startswith("agentcomm: running"):
+                ready[name].set()
+            elif line:
+                w(f"  [{name}, pid {proc.pid}] {line.strip()}\n")
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for name in DEMO_AGENTS:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "agentcomm",
+                    "run",
+                    "agentcomm.demo:demo_agents",
+                    "--only",
+                    name,
+                    "--nats",
+                    url,
+                    "--namespace",
+                    ns,
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                procs[name] = proc
+                tg.create_task(pump(name, proc))
+            async with asyncio.timeout(30):
+                for event in ready.values():
+                    await event.wait()
+            pids = ", ".join(f"{n} {p.pid}" for n, p in procs.items())
+            w(f"agents started ({pids})\n\n")
+            async with Runtime(transport=NatsTransport(url, namespace=ns)) as rt:
+                desk = rt.agent("desk")
+                for cid, text in [("c-1", "invoice looks wrong"), ("c-2", "cannot log in")]:
+                    verdict = await desk.request(
+                        "triage",
+                        "handle_ticket",
+                        {"customer_id": cid, "text": text},
+                        returns=Verdict,
+                        timeout=5.0,
+                    )
+                    w(f"  desk -> triage.handle_ticket({cid}) = route {verdict.route!r}\n")
+                verdicts = await asyncio.gather(
+                    *(
+                        desk.request(
+                            "triage",
+                            "handle_ticket",
+                            {"customer_id": "c-1", "text": f"#{i}"},
+                            returns=Verdict,
+                            timeout=5.0,
+                        )
+                        for i in range(10)
+                    )
+                )
+                w(f"  ten tickets at once across processes: {len(verdicts)} verdicts\n")
+                try:
+                    await desk.request("auditor", "review", {})
+                except NoResponders as exc:
+                    w(f"  NoResponders at once, from the server: {exc}\n")
+                try:
+                    await desk.request("billing", "slow_report", None, timeout=0.3)
+                except RequestTimeout as exc:
+                    w(f"  RequestTimeout: {exc}\n")
+            w("\nstopping the agent processes with SIGTERM (clean shutdown)\n")
+            for proc in procs.values():
+                proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(30):
+                codes = {name: await proc.wait() for name, proc in procs.items()}
+        w("".join(f"  {name} exited with {code}\n" for name, code in codes.items()))
+        return 0 if all(code == 0 for code in codes.values()) else 1
+    finally:
+        for proc in procs.values():
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
