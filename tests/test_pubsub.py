@@ -203,3 +203,36 @@ async def test_shutdown_leaves_unfinished_events_unacked_for_the_next_run() -> N
         async with asyncio.timeout(5):
             await all_done.wait()
     assert [n for n, _ in done] == [0, 1, 2], "event 1 redelivered, event 0 not again"
+
+
+async def test_long_held_events_are_reported_in_progress() -> None:
+    from typing import Any
+
+    from agentcomm.subscription import Subscription
+
+    class Held:
+        touched = 0
+
+        async def in_progress(self) -> None:
+            self.touched += 1
+
+    none: Any = None
+    sub = Subscription(
+        none,
+        none,
+        none,
+        pattern="x",
+        durable="d",
+        group=None,
+        retry=RetryPolicy(),
+        concurrency=1,
+        max_in_flight=2,
+    )
+    old, gone = Held(), Held()
+    sub._held[1] = old  # type: ignore[assignment]
+    sub._held[2] = gone  # type: ignore[assignment]
+    await sub.touch_held(10.0, 60.0)
+    del sub._held[2]
+    for _ in range(4):
+        await sub.touch_held(10.0, 60.0)  # every 20 s held: in_progress
+    assert (old.touched, gone.touched) == (2, 0)

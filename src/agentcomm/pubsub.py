@@ -96,6 +96,11 @@ _declared: weakref.WeakKeyDictionary[Agent, list[_SubSpec]] = weakref.WeakKeyDic
 _version = [0]
 
 
+def _ack_wait(retry: RetryPolicy) -> float:
+    """The consumers' ack_wait: long enough to cover a local retry's backoff."""
+    return max(60.0, 2 * retry.max_backoff + 30.0)
+
+
 def _deliver(start: Start) -> tuple[DeliverPolicy, int | None, float | None]:
     if isinstance(start, bool):
         pass
@@ -515,7 +520,7 @@ class PubSub:
             opt_start_seq=seq,
             opt_start_time=at,
             max_ack_pending=spec.max_in_flight,
-            ack_wait=max(60.0, 2 * spec.retry.max_backoff + 30.0),
+            ack_wait=_ack_wait(spec.retry),
         )
         consumer = await rt.transport.open_consumer(EVENT_STREAM, config)
         sub = Subscription(
@@ -529,6 +534,7 @@ class PubSub:
             concurrency=spec.concurrency,
             max_in_flight=spec.max_in_flight,
         )
+        sub.ack_wait = config.ack_wait
         self._subs[(agent.name, durable)] = sub
         sub.start(rt.task_group, consumer)
 
@@ -964,7 +970,7 @@ class PubSub:
             try:
                 await self.refresh()
                 for s in list(self._subs.values()):
-                    await s.touch_waiting()
+                    await s.touch_held(self.monitor_interval, s.ack_wait)
             except TransportClosed:
                 return
             except Exception:

@@ -77,9 +77,11 @@ class Subscription:
         self.counters = SubscriptionCounters()
         self.consumer: LogConsumer | None = None
         self.lag = 0
+        self.ack_wait = 60.0  # the consumer's, set by PubSub; see touch_held
         self.in_flight = 0  # held: fetched and not settled
         self.running = 0  # handlers running now
         self._held: dict[int, LogMessage] = {}
+        self._ages: dict[int, float] = {}  # seq -> seconds held since the last in_progress
         self._key_head: dict[str, int] = {}
         self._key_wait: dict[str, deque[LogMessage]] = {}
         self._retrying: dict[int, int] = {}  # keyed seq -> local attempts so far
@@ -261,15 +263,24 @@ class Subscription:
         else:
             self._key_head.pop(key, None)
 
-    async def touch_waiting(self) -> None:
-        """Tell the engine that keyed events waiting behind their key are still in progress."""
-        for q in list(self._key_wait.values()):
-            for m in list(q):
+    async def touch_held(self, elapsed: float, ack_wait: float) -> None:
+        """Called every ``elapsed`` seconds: keep long-held events from being redelivered.
+
+        An event held here (running, waiting behind its key, or waiting for a local
+        retry) for a third of ``ack_wait`` gets ``in_progress()``, and again every
+        third of it, so the engine does not hand it to someone else meanwhile. The
+        ages are kept here, at this pace, so the hot path pays nothing.
+        """
+        ages = self._ages
+        fresh: dict[int, float] = {}
+        period = ack_wait / 3
+        for seq, m in list(self._held.items()):
+            age = ages.get(seq, 0.0) + elapsed
+            if age >= period:
+                age = 0.0
                 await m.in_progress()
-        for seq in list(self._retrying):
-            held = self._held.get(seq)
-            if held is not None:
-                await held.in_progress()
+            fresh[seq] = age
+        self._ages = fresh
 
     # -- handling ---------------------------------------------------------------------
     async def run_once(
