@@ -9,8 +9,10 @@ PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip 2>/dev/null || true
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+# (this machine's pip config names a local index that may be absent: hide that noise)
+quiet_pip() { .venv/bin/python -m pip "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+quiet_pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[dev]' 2> >(grep -v "^WARNING: Location" >&2)
 
 echo "== ruff"
 .venv/bin/ruff check src tests bench examples
