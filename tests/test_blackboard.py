@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 import pytest
 
 from agentcomm import Agent, Context, Runtime
@@ -268,3 +269,23 @@ async def test_created_survives_overwrites_of_large_values() -> None:
         assert second is not None
         assert second.created == first.created
         assert second.updated >= first.updated
+
+
+async def test_last_writer_wins_when_someone_else_wrote_since_this_board_did() -> None:
+    async with Runtime() as rt:
+        board = rt.board
+        r1 = await board.write("lww", "mine")
+        # Another process deletes and recreates the key behind this board's back.
+        await rt.transport.kv_delete(board.bucket, "lww")
+        record = {"created": 123.0, "updated": 124.0, "author": "other", "value": "theirs"}
+        await rt.transport.kv_put(board.bucket, "lww", msgspec.json.encode(record))
+        r2 = await board.write("lww", "mine again")
+        entry = await board.read("lww")
+        assert entry is not None
+        assert r2 > r1
+        assert (entry.value, entry.author, entry.created) == ("mine again", "runtime", 123.0)
+        await board.delete("lww")
+        await board.write("lww", "after delete")
+        fresh = await board.read("lww")
+        assert fresh is not None
+        assert fresh.created > 123.0

@@ -285,6 +285,8 @@ class _Core:
         # Weak: a watch its owner dropped without closing is not kept alive here.
         self.watches: weakref.WeakSet[Watch[Any]] = weakref.WeakSet()
         self.subscriptions: set[Subscription] = set()
+        #: key -> (revision, created) of what this board last wrote there (bounded).
+        self.known: dict[str, tuple[int, float]] = {}
         self.reads = self.writes = self.deletes = self.conflicts = 0
         self.lagged = self.callbacks = self.callback_failures = 0
 
@@ -335,6 +337,12 @@ class _Core:
             updated=rec.updated,
             expires=rec.expires,
         )
+
+    def remember(self, key: str, revision: int, created: float) -> None:
+        known = self.known
+        if len(known) >= 4096:
+            known.clear()
+        known[key] = (revision, created)
 
     def decode_or_none(self, e: KVStore.Entry | None, tp: Any) -> Entry[Any] | None:
         if e is None:
@@ -574,6 +582,20 @@ class Blackboard:
             )
         kv = core.kv if core.opened and rt._running else await core.ready()
         bucket = core.bucket
+        if expected_revision is None and (known := core.known.get(key)) is not None:
+            # Last writer wins, tried first as compare-and-set on the revision this
+            # board wrote last: if nobody wrote since, ``created`` carries over without
+            # reading the key (one engine operation instead of two).
+            now = _now()
+            data = core.encode(key, value, self.author, known[1], now, ttl)
+            try:
+                rev = await kv.kv_put(bucket, key, data, expected_revision=known[0], ttl=ttl)
+            except RevisionConflict:
+                pass  # someone else wrote: read, then write unconditionally
+            else:
+                core.known[key] = (rev, known[1])
+                core.writes += 1
+                return rev
         cur = await kv.kv_get(bucket, key)
         if expected_revision is not None and (cur is None or cur.revision != expected_revision):
             core.conflicts += 1
@@ -588,17 +610,7 @@ class Blackboard:
                 created = now  # not a record; reading it will say so
         else:
             created = _created_of(cur.value, now)
-        if core.schemas:
-            data = core.encode(key, value, self.author, created, now, ttl)
-        else:  # the hot path, inlined
-            try:
-                data = _encode_record(
-                    _RecordOut(created, now, self.author, value, None if ttl is None else now + ttl)
-                )
-            except (NotImplementedError, TypeError, msgspec.EncodeError) as exc:
-                raise ValidationError(
-                    f"key {key!r}: value cannot be encoded as JSON: {exc}"
-                ) from None
+        data = core.encode(key, value, self.author, created, now, ttl)
         try:
             if expected_revision is None and ttl is None:
                 rev = await kv.kv_put(bucket, key, data)
@@ -611,6 +623,7 @@ class Blackboard:
             raise RevisionConflict(
                 key, expected_revision, core.decode_or_none(exc.current, None)
             ) from None
+        core.remember(key, rev, created)
         core.writes += 1
         return rev
 
@@ -637,6 +650,7 @@ class Blackboard:
         except RevisionConflict as exc:
             core.conflicts += 1
             raise KeyExists(key, None, core.decode_or_none(exc.current, None)) from None
+        core.remember(key, rev, now)
         core.writes += 1
         return rev
 
@@ -662,6 +676,7 @@ class Blackboard:
             raise RevisionConflict(
                 key, expected_revision, core.decode_or_none(exc.current, None)
             ) from None
+        core.known.pop(key, None)
         core.deletes += 1
         return rev
 
@@ -725,6 +740,7 @@ class Blackboard:
                     raise err from None
                 await _backoff(attempt)
                 continue
+            core.remember(key, rev, now if cur is None else cur.created)
             core.writes += 1
             return core.decode(
                 KVStore.Entry(key=key, value=data, revision=rev, operation="put", timestamp=now),

@@ -221,15 +221,21 @@ class MemoryKV:
     ) -> int:
         """See :meth:`KVStore.kv_put`."""
         b = self._buckets.get(bucket) or self._bucket(bucket)
-        if expected_revision is not None or create_only or key in b.expiry:
-            latest = b.latest(key)
+        expiring = key in b.expiry
+        if expected_revision is not None or create_only or expiring:
+            if expiring:
+                latest = b.latest(key)  # records an expiry that is due
+            else:
+                entries = b.keys.get(key)
+                latest = entries[-1] if entries else None
             if create_only and latest is not None and latest.operation == "put":
                 raise KeyExists(key, None, latest)
             if expected_revision is not None and (
                 latest is None or latest.revision != expected_revision
             ):
                 raise RevisionConflict(key, expected_revision, b.live(key))
-            b.clear_ttl(key)
+            if expiring:
+                b.clear_ttl(key)  # this write replaces the revision that had the TTL
         if ttl is not None or b.watchers:
             entry = b.append(key, value, "put")
             if ttl is not None:
