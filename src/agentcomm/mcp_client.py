@@ -75,9 +75,13 @@ class _SchemaCodec(Codec):
 
     def decode(self, raw: bytes | msgspec.Raw) -> Any:
         if bytes(raw) == _NULL:
-            obj: dict[str, Any] = {}
-        else:
-            obj = super().decode(raw)
+            return self.check({})
+        return self.check(super().decode(raw))
+
+    def check(self, obj: Any) -> Any:
+        """Return ``obj`` if the tool's input schema accepts it, else raise ValidationError."""
+        if not isinstance(obj, dict):
+            raise ValidationError(f"{self.name}: expected a JSON object, got {type(obj).__name__}")
         if self._validator is not None:
             from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
 
@@ -137,6 +141,7 @@ class MCPConnection:
         self._cwd = cwd
         self._client: Client | None = None
         self._tools: dict[str, mt.Tool] = {}
+        self._codecs: dict[str, _SchemaCodec] = {}
         self._handler_of: dict[str, str] = {}  # MCP tool name -> handler name
         self._stop = asyncio.Event()
         self._done = asyncio.Event()
@@ -325,6 +330,10 @@ class MCPConnection:
             cursor = page.next_cursor
             if cursor is None:
                 break
+        self._codecs = {
+            name: _SchemaCodec(dict(t.input_schema), f"{self.name}.{name} arguments")
+            for name, t in tools.items()
+        }
         self._tools = tools
 
     def _install(self, agent: Agent) -> None:
@@ -336,7 +345,7 @@ class MCPConnection:
             hname = _handler_name(tname, taken)
             taken.add(hname)
             handler_of[tname] = hname
-            codec = _SchemaCodec(dict(tool.input_schema), f"{self.name}.{tname} arguments")
+            codec = self._codecs[tname]
             specs[hname] = _proxy_spec(
                 hname,
                 self._forwarder(tname),
@@ -356,9 +365,7 @@ class MCPConnection:
             left = ctx.remaining()
             # A little past the caller's deadline: the caller then times out on its
             # own (RequestTimeout) instead of receiving our timeout as a RemoteError.
-            return await self.call_tool(
-                tool, arguments, timeout=None if left is None else left + _GRACE
-            )
+            return await self._call(tool, arguments, None if left is None else left + _GRACE)
 
         return forward
 
@@ -390,6 +397,14 @@ class MCPConnection:
 
             text = await conn.call_tool("echo", {"message": "hi"})
         """
+        codec = self._codecs.get(tool)
+        if codec is not None:
+            codec.check(arguments or {})
+        return await self._call(tool, arguments, timeout)
+
+    async def _call(
+        self, tool: str, arguments: dict[str, Any] | None, timeout: float | None
+    ) -> Any:
         client = self._client
         if client is None:
             why = f": {self._lost}" if self._lost else ""

@@ -115,7 +115,10 @@ class MCPExposure:
         self._changed = asyncio.Event()
         self._closed = False
         self._bus = InMemorySubscriptionBus()
+        # Listen streams of HTTP clients are kept apart so that stopping the HTTP server
+        # can end them gracefully instead of waiting for them to time out.
         self._listen = ListenHandler(self._bus, max_subscriptions=256, max_buffered_events=64)
+        self._listen_http = ListenHandler(self._bus, max_subscriptions=256, max_buffered_events=64)
         self._legacy: weakref.WeakSet[Connection] = weakref.WeakSet()
         self.server: Server[Any] = _AgentServer(
             name,
@@ -124,7 +127,7 @@ class MCPExposure:
             get_tool_input_schema=self._input_schema,
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
-            on_subscriptions_listen=self._listen,
+            on_subscriptions_listen=self._on_listen,
         )
         for a in agents:
             a.on_change(self._on_agent_change)
@@ -220,6 +223,12 @@ class MCPExposure:
             content=[mt.TextContent(type="text", text=text)], structured_content=structured
         )
 
+    async def _on_listen(
+        self, ctx: ServerRequestContext[Any], params: mt.SubscriptionsListenRequestParams
+    ) -> mt.SubscriptionsListenResult:
+        handler = self._listen if ctx.request is None else self._listen_http
+        return await handler(ctx, params)
+
     # -- change notifications ---------------------------------------------------------
     async def _notify_changes(self) -> None:
         """Tell connected clients when the tool list changed (runs in the runtime's tasks)."""
@@ -240,6 +249,7 @@ class MCPExposure:
         self._closed = True
         self._changed.set()
         self._listen.close()
+        self._listen_http.close()
         for a in self._agents:
             with contextlib.suppress(ValueError):
                 a._on_change.remove(self._on_agent_change)
@@ -329,6 +339,7 @@ class MCPExposure:
                         )
                     yield f"http://{shown}:{bound}{path}", task
                 finally:
+                    self._listen_http.close()  # end listen streams, so shutdown need not wait
                     http.should_exit = True
         finally:
             sock.close()  # uvicorn closes it on a graceful stop; not when cancelled
