@@ -289,3 +289,31 @@ async def test_last_writer_wins_when_someone_else_wrote_since_this_board_did() -
         fresh = await board.read("lww")
         assert fresh is not None
         assert fresh.created > 123.0
+
+
+async def test_an_engine_failure_ends_the_subscription_and_is_reported() -> None:
+    from agentcomm.errors import TransportError
+    from agentcomm.transports.base import KVStore
+
+    class Broken(KVStore.Watcher):
+        async def __anext__(self) -> KVStore.Entry | None:
+            raise TransportError("connection lost")
+
+        async def aclose(self) -> None:
+            return None
+
+    async with Runtime() as rt:
+        calls: list[Change[Any]] = []
+        sub = await rt.board.subscribe("e.", calls.append)
+        healthy = sub._watch._kvw
+        assert healthy is not None
+        sub._watch._kvw = Broken()  # the engine fails under the running subscription
+        assert sub._task is not None
+        async with asyncio.timeout(DEADLINE):
+            await asyncio.wait([sub._task])
+        await healthy.aclose()
+        assert isinstance(sub.error, TransportError)
+        assert sub.failures == 1
+        assert rt.board.statistics().callback_failures == 1
+        assert rt.board.statistics().subscriptions == 0
+        assert calls == []

@@ -38,7 +38,6 @@ import msgspec
 
 from .envelope import _enc_hook
 from .errors import (
-    BlackboardError,
     ConfigurationError,
     KeyExists,
     RevisionConflict,
@@ -1070,7 +1069,7 @@ class Subscription:
                     self._failed(f"callback failed on {change.key!r} revision {change.revision}")
                 else:
                     self.delivered += 1
-        except (BlackboardError, Exception) as exc:  # the engine failed: report, end
+        except Exception as exc:  # the engine failed: report it and end
             self.error = exc
             self._failed("the watch failed; the subscription ended")
         finally:
