@@ -181,6 +181,11 @@ async def test_expose_several_agents_and_name_collisions() -> None:
         async def add2(a: int) -> int:
             return a
 
+        # a collision that appears at run time keeps the first tool and is logged
+        assert server.tool_names() == ["add", "customer_by_model", "lookup", "ping", "slow"]
+        async with mcp.Client(server.server) as client:
+            r = await client.call_tool("add", {"a": 1, "b": 2})
+            assert r.structured_content == {"result": 3}
         with pytest.raises(ConfigurationError, match="rename one"):
             await rt.tools.expose("crm", "other")
         with pytest.raises(ConfigurationError, match="no agent named 'ghost'"):

@@ -112,6 +112,7 @@ class MCPExposure:
         self.name = name
         self.timeout = timeout
         self._table: dict[str, _Entry] | None = None
+        self._built = False  # a collision raises at expose(), is logged afterwards
         self._changed = asyncio.Event()
         self._closed = False
         self._bus = InMemorySubscriptionBus()
@@ -151,7 +152,7 @@ class MCPExposure:
                         f"MCP tool name {tname!r} is used by {other.agent}.{other.handler} and "
                         f"{agent.name}.{hname}; rename one with @agent.handler(mcp='new_name')"
                     )
-                    if self._table is None and not self._changed.is_set():
+                    if not self._built:
                         raise ConfigurationError(msg)
                     logger.warning("%s; keeping the first", msg)
                     continue
@@ -164,6 +165,7 @@ class MCPExposure:
                 )
                 table[tname] = _Entry(agent.name, hname, tool, wrapped)
         self._table = table
+        self._built = True
         return table
 
     def _entries(self) -> dict[str, _Entry]:
