@@ -1,0 +1,169 @@
+"""The access policy: patterns, deny by default, TOML loading, the NATS config it generates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentcomm.errors import ConfigurationError, PermissionDenied
+from agentcomm.policy import Policy, Rules
+
+POLICY = """
+trusted = ["runtime"]
+
+[defaults]
+subscribe = ["status.>"]
+
+[agents.planner]
+send = ["researcher", "calc.add"]
+publish = ["plans.*"]
+read = ["research.", "plan.goal"]
+write = ["plan."]
+call = ["search.*"]
+
+[agents.researcher]
+subscribe = ["plans.*"]
+write = ["research."]
+
+[agents.everything]
+send = ["*"]
+read = [""]
+"""
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return Policy.from_toml(POLICY, source="policy.toml")
+
+
+@pytest.mark.parametrize(
+    ("agent", "action", "target", "allowed"),
+    [
+        ("planner", "send", "researcher.search", True),
+        ("planner", "send", "calc.add", True),
+        ("planner", "send", "calc.sub", False),
+        ("planner", "send", "researcher", False),  # a target always names a handler
+        ("planner", "publish", "plans.created", True),
+        ("planner", "publish", "plans.a.b", False),
+        ("planner", "publish", "plans", False),
+        ("researcher", "subscribe", "plans.*", True),
+        ("researcher", "subscribe", "plans.created", True),
+        ("researcher", "subscribe", "plans.>", False),  # wider than the rule
+        ("researcher", "subscribe", "*.created", False),
+        ("researcher", "subscribe", "status.a.b", True),  # from [defaults]
+        ("researcher", "subscribe", "status.*", True),
+        ("planner", "read", "research.q1.findings", True),
+        ("planner", "read", "research.", True),  # a prefix read below the rule
+        ("planner", "read", "research", False),
+        ("planner", "read", "plan.goal", True),
+        ("planner", "read", "plan.other", False),
+        ("planner", "read", "", False),  # the whole board
+        ("everything", "read", "", True),
+        ("everything", "send", "anyone.anything", True),
+        ("planner", "write", "plan.x.y", True),
+        ("planner", "write", "research.x", False),
+        ("planner", "call", "search.web", True),
+        ("planner", "call", "shell.run", False),
+        ("runtime", "write", "anything", True),  # trusted
+        ("stranger", "read", "plan.goal", False),  # not in the policy
+        ("planner", "delete", "x", False),  # unknown action
+    ],
+)
+def test_decisions(policy: Policy, agent: str, action: str, target: str, allowed: bool) -> None:
+    assert policy.allows(agent, action, target) is allowed
+    if allowed:
+        policy(agent, action, target)
+    else:
+        with pytest.raises(PermissionDenied):
+            policy(agent, action, target)
+
+
+def test_refusal_names_the_rule_and_the_file(policy: Policy) -> None:
+    with pytest.raises(PermissionDenied) as info:
+        policy("planner", "send", "calc.sub")
+    exc = info.value
+    assert (exc.agent, exc.action, exc.target, exc.rule) == (
+        "planner",
+        "send",
+        "calc.sub",
+        "agents.planner.send",
+    )
+    assert "policy.toml" in str(exc)
+    assert "'calc.add'" in str(exc)
+    with pytest.raises(PermissionDenied, match=r"no \[agents\.stranger\] entry"):
+        policy("stranger", "send", "calc.add")
+    assert policy.rule_for("planner", "send", "calc.add") == "agents.planner.send: 'calc.add'"
+
+
+def test_same_policy_as_code() -> None:
+    code = Policy(
+        {"planner": Rules(send=("calc.add",)), "calc": {}},
+        defaults={"subscribe": ["status.>"]},
+    )
+    assert code.allows("planner", "send", "calc.add")
+    assert code.allows("calc", "subscribe", "status.up")
+    assert not code.allows("calc", "send", "planner.x")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[agents.a]\nsend = 'calc'", "list of patterns"),
+        ("[agents.a]\nsned = ['calc']", "unknown actions"),
+        ("[agents.a]\npublish = ['a.>.b']", "invalid pattern"),
+        ("[agents.a]\npublish = ['a..b']", "invalid pattern"),
+        ("[agents.a]\npublish = ['a*']", "invalid pattern"),
+        ("agent = 1", "unknown top-level"),
+        ("trusted = 'runtime'", "list of agent names"),
+        ("[agents", "not valid TOML"),
+    ],
+)
+def test_bad_policies_are_configuration_errors(text: str, match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        Policy.from_toml(text)
+
+
+def test_from_file_and_check(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text("[agents.a]\nsend = ['ghost.x']\n[agents.b]\n")
+    policy = Policy.from_file(path)
+    assert policy.source == str(path)
+    assert policy.check() == [
+        "agents.a.send: 'ghost.x' names 'ghost', which has no entry",
+        "agents.b: no rules at all (it may only receive)",
+    ]
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        Policy.from_file(tmp_path / "missing.toml")
+
+
+def test_decision_cache_is_bounded(policy: Policy) -> None:
+    for i in range(10_000):
+        policy.allows("planner", "publish", f"plans.t{i}")
+    assert len(policy._cache) <= 4096
+
+
+def test_nats_permissions_follow_the_subject_layout(policy: Policy) -> None:
+    perms = policy.nats_permissions("planner", namespace="prod")
+    pub = perms["publish"]["allow"]
+    assert "prod.a.researcher.*" in pub
+    assert "prod.a.calc.*" in pub
+    assert "prod.s.EVENTS.plans.*" in pub
+    assert "$KV.prod_blackboard.plan.>" in pub
+    assert perms["subscribe"]["allow"] == ["prod.a.planner.*", "_INBOX.>"]
+    assert perms["allow_responses"] is True
+    assert policy.nats_permissions("runtime")["publish"]["allow"] == [">"]
+    assert (
+        "prod.a.*.*" in policy.nats_permissions("everything", namespace="prod")["publish"]["allow"]
+    )
+
+
+def test_nats_config_has_one_user_per_agent_and_no_secrets(policy: Policy) -> None:
+    text = policy.nats_config(namespace="prod")
+    for name in ("planner", "researcher", "everything", "runtime"):
+        assert f'user: "{name}"' in text
+        assert f"password: $AGENTCOMM_NATS_PASSWORD_{name.upper()}," in text
+    with_pw = policy.nats_config(passwords={n: "s3cret" for n in policy.agents} | {"runtime": "r"})
+    assert 'password: "s3cret"' in with_pw
+    with pytest.raises(ConfigurationError, match="no password"):
+        policy.nats_config(passwords={})
