@@ -1,0 +1,189 @@
+"""Broker-side enforcement: nats-server runs with the authorization config made from the policy.
+
+A process that bypasses the library (a raw nats-py client logged in as an agent) is
+still refused by the server; the library refuses the same operations earlier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentcomm import Agent, Runtime
+from agentcomm.errors import PermissionDenied
+from agentcomm.policy import Policy
+from agentcomm.testing.nats_server import NatsServer
+
+nats = pytest.importorskip("nats")
+
+from agentcomm.transports.nats import NatsTransport  # noqa: E402
+
+pytestmark = pytest.mark.nats
+
+NS = "sec"
+POLICY = """
+[agents.alice]
+send = ["calc.add"]
+publish = ["orders.*"]
+[agents.calc]
+[agents.bob]
+"""
+PASSWORDS = {"alice": "pw-alice", "calc": "pw-calc", "bob": "pw-bob"}
+
+
+class _AuthServer(NatsServer):
+    """The test server, started with a config file (the fixture has no config option)."""
+
+    def __init__(self, directory: Path, config: Path) -> None:
+        super().__init__(directory)
+        self.config = config
+
+    def start(self) -> None:
+        store, ports = self.directory / "store", self.directory / "ports"
+        store.mkdir(parents=True, exist_ok=True)
+        ports.mkdir(parents=True, exist_ok=True)
+        args = [self.binary, "-c", str(self.config), "-js", "-a", "127.0.0.1", "-p", "-1"]
+        args += ["-m", "-1", "-sd", str(store), "--ports_file_dir", str(ports)]
+        with self._log.open("ab") as log:
+            self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            self._wait_ready(ports / f"nats-server_{self._proc.pid}.ports")
+        except BaseException:
+            self.kill()
+            raise
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    tmp = tmp_path_factory.mktemp("nats-auth")
+    config = tmp / "auth.conf"
+    config.write_text(Policy.from_toml(POLICY).nats_config(namespace=NS, passwords=PASSWORDS))
+    with _AuthServer(tmp, config) as server:
+        yield server
+
+
+async def _connect(server: NatsServer, user: str, errors: list[str] | None = None) -> Any:
+    async def on_error(exc: Exception) -> None:
+        if errors is not None:
+            errors.append(str(exc))
+
+    return await nats.connect(
+        server.url,
+        user=user,
+        password=PASSWORDS[user],
+        error_cb=on_error,
+        allow_reconnect=False,
+    )
+
+
+def _agents(calls: list[str]) -> tuple[Agent, Agent]:
+    calc, bob = Agent("calc"), Agent("bob")
+
+    @calc.handler
+    async def add(a: int, b: int) -> int:
+        calls.append("calc.add")
+        return a + b
+
+    @bob.handler
+    async def secret(text: str) -> str:
+        calls.append("bob.secret")
+        return "the secret"
+
+    return calc, bob
+
+
+async def _wait(cond: Any, what: str, timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"not reached within {timeout}s: {what}")
+
+
+async def test_broker_refuses_a_process_that_bypasses_the_library(auth_server: NatsServer) -> None:
+    policy = Policy.from_toml(POLICY)
+    calls: list[str] = []
+    calc, bob = _agents(calls)
+    nc_calc = await _connect(auth_server, "calc")
+    nc_bob = await _connect(auth_server, "bob")
+    nc_alice = await _connect(auth_server, "alice")
+    try:
+        async with (
+            Runtime(transport=NatsTransport(nc_calc, namespace=NS), agents=[calc], access=policy),
+            Runtime(transport=NatsTransport(nc_bob, namespace=NS), agents=[bob], access=policy),
+            Runtime(transport=NatsTransport(nc_alice, namespace=NS), access=policy) as rt_alice,
+        ):
+            await nc_calc.flush()
+            await nc_bob.flush()
+            alice = rt_alice.agent("alice")
+            assert await alice.request("calc", "add", {"a": 2, "b": 3}) == 5
+            with pytest.raises(PermissionDenied):  # the library refuses first
+                await alice.request("bob", "secret", {"text": "?"})
+
+            errors: list[str] = []
+            raw = await _connect(auth_server, "alice", errors)
+            try:
+                # Same credentials, no library: the broker drops it and says why.
+                await raw.publish(f"{NS}.a.bob.r", b'{"id":"1","kind":"request","sender":"x"}')
+                await raw.publish(f"{NS}.s.EVENTS.payments.done", b"{}")
+                await raw.flush()
+                await _wait(lambda: len(errors) >= 2, "two permission violations")
+                await raw.subscribe(f"{NS}.a.calc.*")  # eavesdrop on calc's subject
+                await raw.flush()
+                await _wait(lambda: len(errors) >= 3, "a subscribe violation")
+            finally:
+                await raw.close()
+    finally:
+        for nc in (nc_calc, nc_bob, nc_alice):
+            await nc.close()
+    assert calls == ["calc.add"]
+    assert all("permissions violation" in e.lower() for e in errors), errors
+    assert any(f"{NS}.a.bob.r" in e for e in errors)
+    assert any("payments.done" in e for e in errors)
+    assert any("subscription" in e.lower() and f"{NS}.a.calc.*" in e for e in errors), errors
+
+
+async def test_wrong_password_is_refused(auth_server: NatsServer) -> None:
+    from nats.aio.client import Client
+
+    async def quiet(exc: Exception) -> None:
+        pass
+
+    nc = Client()
+    try:
+        with pytest.raises(Exception, match=r"(?i)authorization"):
+            await nc.connect(
+                auth_server.url,
+                user="alice",
+                password="guess",
+                allow_reconnect=False,
+                connect_timeout=2,
+                error_cb=quiet,
+            )
+    finally:
+        await nc.close()  # nats-py keeps the socket of a refused connect otherwise
+
+
+async def test_receiver_rechecks_the_policy_on_nats(nats_server: NatsServer) -> None:
+    """A sender that skips its own check is refused by the receiving runtime too."""
+    policy = Policy.from_toml(POLICY)
+    calls: list[str] = []
+    calc, _ = _agents(calls)
+    ns = "r" + os.urandom(4).hex()
+    async with (
+        Runtime(
+            transport=NatsTransport(nats_server.url, namespace=ns), agents=[calc], access=policy
+        ),
+        Runtime(transport=NatsTransport(nats_server.url, namespace=ns)) as open_rt,
+    ):
+        mallory = open_rt.agent("mallory")  # its runtime has no policy at all
+        with pytest.raises(PermissionDenied, match="mallory"):
+            await mallory.request("calc", "add", {"a": 1, "b": 1})
+        assert await open_rt.agent("alice").request("calc", "add", {"a": 1, "b": 1}) == 2
+    assert calls == ["calc.add"]
