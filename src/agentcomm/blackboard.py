@@ -586,7 +586,15 @@ class Blackboard:
             # board wrote last: if nobody wrote since, ``created`` carries over without
             # reading the key (one engine operation instead of two).
             now = _now()
-            data = core.encode(key, value, self.author, known[1], now, ttl)
+            if core.schemas or ttl is not None:
+                data = core.encode(key, value, self.author, known[1], now, ttl)
+            else:  # the hot path: Core.encode, inlined
+                try:
+                    data = _encode_record(_RecordOut(known[1], now, self.author, value, None))
+                except (NotImplementedError, TypeError, msgspec.EncodeError) as exc:
+                    raise ValidationError(
+                        f"key {key!r}: value cannot be encoded as JSON: {exc}"
+                    ) from None
             try:
                 rev = await kv.kv_put(bucket, key, data, expected_revision=known[0], ttl=ttl)
             except RevisionConflict:
