@@ -28,23 +28,37 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
 import logging
 import time
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from .envelope import Envelope, encode_payload, new_id
 from .errors import ConfigurationError, TransportClosed
-from .flow import RateLimit, Retention, RetryPolicy, TokenBucket
-from .schema import HandlerSpec, inspect_handler
+from .flow import RateLimit, Retention, TokenBucket
+from .pubsub_declare import (
+    Start,
+    _ack_wait,
+    _declared,
+    _deliver,
+    _SubSpec,
+    _version,
+    declare_subscription,
+)
+from .pubsub_metrics import (
+    MAX_TRACKED_TOPICS,
+    Alert,
+    Metrics,
+    PubSubStatistics,
+    SubscriptionStatistics,
+    TopicStatistics,
+    _TopicCounters,
+)
 from .subscription import Subscription
 from .topics import check_pattern, check_topic, compile_pattern
-from .transports.streams import ConsumerConfig, DeliverPolicy, LogMessage, StreamConfig, StreamInfo
+from .transports.streams import ConsumerConfig, LogMessage, StreamConfig, StreamInfo
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -63,128 +77,8 @@ __all__ = [
 
 logger = logging.getLogger("agentcomm")
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-#: Where a new subscription starts: ``"new"`` (events published from now on),
-#: ``"all"`` (every retained event), a sequence number (``int``) or a time (an aware
-#: ``datetime``). Only applies when the subscription's durable consumer is created.
-Start = str | int | _dt.datetime
-
 EVENT_STREAM = "EVENTS"
 DEAD_LETTER_STREAM = "DLQ"
-MAX_TRACKED_TOPICS = 10_000
-OTHER_TOPICS = "(other topics)"
-
-
-# -- declared subscriptions --------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class _SubSpec:
-    name: str
-    pattern: str
-    handler: HandlerSpec
-    group: str | None
-    retry: RetryPolicy
-    start: Start
-    concurrency: int
-    max_in_flight: int
-
-    def durable(self, agent: str) -> str:
-        return self.group if self.group is not None else f"{agent}__{self.name}"
-
-
-_declared: weakref.WeakKeyDictionary[Agent, list[_SubSpec]] = weakref.WeakKeyDictionary()
-_version = [0]
-
-
-def _ack_wait(retry: RetryPolicy) -> float:
-    """The consumers' ack_wait: long enough to cover a local retry's backoff."""
-    return max(60.0, 2 * retry.max_backoff + 30.0)
-
-
-def _deliver(start: Start) -> tuple[DeliverPolicy, int | None, float | None]:
-    if isinstance(start, bool):
-        pass
-    elif start == "new" or start == "all":
-        return ("new" if start == "new" else "all"), None, None
-    elif isinstance(start, int) and start >= 1:
-        return "by_start_sequence", start, None
-    elif isinstance(start, _dt.datetime):
-        if start.tzinfo is None:
-            raise ConfigurationError(
-                "start=datetime must be timezone-aware, e.g. datetime.now(timezone.utc)"
-            )
-        return "by_start_time", None, start.timestamp()
-    raise ConfigurationError(
-        f"invalid start {start!r}: use 'new', 'all', a sequence number >= 1 or an aware datetime"
-    )
-
-
-def declare_subscription(
-    agent: Agent,
-    topic: str,
-    *,
-    name: str | None = None,
-    group: str | None = None,
-    retry: RetryPolicy | None = None,
-    start: Start = "new",
-    concurrency: int = 1,
-    max_in_flight: int = 256,
-) -> Callable[[F], F]:
-    """The decorator behind :meth:`Agent.on <agentcomm.agent.Agent.on>`.
-
-    Validates everything at declaration: an invalid pattern, group or start is a
-    :class:`~agentcomm.errors.ConfigurationError` here, not a silent no-op later.
-
-    Example::
-
-        declare_subscription(agent, "orders.*")(handler_function)
-    """
-    from .agent import check_name
-
-    check_pattern(topic)
-    if group is not None:
-        check_name("consumer group", group)
-    _deliver(start)
-    if concurrency < 1 or max_in_flight < concurrency:
-        raise ConfigurationError(
-            f"concurrency must be >= 1 and max_in_flight >= concurrency, got "
-            f"concurrency={concurrency}, max_in_flight={max_in_flight}"
-        )
-    policy = retry if retry is not None else RetryPolicy()
-
-    def register(fn: F) -> F:
-        sname = check_name("subscription", name or fn.__name__)
-        specs = _declared.setdefault(agent, [])
-        if any(s.name == sname for s in specs):
-            raise ConfigurationError(
-                f"agent {agent.name!r} already has a subscription named {sname!r}; "
-                "pass name=... to tell them apart"
-            )
-        spec = _SubSpec(
-            name=sname,
-            pattern=topic,
-            handler=inspect_handler(fn, sname),
-            group=group,
-            retry=policy,
-            start=start,
-            concurrency=concurrency,
-            max_in_flight=max_in_flight,
-        )
-        specs.append(spec)
-        _version[0] += 1
-        rt = agent._runtime
-        if rt is not None and rt.running and "pubsub" in rt._extensions:
-            rt.task_group.create_task(_start_quietly(rt.events), name="agentcomm:pubsub:sync")
-        return fn
-
-    return register
-
-
-async def _start_quietly(ps: PubSub) -> None:
-    try:
-        await ps.start()
-    except Exception:
-        logger.exception("pub/sub: starting a subscription declared at run time failed")
 
 
 # -- values --------------------------------------------------------------------------------
@@ -215,146 +109,6 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
-
-
-class TopicStatistics(msgspec.Struct, frozen=True):
-    """Counters of one topic (rates are per second over the last refresh interval).
-
-    ``unrouted`` counts events published while no subscription known to this
-    runtime matched the topic (they are kept in the log all the same).
-
-    Example::
-
-        t = rt.events.statistics().topic("orders.created"); print(t.published)
-    """
-
-    topic: str
-    published: int
-    unrouted: int
-    delivered: int
-    acked: int
-    retried: int
-    dead_lettered: int
-    expired: int
-    publish_rate: float
-    deliver_rate: float
-
-
-class SubscriptionStatistics(msgspec.Struct, frozen=True):
-    """Counters of one subscription (one agent's, or one group member's).
-
-    ``lag`` is the number of matching events not yet delivered to its consumer;
-    ``in_flight`` the events held (fetched, not settled), at most ``max_in_flight``.
-
-    Example::
-
-        s = rt.events.statistics().subscription("billing__charge"); print(s.lag)
-    """
-
-    name: str
-    agent: str
-    pattern: str
-    group: str | None
-    delivered: int
-    acked: int
-    retried: int
-    dead_lettered: int
-    expired: int
-    in_flight: int
-    max_in_flight: int
-    running: int
-    lag: int
-    deliver_rate: float
-    ack_rate: float
-
-
-class PubSubStatistics(msgspec.Struct, frozen=True):
-    """A frozen snapshot of a runtime's pub/sub: the log, dead letters, topics, subscriptions.
-
-    Stream figures (``events_stored``...) and ``lag`` are as of the last refresh
-    (every ``monitor_interval`` seconds, or ``await rt.events.refresh()``).
-
-    Example::
-
-        snap = await rt.events.refresh()
-        print(snap.events_stored, [s.lag for s in snap.subscriptions])
-    """
-
-    published: int
-    events_stored: int
-    bytes_stored: int
-    first_sequence: int
-    last_sequence: int
-    dead_letters: int
-    dead_letters_dropped: int
-    topics: tuple[TopicStatistics, ...]
-    subscriptions: tuple[SubscriptionStatistics, ...]
-
-    def topic(self, topic: str) -> TopicStatistics:
-        """The statistics of one topic; raises KeyError when never seen."""
-        for t in self.topics:
-            if t.topic == topic:
-                return t
-        raise KeyError(topic)
-
-    def subscription(self, name: str, agent: str | None = None) -> SubscriptionStatistics:
-        """The statistics of one subscription (by durable name, optionally agent)."""
-        for s in self.subscriptions:
-            if s.name == name and (agent is None or s.agent == agent):
-                return s
-        raise KeyError(name)
-
-
-class Alert(msgspec.Struct, frozen=True):
-    """A threshold crossed, passed to the callback given to :meth:`PubSub.alert`.
-
-    Example::
-
-        rt.events.alert("lag", above=1000, callback=lambda a: print(a.subject, a.value))
-    """
-
-    metric: str
-    subject: str
-    value: float
-    threshold: float
-
-
-_SUB_METRICS = frozenset(SubscriptionStatistics.__struct_fields__) - {
-    "name",
-    "agent",
-    "pattern",
-    "group",
-}
-_TOPIC_METRICS = frozenset(TopicStatistics.__struct_fields__) - {"topic"}
-
-
-@dataclass(slots=True)
-class _Threshold:
-    metric: str
-    above: float
-    callback: Callable[[Alert], Any]
-    subject: str | None
-    firing: set[str]
-
-
-class _TopicCounters:
-    __slots__ = (
-        "acked",
-        "dead_lettered",
-        "delivered",
-        "expired",
-        "published",
-        "retried",
-        "routed",
-        "topic",
-        "unrouted",
-    )
-
-    def __init__(self, topic: str, routed: bool) -> None:
-        self.topic = topic
-        self.routed = routed
-        self.published = self.unrouted = self.delivered = self.acked = 0
-        self.retried = self.dead_lettered = self.expired = 0
 
 
 class _LocalMessage(LogMessage):
@@ -421,9 +175,8 @@ class PubSub:
         self._buckets: dict[str, TokenBucket] = {}
         self._subs: dict[tuple[str, str], Subscription] = {}
         self._groups: dict[str, str] = {}
-        self._topics: dict[str, _TopicCounters] = {}
-        self._other = _TopicCounters(OTHER_TOPICS, True)
-        self._published = 0
+        self.metrics = Metrics()
+        self._topics = self.metrics.topics
         self._lock = asyncio.Lock()
         self._started = False
         self._closed = False
@@ -432,10 +185,6 @@ class PubSub:
         self._stream_info: StreamInfo | None = None
         self._dlq_info: StreamInfo | None = None
         self._dlq_deleted = 0
-        self._rates: dict[int, tuple[float, ...]] = {}
-        self._rate_values: dict[int, tuple[float, float]] = {}
-        self._last_refresh = time.monotonic()
-        self._thresholds: list[_Threshold] = []
         self._replays = 0
 
     @classmethod
@@ -561,12 +310,7 @@ class PubSub:
         return any(compile_pattern(s.pattern)(topic) for s in self._subs.values())
 
     def _topic(self, topic: str) -> _TopicCounters:
-        tc = self._topics.get(topic)
-        if tc is None:
-            if len(self._topics) >= MAX_TRACKED_TOPICS:
-                return self._other
-            tc = self._topics[topic] = _TopicCounters(topic, self._routed(topic))
-        return tc
+        return self.metrics.topic(topic, self._routed)
 
     async def publish(
         self,
@@ -629,7 +373,7 @@ class PubSub:
         if rt._guard is not None:  # limits and signature (docs/security.md)
             env = rt._guard.seal(env)
         seq = await rt.transport.append(EVENT_STREAM, env, msg_id=msg_id)
-        self._published += 1
+        self.metrics.published += 1
         tc.published += 1
         if not tc.routed:
             tc.unrouted += 1
@@ -831,57 +575,8 @@ class PubSub:
 
             print(rt.events.statistics().published)
         """
-        st = self._stream_info
-        dlq = self._dlq_info
-        rv = self._rate_values
-        topics = tuple(
-            TopicStatistics(
-                topic=tc.topic,
-                published=tc.published,
-                unrouted=tc.unrouted,
-                delivered=tc.delivered,
-                acked=tc.acked,
-                retried=tc.retried,
-                dead_lettered=tc.dead_lettered,
-                expired=tc.expired,
-                publish_rate=rv.get(id(tc), (0.0, 0.0))[0],
-                deliver_rate=rv.get(id(tc), (0.0, 0.0))[1],
-            )
-            for tc in [*self._topics.values(), self._other]
-            if tc.published or tc.delivered
-        )
-        subs = tuple(
-            SubscriptionStatistics(
-                name=s.durable,
-                agent=s.agent.name,
-                pattern=s.pattern,
-                group=s.group,
-                delivered=s.counters.delivered,
-                acked=s.counters.acked,
-                retried=s.counters.retried,
-                dead_lettered=s.counters.dead_lettered,
-                expired=s.counters.expired,
-                in_flight=s.in_flight,
-                max_in_flight=s.max_in_flight,
-                running=s.running,
-                lag=s.lag,
-                deliver_rate=rv.get(id(s.counters), (0.0, 0.0))[0],
-                ack_rate=rv.get(id(s.counters), (0.0, 0.0))[1],
-            )
-            for s in self._subs.values()
-        )
-        return PubSubStatistics(
-            published=self._published,
-            events_stored=st.messages if st else 0,
-            bytes_stored=st.bytes if st else 0,
-            first_sequence=st.first_seq if st else 0,
-            last_sequence=st.last_seq if st else 0,
-            dead_letters=dlq.messages if dlq else 0,
-            dead_letters_dropped=(
-                max(dlq.last_seq - dlq.messages - self._dlq_deleted, 0) if dlq else 0
-            ),
-            topics=topics,
-            subscriptions=subs,
+        return self.metrics.snapshot(
+            self._subs.values(), self._stream_info, self._dlq_info, self._dlq_deleted
         )
 
     async def refresh(self) -> PubSubStatistics:
@@ -898,24 +593,9 @@ class PubSub:
         for s in list(self._subs.values()):
             if s.consumer is not None:
                 s.lag = (await s.consumer.info()).num_pending
-        now = time.monotonic()
-        dt = max(now - self._last_refresh, 1e-6)
-        self._last_refresh = now
-        live: dict[int, tuple[float, ...]] = {}
-        counters: list[tuple[int, float, float]] = [
-            (id(tc), tc.published, tc.delivered) for tc in [*self._topics.values(), self._other]
-        ]
-        counters += [
-            (id(s.counters), s.counters.delivered, s.counters.acked) for s in self._subs.values()
-        ]
-        for ident, a, b in counters:
-            pa, pb = self._rates.get(ident, (0.0, 0.0))
-            self._rate_values[ident] = ((a - pa) / dt, (b - pb) / dt)
-            live[ident] = (a, b)
-        self._rates = live
-        self._rate_values = {k: v for k, v in self._rate_values.items() if k in live}
+        self.metrics.update_rates(self._subs.values())
         snap = self.statistics()
-        self._check(snap)
+        self.metrics.check(snap)
         return snap
 
     def alert(
@@ -938,31 +618,7 @@ class PubSub:
 
             rt.events.alert("lag", above=10_000, callback=lambda a: log.warning("%s", a))
         """
-        if metric not in _SUB_METRICS and metric not in _TOPIC_METRICS:
-            raise ConfigurationError(
-                f"unknown metric {metric!r}; use one of {sorted(_SUB_METRICS | _TOPIC_METRICS)}"
-            )
-        self._thresholds.append(_Threshold(metric, above, callback, subject, set()))
-
-    def _check(self, snap: PubSubStatistics) -> None:
-        for th in self._thresholds:
-            rows: list[tuple[str, float]] = []
-            if th.metric in _SUB_METRICS:
-                rows += [(s.name, getattr(s, th.metric)) for s in snap.subscriptions]
-            if th.metric in _TOPIC_METRICS:
-                rows += [(t.topic, getattr(t, th.metric)) for t in snap.topics]
-            for subject, value in rows:
-                if th.subject is not None and subject != th.subject:
-                    continue
-                if value > th.above:
-                    if subject not in th.firing:
-                        th.firing.add(subject)
-                        try:
-                            th.callback(Alert(th.metric, subject, float(value), th.above))
-                        except Exception:
-                            logger.exception("pub/sub alert callback failed")
-                else:
-                    th.firing.discard(subject)
+        self.metrics.alert(metric, above, callback, subject)
 
     async def _run_monitor(self) -> None:
         while not self._closed:

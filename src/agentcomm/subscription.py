@@ -29,7 +29,8 @@ from .transports.streams import LogConsumer, LogMessage
 
 if TYPE_CHECKING:
     from .agent import Agent
-    from .pubsub import PubSub, _TopicCounters
+    from .pubsub import PubSub
+    from .pubsub_metrics import _TopicCounters
     from .schema import HandlerSpec
 
 __all__ = ["Subscription", "SubscriptionCounters"]
