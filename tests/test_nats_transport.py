@@ -132,3 +132,49 @@ async def test_broker_restart_is_survived_and_outage_fails_by_deadline(tmp_path:
                     except (RequestTimeout, NoResponders):
                         await asyncio.sleep(0.1)
             assert answer == "after"
+
+
+async def test_subscriptions_and_watches_resume_after_a_broker_restart(tmp_path: Path) -> None:
+    got: list[int] = []
+    arrived = asyncio.Event()
+    listener = Agent("listener")
+
+    @listener.on("ticks.*")
+    async def tick(n: int) -> None:
+        got.append(n)
+        arrived.set()
+
+    with NatsServer(tmp_path) as server:
+        async with Runtime(
+            transport=NatsTransport(server.url, namespace=_ns()), agents=[listener]
+        ) as rt:
+            me = rt.agent("me")
+            await me.publish("ticks.a", {"n": 1})
+            async with asyncio.timeout(10):
+                await arrived.wait()
+            async with rt.board.watch("w.", snapshot=False) as changes:
+                await asyncio.to_thread(server.kill)
+                await asyncio.to_thread(server.start)
+                arrived.clear()
+                async with asyncio.timeout(30):
+                    while True:  # JetStream calls fail until the client has reconnected
+                        try:
+                            await me.publish("ticks.a", {"n": 2})
+                            break
+                        except TransportError:
+                            await asyncio.sleep(0.1)
+                    await rt.board.write("w.after", "restart")
+                    await arrived.wait()
+                    change = await anext(aiter(changes))
+        assert got == [1, 2]
+        assert (change.key, change.value) == ("w.after", "restart")
+
+
+async def test_the_docs_example_runs(nats_server: NatsServer) -> None:
+    text = (Path(__file__).parent.parent / "docs" / "nats.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, object] = {}
+    exec(compile(code, "docs/nats.md", "exec"), scope)
+    main = scope["main"]
+    assert callable(main)
+    assert await main(nats_server.url) == 120.5
