@@ -307,16 +307,10 @@ class Runtime:
         tg = self._tg
         try:
             deadline = asyncio.get_running_loop().time() + self.drain_timeout
-            for name in list(self._extensions):
-                ext = self._extensions.pop(name)
-                close = getattr(ext, "aclose", None)
-                if close is not None:
-                    try:
-                        await close()
-                    except Exception:
-                        logger.exception("runtime: closing %s failed", name)
+            await self._close_extensions()
             for a in list(self._agents.values()):
                 await a._stop(deadline)
+            await self._close_extensions()  # any a draining handler opened
         finally:
             self._running = False
             self._tg = None
@@ -329,6 +323,17 @@ class Runtime:
             finally:
                 await self.transport.close()
         return None
+
+    async def _close_extensions(self) -> None:
+        while self._extensions:
+            name = next(iter(self._extensions))
+            ext = self._extensions.pop(name)
+            close = getattr(ext, "aclose", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception:
+                    logger.exception("runtime: closing %s failed", name)
 
     # -- extensions (blackboard, pub/sub, tools) ---------------------------------
     def extension(self, name: str, factory: Callable[[Runtime], Any]) -> Any:

@@ -95,6 +95,7 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
     async def close(self) -> None:
         self._running = False
         self._inboxes.clear()
+        self._kv_close()  # TTL timers and key/value watchers end with the transport
 
     async def bind(self, address: str, inbox: Inbox) -> None:
         if not self._running:
