@@ -151,6 +151,8 @@ def decode_envelope(data: bytes | bytearray | memoryview | str) -> Envelope:
         raise DecodeError(f"not a valid agentcomm envelope: {exc}") from None
     except msgspec.DecodeError as exc:
         raise DecodeError(f"envelope is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # a string with bytes that are not UTF-8 (fuzz-found)
+        raise DecodeError(f"envelope is not valid UTF-8 JSON: {exc}") from None
 
 
 def _enc_hook(obj: Any) -> Any:
