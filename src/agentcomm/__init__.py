@@ -28,17 +28,20 @@ from .context import Context
 from .envelope import Envelope, ErrorInfo, decode_envelope, encode_envelope, new_id
 from .errors import (
     AgentCommError,
+    AuthenticationError,
     BlackboardError,
     ConfigurationError,
     DecodeError,
     DeliveryError,
     KeyExists,
+    LimitExceeded,
     MailboxFull,
     NoResponders,
     PermissionDenied,
     RateLimited,
     Reject,
     RemoteError,
+    ReplayDetected,
     RequestTimeout,
     Retry,
     RevisionConflict,
@@ -48,6 +51,8 @@ from .errors import (
     ValidationError,
 )
 from .flow import RateLimit, Retention, RetryPolicy
+from .limits import Limits
+from .policy import Policy, Rules
 from .pubsub import (
     Alert,
     DeadLetter,
@@ -57,6 +62,7 @@ from .pubsub import (
     TopicStatistics,
 )
 from .runtime import MessageLog, Runtime, RuntimeStatistics
+from .security import Identity, Keyring, Security, quote_untrusted
 from .tools import ToolError, ToolInfo, Tools
 from .transports.base import Transport
 
@@ -67,6 +73,7 @@ __all__ = [
     "AgentCommError",
     "AgentStatistics",
     "Alert",
+    "AuthenticationError",
     "Blackboard",
     "BlackboardError",
     "BoardStatistics",
@@ -78,24 +85,32 @@ __all__ = [
     "DeliveryError",
     "Envelope",
     "ErrorInfo",
+    "Identity",
     "KeyExists",
+    "Keyring",
+    "LimitExceeded",
+    "Limits",
     "MailboxFull",
     "MessageLog",
     "NoResponders",
     "PermissionDenied",
+    "Policy",
     "PubSub",
     "PubSubStatistics",
     "RateLimit",
     "RateLimited",
     "Reject",
     "RemoteError",
+    "ReplayDetected",
     "RequestTimeout",
     "Retention",
     "Retry",
     "RetryPolicy",
     "RevisionConflict",
+    "Rules",
     "Runtime",
     "RuntimeStatistics",
+    "Security",
     "SubscriptionStatistics",
     "ToolError",
     "ToolInfo",
@@ -110,4 +125,5 @@ __all__ = [
     "decode_envelope",
     "encode_envelope",
     "new_id",
+    "quote_untrusted",
 ]

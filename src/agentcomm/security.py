@@ -51,7 +51,14 @@ from .errors import AuthenticationError, ConfigurationError, ReplayDetected
 if TYPE_CHECKING:
     from .envelope import Envelope
 
-__all__ = ["SIGNATURE_HEADER", "Identity", "Keyring", "Security", "quote_untrusted"]
+__all__ = [
+    "SIGNATURE_HEADER",
+    "Identity",
+    "Keyring",
+    "Security",
+    "canonical_bytes",
+    "quote_untrusted",
+]
 
 #: The header that carries the base64 Ed25519 signature of the envelope.
 SIGNATURE_HEADER = "ac-sig"
