@@ -31,6 +31,7 @@ POLICY = """
 [agents.alice]
 send = ["calc.add"]
 publish = ["orders.*"]
+write = ["notes."]
 [agents.calc]
 [agents.bob]
 """
@@ -132,11 +133,12 @@ async def test_broker_refuses_a_process_that_bypasses_the_library(auth_server: N
                 # Same credentials, no library: the broker drops it and says why.
                 await raw.publish(f"{NS}.a.bob.r", b'{"id":"1","kind":"request","sender":"x"}')
                 await raw.publish(f"{NS}.s.EVENTS.payments.done", b"{}")
+                await raw.publish(f"$KV.{NS}_blackboard.plan.goal", b'"hijacked"')
                 await raw.flush()
-                await _wait(lambda: len(errors) >= 2, "two permission violations")
+                await _wait(lambda: len(errors) >= 3, "three permission violations")
                 await raw.subscribe(f"{NS}.a.calc.*")  # eavesdrop on calc's subject
                 await raw.flush()
-                await _wait(lambda: len(errors) >= 3, "a subscribe violation")
+                await _wait(lambda: len(errors) >= 4, "a subscribe violation")
             finally:
                 await raw.close()
     finally:
@@ -146,6 +148,7 @@ async def test_broker_refuses_a_process_that_bypasses_the_library(auth_server: N
     assert all("permissions violation" in e.lower() for e in errors), errors
     assert any(f"{NS}.a.bob.r" in e for e in errors)
     assert any("payments.done" in e for e in errors)
+    assert any(f"$kv.{NS}_blackboard.plan.goal" in e.lower() for e in errors), errors
     assert any("subscription" in e.lower() and f"{NS}.a.calc.*" in e for e in errors), errors
 
 
@@ -187,3 +190,23 @@ async def test_receiver_rechecks_the_policy_on_nats(nats_server: NatsServer) -> 
             await mallory.request("calc", "add", {"a": 1, "b": 1})
         assert await open_rt.agent("alice").request("calc", "add", {"a": 1, "b": 1}) == 2
     assert calls == ["calc.add"]
+
+
+def test_generated_config_reads_passwords_from_the_environment(tmp_path: Path) -> None:
+    from agentcomm.testing.nats_server import require_nats_server
+
+    binary = require_nats_server()
+    config = tmp_path / "auth.conf"
+    config.write_text(Policy.from_toml(POLICY).nats_config(namespace=NS))
+    assert "pw-" not in config.read_text()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCOMM_NATS_PASSWORD")}
+    missing = subprocess.run(
+        [binary, "-t", "-c", str(config)], env=env, capture_output=True, text=True, check=False
+    )
+    assert missing.returncode != 0
+    assert "AGENTCOMM_NATS_PASSWORD_" in missing.stdout + missing.stderr
+    env |= {f"AGENTCOMM_NATS_PASSWORD_{n.upper()}": pw for n, pw in PASSWORDS.items()}
+    ok = subprocess.run(
+        [binary, "-t", "-c", str(config)], env=env, capture_output=True, text=True, check=False
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr

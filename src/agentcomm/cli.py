@@ -124,6 +124,49 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _cmd_keys_generate(args: argparse.Namespace) -> int:
+    from .errors import ConfigurationError
+    from .security import Identity
+
+    try:
+        for name in args.name:
+            ident = Identity.generate(name)
+            path = ident.save(args.out, overwrite=args.force)
+            # The private key goes to the file only, never to the terminal or a log.
+            print(f"{name}: private key {path} (mode 0600), public key {ident.public_key_b64()}")
+    except ConfigurationError as exc:
+        print(f"agentcomm keys generate: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_policy(args: argparse.Namespace) -> int:
+    from .errors import ConfigurationError
+    from .policy import Policy
+
+    try:
+        policy = Policy.from_file(args.file)
+        if args.policy_command == "check":
+            warnings = policy.check()
+            for w in warnings:
+                print(f"warning: {w}")
+            print(
+                f"{args.file}: {len(policy.agents)} agents, {len(policy.trusted)} trusted, "
+                f"{len(warnings)} warnings"
+            )
+            return 0
+        text = policy.nats_config(namespace=args.namespace, buckets=args.bucket or ["blackboard"])
+    except ConfigurationError as exc:
+        print(f"agentcomm policy {args.policy_command}: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     from . import __version__
 
@@ -233,6 +276,31 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--subscription", help="only this subscription's dead letters (list)")
     dlq.add_argument("--limit", type=int, default=100, help="at most this many (list)")
     dlq.set_defaults(func=_cmd_dlq)
+
+    keys = sub.add_parser("keys", help="agent signing keys (Ed25519)")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND", required=True)
+    gen = keys_sub.add_parser(
+        "generate", help="write NAME.key (private, mode 0600) and NAME.pub for each agent"
+    )
+    gen.add_argument("name", nargs="+", help="agent names")
+    gen.add_argument("--out", default=".", help="directory for the key files (default: .)")
+    gen.add_argument("--force", action="store_true", help="overwrite existing key files")
+    gen.set_defaults(func=_cmd_keys_generate)
+
+    pol = sub.add_parser("policy", help="check an access policy, or turn it into NATS config")
+    pol_sub = pol.add_subparsers(dest="policy_command", metavar="POLICY_COMMAND", required=True)
+    check = pol_sub.add_parser("check", help="load a TOML policy and report problems")
+    check.add_argument("file", help="the policy file (TOML)")
+    check.set_defaults(func=_cmd_policy)
+    natsc = pol_sub.add_parser(
+        "nats-config",
+        help="print the NATS server authorization block for the policy (one user per agent)",
+    )
+    natsc.add_argument("file", help="the policy file (TOML)")
+    natsc.add_argument("--namespace", default="agentcomm", help="the NatsTransport namespace")
+    natsc.add_argument("--bucket", action="append", help="blackboard buckets (default: blackboard)")
+    natsc.add_argument("-o", "--output", help="write to this file instead of stdout")
+    natsc.set_defaults(func=_cmd_policy)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)
