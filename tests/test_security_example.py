@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -26,3 +28,24 @@ def test_security_example_runs() -> None:
     assert "replayed request refused: ReplayDetected" in out
     assert "injected text inside the data block: True" in out
     assert "signatures: 4 made, 2 verified, 2 refused" in out
+
+
+def test_docs_policy_block_loads_and_behaves_as_described() -> None:
+    import re
+
+    from agentcomm.errors import PermissionDenied
+    from agentcomm.policy import Policy
+
+    text = (ROOT / "docs" / "security.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", text, re.S)
+    assert block is not None
+    policy = Policy.from_toml(block.group(1), source="policy.toml")
+    assert policy.allows("planner", "send", "researcher.search")
+    assert policy.allows("researcher", "subscribe", "status.up")  # from [defaults]
+    assert policy.allows("runtime", "write", "anything")  # trusted
+    with pytest.raises(PermissionDenied) as info:
+        policy("planner", "send", "calc.sub")
+    shown = " ".join(str(info.value).split())
+    documented = re.search(r"PermissionDenied: (policy policy\.toml:.*?allowed)", text, re.S)
+    assert documented is not None
+    assert shown == " ".join(documented.group(1).split())
