@@ -210,3 +210,44 @@ def test_generated_config_reads_passwords_from_the_environment(tmp_path: Path) -
         [binary, "-t", "-c", str(config)], env=env, capture_output=True, text=True, check=False
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+async def test_receiver_refuses_a_flooder_that_bypasses_its_rate_limit(
+    nats_server: NatsServer,
+) -> None:
+    """On NATS the receiver holds each remote sender to the rate (twice the burst)."""
+    from agentcomm.envelope import Envelope, encode_payload, new_id
+    from agentcomm.flow import RateLimit
+    from agentcomm.limits import Limits
+
+    calls: list[str] = []
+    calc, _ = _agents(calls)
+    ns = "q" + os.urandom(4).hex()
+    limits = Limits(sender_rate=RateLimit(5.0, burst=5))
+    async with (
+        Runtime(
+            transport=NatsTransport(nats_server.url, namespace=ns), agents=[calc], limits=limits
+        ),
+        Runtime(transport=NatsTransport(nats_server.url, namespace=ns)) as raw_rt,
+    ):
+        start = asyncio.get_running_loop().time()
+        refused = 0
+        for _ in range(60):  # straight into the transport: no rate limit on this side
+            env = Envelope(
+                id=new_id(),
+                kind="request",
+                sender="flooder",
+                recipient="calc",
+                handler="add",
+                payload=encode_payload({"a": 1, "b": 1}),
+            )
+            resp = await raw_rt.transport.request(env, 5.0)
+            if resp.error is not None:
+                assert resp.error.type == "RateLimited"
+                refused += 1
+        elapsed = asyncio.get_running_loop().time() - start
+        other = raw_rt.agent("other")  # other senders are not affected
+        assert await other.request("calc", "add", {"a": 2, "b": 2}) == 4
+    served = 60 - refused
+    assert served <= 10 + 5.0 * elapsed + 1
+    assert len(calls) == served + 1

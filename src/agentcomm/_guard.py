@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from .errors import AuthenticationError, LimitExceeded, PermissionDenied, ValidationError
+from .flow import TokenBucket
 
 if TYPE_CHECKING:
     from .envelope import Envelope
+    from .flow import RateLimit
     from .limits import Limits
     from .runtime import Runtime
     from .security import Security
@@ -40,6 +44,7 @@ def error_code(exc: Exception) -> str:
 
 
 _EVENT_REASONS = {"limit": "too_large", "authentication": "unauthenticated"}
+MAX_TRACKED_SENDERS = 10_000  # rate-limit buckets kept; the oldest go first
 
 
 class Guard:
@@ -52,7 +57,7 @@ class Guard:
         assert guard.admit("bob", env) is None  # receiver side
     """
 
-    __slots__ = ("limits", "recheck", "runtime", "security")
+    __slots__ = ("_incoming", "_outgoing", "limits", "recheck", "runtime", "security")
 
     def __init__(
         self, runtime: Runtime, *, security: Security | None, limits: Limits | None
@@ -63,6 +68,30 @@ class Guard:
         # Across processes the receiver re-checks the policy against the sender named in
         # the (authenticated) envelope; in one process the sender's check already ran.
         self.recheck = runtime.transport.name != "memory"
+        self._outgoing: dict[str, TokenBucket] = {}  # our senders, held at their rate
+        self._incoming: dict[str, TokenBucket] = {}  # remote senders, refused above it
+
+    @staticmethod
+    def _bucket(buckets: dict[str, TokenBucket], sender: str, limit: RateLimit) -> TokenBucket:
+        b = buckets.get(sender)
+        if b is None:
+            if len(buckets) >= MAX_TRACKED_SENDERS:
+                buckets.pop(next(iter(buckets)))
+            b = buckets[sender] = TokenBucket(limit)
+        return b
+
+    async def hold(self, env: Envelope) -> Envelope:
+        """Wait for the sender's rate limit (if any), then :meth:`seal` a direct message.
+
+        Example::
+
+            env = await guard.hold(env)
+        """
+        limits = self.limits
+        if limits is not None and limits.sender_rate is not None:
+            bucket = self._bucket(self._outgoing, env.sender, limits.sender_rate)
+            await bucket.take(f"sender {env.sender!r}", wait=True)
+        return self.seal(env)
 
     def seal(self, env: Envelope) -> Envelope:
         """Check an outgoing envelope against the limits, then sign it.
@@ -111,6 +140,16 @@ class Guard:
                 self.runtime._authorize(env.sender, "send", f"{agent}.{env.handler}")
         except (ValidationError, PermissionDenied) as exc:
             return error_code(exc), type(exc).__name__, str(exc)
+        limits = self.limits
+        if self.recheck and limits is not None and limits.sender_rate is not None:
+            # A sender using the library waits at its end; one that floods anyway is
+            # refused. Twice the burst absorbs messages bunched up by the network.
+            rate = limits.sender_rate
+            lenient = msgspec.structs.replace(rate, burst=2 * rate.burst)
+            delay = self._bucket(self._incoming, env.sender, lenient).try_take()
+            if delay > 0.0:
+                msg = f"sender {env.sender!r} exceeds its rate limit; retry after {delay:.3f}s"
+                return "error", "RateLimited", msg
         return None
 
     def admit_event(self, agent: str, env: Envelope) -> tuple[str, str] | None:

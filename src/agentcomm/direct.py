@@ -154,8 +154,8 @@ class DirectMessaging:
 
     async def _send(self, rt: Runtime, env: Envelope, block: bool, timeout: float | None) -> None:
         to = env.recipient or ""
-        if rt._guard is not None:  # limits and signature (docs/security.md)
-            env = rt._guard.seal(env)
+        if rt._guard is not None:  # rate, limits and signature (docs/security.md)
+            env = await rt._guard.hold(env)
         rt._record(env)
         self._sent += 1
         if timeout is None:
@@ -241,8 +241,8 @@ class DirectMessaging:
             headers=headers or {},
         )
         guard = rt._guard
-        if guard is not None:  # limits and signature (docs/security.md)
-            env = guard.seal(env)
+        if guard is not None:  # rate, limits and signature (docs/security.md)
+            env = await guard.hold(env)
         rt.message_log.append(env)
         self._requested += 1
         resp = await rt.transport.request(env, timeout)
@@ -289,7 +289,7 @@ class DirectMessaging:
             )
             guard = rt._guard
             if guard is not None:
-                env = guard.seal(env)
+                env = await guard.hold(env)
             rt.message_log.append(env)
             self._requested += 1
             resp = await rt.transport.request(env, timeout)

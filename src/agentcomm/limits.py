@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .errors import ConfigurationError, LimitExceeded
+from .flow import RateLimit
 
 if TYPE_CHECKING:
     from .envelope import Envelope
@@ -65,7 +66,11 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     * ``max_payload``: encoded payload bytes (default 1 MiB, NATS's default maximum);
     * ``max_headers``: number of headers; ``max_header_bytes``: their total size
       (names plus values, UTF-8);
-    * ``max_depth``: JSON nesting depth of the payload (``[[1]]`` is 2).
+    * ``max_depth``: JSON nesting depth of the payload (``[[1]]`` is 2);
+    * ``sender_rate``: direct messages (requests and notifications) per second each
+      agent may send. A sender over its rate waits (it is held, the others are not);
+      across processes the receiver also refuses a sender that exceeds it (one that
+      bypasses the library), answering ``RateLimited``.
 
     ``None`` switches one check off.
 
@@ -79,9 +84,10 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_headers: int | None = 64
     max_header_bytes: int | None = 16_384
     max_depth: int | None = 32
+    sender_rate: RateLimit | None = None
 
     def __post_init__(self) -> None:
-        for field in self.__struct_fields__:
+        for field in ("max_payload", "max_headers", "max_header_bytes", "max_depth"):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ConfigurationError(f"Limits.{field} must be a non-negative int or None")

@@ -17,6 +17,7 @@ import pytest
 from ...agent import Agent
 from ...envelope import Envelope, encode_payload, new_id
 from ...errors import LimitExceeded, PermissionDenied
+from ...flow import RateLimit
 from ...limits import Limits
 from ...policy import Policy
 from ...runtime import Runtime
@@ -26,6 +27,7 @@ from ..fixtures import MakeRuntime
 __all__ = [
     "test_deeply_nested_payload_refused_by_the_receiver",
     "test_expired_message_is_refused",
+    "test_flooding_sender_is_held_while_others_are_served",
     "test_forged_event_is_dead_lettered",
     "test_forged_sender_is_refused",
     "test_oversize_payload_refused_by_the_sender",
@@ -286,3 +288,28 @@ async def test_policy_refuses_blackboard_read_and_write(make_runtime: MakeRuntim
         with pytest.raises(PermissionDenied):
             await alice.board.read("notes.today")  # may write notes., may read only plan.
         assert await alice.board.read("plan.goal") is None
+
+
+async def test_flooding_sender_is_held_while_others_are_served(make_runtime: MakeRuntime) -> None:
+    calls: list[Any] = []
+    limits = Limits(sender_rate=RateLimit(100.0, burst=10))
+    async with make_runtime(agents=[_bob(calls)], limits=limits) as rt:
+        flooder, alice = rt.agent("flooder"), rt.agent("alice")
+        sent = 0
+
+        async def flood() -> None:
+            nonlocal sent
+            for _ in range(10_000):
+                await flooder.send("bob", "echo", {"text": "spam"})
+                sent += 1
+
+        start = time.monotonic()
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(flood())
+            for i in range(20):  # alice has her own budget: the flood does not spend it
+                assert await alice.request("bob", "echo", {"text": f"a{i}"}) == f"a{i}"
+            elapsed = time.monotonic() - start
+            task.cancel()
+    assert sent <= 10 + 100.0 * elapsed + 1  # held at its rate, whatever the machine speed
+    assert sent < 10_000
+    assert [c for c in calls if c != "spam"] == [f"a{i}" for i in range(20)]
