@@ -103,12 +103,16 @@ async def memory_run(total: int, retention: int, samples: int = 10) -> list[tupl
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100_000, help="events per throughput run")
-    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--repeat", type=int, default=5, help="best of this many runs")
     parser.add_argument("--memory-events", type=int, default=1_000_000)
     parser.add_argument("--retention", type=int, default=10_000)
     args = parser.parse_args()
-    base = max([await baseline(args.n) for _ in range(args.repeat)])
-    ours = max([await agentcomm_run(args.n) for _ in range(args.repeat)])
+    bases: list[float] = []
+    ours_runs: list[float] = []
+    for _ in range(args.repeat):  # interleaved, so both see the same machine load
+        bases.append(await baseline(args.n))
+        ours_runs.append(await agentcomm_run(args.n))
+    base, ours = max(bases), max(ours_runs)
     print(f"fan-out, 1 publisher -> {SUBSCRIBERS} subscribers, {args.n:,} events")
     print(f"{'':<12}{'baseline deliveries/s':>24}{'agentcomm deliveries/s':>25}{'ratio':>8}")
     print(f"{'':<12}{base:>24,.0f}{ours:>25,.0f}{ours / base:>8.2f}x")

@@ -173,8 +173,9 @@ class Subscription:
         loop = asyncio.get_running_loop()
         c = self.counters
         spec = self.spec
+        fn, decode_args, is_async = spec.fn, spec.decode_args, spec.is_async
+        fast = spec.context_arg is None
         held = self._held
-        guard = self.pubsub.runtime._guard  # when set, run_once checks each event first
         # The hot path, inlined: one coroutine per event (the handler's) besides the ack.
         while not self._closing:
             if not ready:
@@ -192,22 +193,21 @@ class Subscription:
                 self._tc_topic = topic
             c.delivered += 1
             tc.delivered += 1
-            attempt = m.num_delivered
-            if self._retrying:
-                attempt += self._retrying.get(m.sequence, 0)
+            retrying = self._retrying
+            attempt = m.num_delivered + retrying.get(m.sequence, 0) if retrying else m.num_delivered
             self.running += 1
             try:
-                if guard is None and env.deadline is None and spec.context_arg is None:
+                if fast and env.deadline is None:
                     try:
-                        kwargs = spec.decode_args(env.payload)
+                        kwargs = decode_args(env.payload)
                     except ValidationError as exc:
                         outcome = await self._dead(m, "invalid", str(exc), attempt)
                     else:
                         try:
-                            if spec.is_async:
-                                await spec.fn(**kwargs)
+                            if is_async:
+                                await fn(**kwargs)
                             else:
-                                spec.fn(**kwargs)
+                                fn(**kwargs)
                         except Exception as exc:
                             outcome = await self._failed(m, attempt, exc, c, tc, key is not None)
                         else:
@@ -222,8 +222,8 @@ class Subscription:
                 if self._closing and self._wake is not None:
                     _resolve(self._wake)
             if outcome != "retry":
-                if self._retrying:
-                    self._retrying.pop(m.sequence, None)
+                if retrying:
+                    retrying.pop(m.sequence, None)
                 held.pop(m.sequence, None)
                 self.in_flight -= 1
                 room = self._room
