@@ -180,7 +180,8 @@ class PubSub:
         self._lock = asyncio.Lock()
         self._started = False
         self._closed = False
-        self._seen = (-1, -1)
+        self._seen_version = -1  # declarations and agents seen by the last start()
+        self._seen_agents = -1
         self._monitor: asyncio.Task[None] | None = None
         self._stream_info: StreamInfo | None = None
         self._dlq_info: StreamInfo | None = None
@@ -236,7 +237,7 @@ class PubSub:
                 self._monitor = rt.task_group.create_task(
                     self._run_monitor(), name="agentcomm:pubsub:monitor"
                 )
-            seen = (_version[0], len(rt._agents))
+            seen_version, seen_agents = _version[0], len(rt._agents)
             agents = rt._agents
             for (aname, _), sub in list(self._subs.items()):
                 if agents.get(aname) is not sub.agent:
@@ -249,7 +250,7 @@ class PubSub:
                         await self._start_subscription(agent, spec, durable)
             for tc in self._topics.values():
                 tc.routed = self._routed(tc.topic)
-            self._seen = seen
+            self._seen_version, self._seen_agents = seen_version, seen_agents
 
     async def _start_subscription(self, agent: Agent, spec: _SubSpec, durable: str) -> None:
         rt = self.runtime
@@ -288,7 +289,11 @@ class PubSub:
         sub.start(rt.task_group, consumer)
 
     async def _ensure(self) -> None:
-        if not self._started or self._seen != (_version[0], len(self.runtime._agents)):
+        if (
+            not self._started
+            or self._seen_version != _version[0]
+            or self._seen_agents != len(self.runtime._agents)
+        ):
             await self.start()
 
     async def aclose(self) -> None:
@@ -332,8 +337,8 @@ class PubSub:
             seq = await rt.events.publish("shop", "orders.created", {"id": 1})
         """
         rt = self.runtime
-        if not self._started or self._seen != (_version[0], len(rt._agents)):
-            await self.start()
+        if self._seen_version != _version[0] or self._seen_agents != len(rt._agents):
+            await self.start()  # first use, or agents/subscriptions added since
         tc = self._topics.get(topic)
         if tc is None:
             check_topic(topic)

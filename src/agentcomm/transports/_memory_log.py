@@ -473,15 +473,28 @@ class MemoryEventLog:
                 return seen[0]
         seq = st.last_seq + 1
         st.last_seq = seq
-        env = _replace(envelope, sequence=seq)
-        size = len(envelope.payload) + len(subject) + _OVERHEAD
-        st.add(_Entry(seq, env, subject, now, size))
+        e = _Entry(
+            seq,
+            _replace(envelope, sequence=seq),
+            subject,
+            now,
+            len(envelope.payload) + len(subject) + _OVERHEAD,
+        )
+        entries = st.entries
+        entries[seq] = e
+        st.order.append(e)
+        st.bytes += e.size
         if msg_id is not None:
             st.dedupe[msg_id] = (seq, now)
             st.dedupe_order.append((msg_id, now))
         cfg = st.config
+        if len(entries) > cfg.max_msgs:  # the steady state at the count limit: drop the oldest
+            old = st.order.popleft()
+            if entries.get(old.seq) is old:
+                del entries[old.seq]
+                st.bytes -= old.size
         if (
-            len(st.entries) > cfg.max_msgs
+            len(entries) > cfg.max_msgs
             or st.bytes > cfg.max_bytes
             or cfg.max_age is not None
             or st.dedupe_order
