@@ -167,3 +167,37 @@ def test_nats_config_has_one_user_per_agent_and_no_secrets(policy: Policy) -> No
     assert 'password: "s3cret"' in with_pw
     with pytest.raises(ConfigurationError, match="no password"):
         policy.nats_config(passwords={})
+
+
+async def test_policy_refuses_an_unlisted_tool_call_through_mcp() -> None:
+    mcp = pytest.importorskip("mcp")
+    import mcp_types as mt
+
+    from agentcomm import Agent, Runtime
+
+    crm = Agent("crm")
+
+    @crm.handler
+    async def lookup(identifier: str) -> str:
+        "Look a customer up."
+        return f"customer {identifier}"
+
+    @crm.handler
+    async def delete_all() -> str:
+        "Delete every customer."
+        raise AssertionError("the policy must stop this call")
+
+    policy = Policy.from_toml(
+        '[agents.mcp-gateway]\ncall = ["crm.lookup"]\nsend = ["crm.lookup"]\n[agents.crm]\n',
+        source="tools.toml",
+    )
+    async with Runtime(agents=[crm], access=policy) as rt:
+        server = await rt.tools.expose("crm")
+        async with mcp.Client(server.server) as client:
+            ok = await client.call_tool("lookup", {"identifier": "c1"})
+            refused = await client.call_tool("delete_all", {})
+    text = "".join(b.text for b in refused.content if isinstance(b, mt.TextContent))
+    assert not ok.is_error
+    assert refused.is_error
+    assert "'mcp-gateway' may not call 'crm.delete_all'" in text
+    assert "tools.toml" in text
