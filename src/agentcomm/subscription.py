@@ -153,16 +153,18 @@ class Subscription:
             msgs = await consumer.fetch(min(room, FETCH_BATCH), FETCH_TIMEOUT)
             held = self._held
             ready = self._ready
+            taken = 0
             for m in msgs:
                 seq = m.sequence
                 if seq in held:  # redelivered while we still hold it
                     continue
                 held[seq] = m
-                self.in_flight += 1
+                taken += 1
                 if m.envelope.key is None:
                     ready.append(m)
                 else:
                     self._route(m)
+            self.in_flight += taken
             idle = self._idle
             while idle and ready:
                 _resolve(idle.pop())

@@ -152,13 +152,20 @@ class _MemoryMessage(LogMessage):
         "token",
     )
 
-    def __init__(self, consumer: _Consumer, seq: int, env: Envelope) -> None:
+    def __init__(
+        self,
+        consumer: _Consumer,
+        seq: int,
+        env: Envelope,
+        deadline: float,
+        handle: _MemoryConsumerHandle | None,
+    ) -> None:
         self._consumer = consumer
         self.sequence = seq
         self.envelope = env
         self.num_delivered = 1
-        self.deadline = 0.0
-        self.handle: _MemoryConsumerHandle | None = None
+        self.deadline = deadline
+        self.handle = handle
         self.settled = False
         self.token = 0
 
@@ -324,9 +331,7 @@ class _Consumer:
                 seq += 1
                 if e is None or not matches(e.subject):
                     continue
-                p = _MemoryMessage(self, e.seq, e.env)
-                p.deadline = deadline
-                p.handle = handle
+                p = _MemoryMessage(self, e.seq, e.env, deadline, handle)
                 delivered[e.seq] = p
                 append(p)
                 room -= 1
