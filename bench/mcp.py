@@ -4,7 +4,9 @@ Both serve ``add(a: int, b: int) -> int``. The bare server is the SDK's ``MCPSer
 with the function as a tool; ours is an agent whose handler is exposed by
 ``rt.tools.expose`` (each call is a real agentcomm request through the runtime).
 Measured over the SDK's in-memory transport and over streamable HTTP on 127.0.0.1,
-in the same run. Run: ``python bench/mcp.py [--n N] [--http-n N]``.
+in the same run; over HTTP both with the 2026-07-28 protocol (the SDK's default) and
+with the handshake-era protocol (``mode="legacy"``). Run:
+``python bench/mcp.py [--n N] [--http-n N]``.
 """
 
 from __future__ import annotations
@@ -100,17 +102,28 @@ async def ours_memory(n: int, in_flight: int) -> float:
             return await drive(client, n, in_flight)
 
 
-async def bare_http(n: int, in_flight: int) -> float:
+async def bare_http(n: int, in_flight: int, mode: str = "auto") -> float:
     server = bare_server()
-    async with serve_app(server.streamable_http_app()) as url, mcp.Client(url) as client:
+    async with (
+        serve_app(server.streamable_http_app()) as url,
+        mcp.Client(url, mode=mode) as client,
+    ):
         return await drive(client, n, in_flight)
 
 
-async def ours_http(n: int, in_flight: int) -> float:
+async def ours_http(n: int, in_flight: int, mode: str = "auto") -> float:
     async with Runtime(agents=[calc_agent()]) as rt:
         exposure = await rt.tools.expose("calc")
-        async with exposure.serve_http() as url, mcp.Client(url) as client:
+        async with exposure.serve_http() as url, mcp.Client(url, mode=mode) as client:
             return await drive(client, n, in_flight)
+
+
+async def bare_http_legacy(n: int, in_flight: int) -> float:
+    return await bare_http(n, in_flight, "legacy")
+
+
+async def ours_http_legacy(n: int, in_flight: int) -> float:
+    return await ours_http(n, in_flight, "legacy")
 
 
 Run = Callable[[int, int], Awaitable[float]]
@@ -126,17 +139,19 @@ async def main() -> None:
     parser.add_argument("--http-n", type=int, default=600, help="calls per HTTP measurement")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     args = parser.parse_args()
-    print(f"{'scenario':<30}{'bare MCPServer/s':>18}{'agentcomm/s':>14}{'ratio':>8}")
+    print(f"{'scenario':<34}{'bare MCPServer/s':>18}{'agentcomm/s':>14}{'ratio':>8}")
     scenarios: list[tuple[str, Run, Run, int, int]] = [
         ("in-memory, sequential", bare_memory, ours_memory, args.n, 1),
         ("in-memory, 16 in flight", bare_memory, ours_memory, args.n, 16),
         ("streamable HTTP, sequential", bare_http, ours_http, args.http_n, 1),
         ("streamable HTTP, 8 in flight", bare_http, ours_http, args.http_n, 8),
+        ("HTTP handshake era, sequential", bare_http_legacy, ours_http_legacy, args.n // 2, 1),
+        ("HTTP handshake era, 8 in flight", bare_http_legacy, ours_http_legacy, args.n // 2, 8),
     ]
     for label, bare, ours, n, in_flight in scenarios:
         b = await best(bare, n, in_flight, args.repeat)
         o = await best(ours, n, in_flight, args.repeat)
-        print(f"{label:<30}{b:>18,.0f}{o:>14,.0f}{o / b:>7.2f}x", flush=True)
+        print(f"{label:<34}{b:>18,.0f}{o:>14,.0f}{o / b:>7.2f}x", flush=True)
 
 
 if __name__ == "__main__":

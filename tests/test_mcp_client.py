@@ -145,12 +145,13 @@ async def test_stdio_server_that_goes_away() -> None:
             await me.request("fragile", "echo", {"text": "again"})
 
 
-async def test_remote_tool_list_changes_update_the_proxy() -> None:
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_remote_tool_list_changes_update_the_proxy(mode: str) -> None:
     calc = make_calc()
     async with Runtime(agents=[calc]) as server_rt:
         server = await server_rt.tools.expose("calc")
         async with server.serve_http() as url, Runtime() as rt:
-            conn = await rt.tools.connect("remote-calc", url=url)
+            conn = await rt.tools.connect("remote-calc", url=url, mode=mode)
             changed = asyncio.Event()
             assert conn.agent is not None
             conn.agent.on_change(lambda a: changed.set())

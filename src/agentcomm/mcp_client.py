@@ -131,6 +131,7 @@ class MCPConnection:
         env: dict[str, str] | None,
         cwd: str | None,
         timeout: float,
+        mode: str = "auto",
     ) -> None:
         self.name = check_name("agent", name)
         self.timeout = timeout
@@ -139,6 +140,7 @@ class MCPConnection:
         self._url = url
         self._env = env
         self._cwd = cwd
+        self._mode = mode
         self._client: Client | None = None
         self._tools: dict[str, mt.Tool] = {}
         self._codecs: dict[str, _SchemaCodec] = {}
@@ -233,6 +235,7 @@ class MCPConnection:
         try:
             client = Client(
                 self._target(),
+                mode=self._mode,
                 read_timeout_seconds=self.timeout,
                 message_handler=self._on_message,
                 client_info=mt.Implementation(name="agentcomm", version=_version()),

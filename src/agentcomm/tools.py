@@ -344,14 +344,17 @@ class Tools:
         cwd: str | None = None,
         timeout: float = 30.0,
         connect_timeout: float = 60.0,
+        mode: str = "auto",
     ) -> MCPConnection:
         """Connect to an MCP server (a stdio ``command`` or a streamable-HTTP ``url``).
 
         Its tools become handlers of a proxy agent called ``name``, so any agent calls
         them with ``request(name, tool, arguments)``; they join the catalogue.
         ``timeout`` bounds each call without a caller deadline; ``connect_timeout``
-        bounds start-up. Raises :class:`TransportError` when the server cannot be
-        reached.
+        bounds start-up. ``mode`` is the SDK's protocol negotiation: ``"auto"`` (the
+        2026-07-28 protocol when the server speaks it) or ``"legacy"`` (the
+        handshake-era protocol; with SDK 2.3.0 much faster per call over HTTP, see
+        docs/mcp.md). Raises :class:`TransportError` when the server cannot be reached.
 
         Example::
 
@@ -379,6 +382,7 @@ class Tools:
             env=dict(env) if env is not None else None,
             cwd=cwd,
             timeout=timeout,
+            mode=mode,
         )
         self._connections[name] = conn
         try:
