@@ -18,6 +18,7 @@ from agentcomm import Agent, Runtime
 from agentcomm.envelope import decode_envelope, encode_envelope
 from agentcomm.errors import ValidationError
 from agentcomm.limits import Limits
+from agentcomm.security import Identity, Security
 
 BASE: dict[str, Any] = {
     "id": "m1",
@@ -27,7 +28,7 @@ BASE: dict[str, Any] = {
     "handler": "echo",
     "payload": {"text": "hi"},
     "created": 1.0,
-    "headers": {"k": "v"},
+    "headers": {"k": "v", "ac-sig": "c2lnbmF0dXJl"},
 }
 
 json_values = st.recursive(
@@ -52,6 +53,8 @@ def near_valid(draw: st.DrawFn) -> bytes:
             doc[name] = draw(json_values)
         else:
             doc.pop(name, None)
+    if draw(st.booleans()):
+        doc["headers"] = {"ac-sig": draw(st.text(max_size=100) | st.just("A" * 86 + "=="))}
     if draw(st.booleans()):
         nesting = draw(st.integers(min_value=1, max_value=400))
         doc["payload"] = {"text": json.loads("[" * nesting + "]" * nesting)}
@@ -78,9 +81,15 @@ def test_random_bytes_raise_only_validation_errors(data: bytes) -> None:
         pass
 
 
-@pytest.fixture
-def serving() -> Iterator[tuple[asyncio.AbstractEventLoop, Runtime, dict[str, list[Any]]]]:
-    """A runtime with an agent and a subscriber, driven by its own loop (hypothesis is sync)."""
+@pytest.fixture(params=["plain", "signed"])
+def serving(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[asyncio.AbstractEventLoop, Runtime, dict[str, list[Any]]]]:
+    """A runtime with an agent and a subscriber, driven by its own loop (hypothesis is sync).
+
+    ``signed``: signing is on, and the fuzzer's name has a known key, so envelopes reach
+    signature verification (the ``ac-sig`` header is fuzzed like any other).
+    """
     seen: dict[str, list[Any]] = {"direct": [], "events": []}
     bob = Agent("bob", mailbox_size=4096)
 
@@ -94,7 +103,10 @@ def serving() -> Iterator[tuple[asyncio.AbstractEventLoop, Runtime, dict[str, li
         seen["events"].append(text)
 
     loop = asyncio.new_event_loop()
-    rt = Runtime(agents=[bob], limits=Limits(max_depth=32, max_payload=100_000))
+    security = None
+    if request.param == "signed":
+        security = Security(identities=[Identity.generate(n) for n in ("bob", "fuzzer", "checker")])
+    rt = Runtime(agents=[bob], limits=Limits(max_depth=32, max_payload=100_000), security=security)
     loop.run_until_complete(rt.__aenter__())
     try:
         yield loop, rt, seen
@@ -129,7 +141,7 @@ def test_near_valid_envelopes_never_break_the_agent_or_the_subscriber(
     loop, rt, seen = serving
     loop.run_until_complete(rt.events.start())
 
-    @settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=800, deadline=None, suppress_health_check=list(HealthCheck))
     @given(near_valid())
     def run(data: bytes) -> None:
         loop.run_until_complete(_feed(rt, data))
@@ -148,6 +160,8 @@ def test_near_valid_envelopes_never_break_the_agent_or_the_subscriber(
 
     loop.run_until_complete(still_serving())
     assert rt.running
+    if rt.security is not None:  # the fuzz reached signature verification
+        assert rt.security.refused > 0
 
 
 def test_valid_envelope_round_trips() -> None:  # the fuzz base itself is valid
