@@ -269,6 +269,20 @@ async def test_stdio_subprocess_via_cli() -> None:
             assert _text(r) == "crm raised KeyError: 'zz'"
 
 
+async def test_closed_exposure_stops_following_changes() -> None:
+    crm, _ = make_agents()
+    async with Runtime(agents=[crm]) as rt:
+        server = await rt.tools.expose("crm")
+        server.close()
+        server.close()  # idempotent
+
+        @crm.handler
+        async def later() -> str:
+            return "x"
+
+        assert "later" not in server.tool_names()
+
+
 async def test_expose_needs_a_running_runtime() -> None:
     crm, _ = make_agents()
     rt = Runtime(agents=[crm])

@@ -247,7 +247,22 @@ class MCPExposure:
                 except Exception:  # a gone client must not stop the others
                     self._legacy.discard(conn)
 
+    def close(self) -> None:
+        """Stop following the agents' changes and end clients' listen streams.
+
+        Servers started from it stop with their own ``run_*``/``serve_http`` calls;
+        the runtime closes every exposure at shutdown.
+
+        Example::
+
+            server.close()
+        """
+        self._tools._exposures[:] = [e for e in self._tools._exposures if e is not self]
+        self._close()
+
     def _close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
         self._changed.set()
         self._listen.close()
