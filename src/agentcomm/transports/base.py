@@ -339,7 +339,7 @@ class KVStore(abc.ABC):  # noqa: B024 - abstract in spirit, see below
         raise NotImplementedError(f"{type(self).__name__} has no key/value support yet")
 
 
-class EventLog(abc.ABC):  # noqa: B024 - methods are abstract in spirit; see below
+class EventLog(abc.ABC):
     """The stream part of the contract, used by pub/sub; maps 1:1 onto NATS JetStream.
 
     A *stream* is a retained, bounded log of envelopes (a JetStream stream with
@@ -355,8 +355,7 @@ class EventLog(abc.ABC):  # noqa: B024 - methods are abstract in spirit; see bel
     metrics) are *not* here: :mod:`agentcomm.pubsub` builds them on these methods,
     so they behave the same on every engine.
 
-    Every engine overrides every method below (they are abstract; they raise
-    NotImplementedError only so that engines still being written can be created).
+    Every engine implements every method below.
 
     Example::
 
@@ -367,6 +366,7 @@ class EventLog(abc.ABC):  # noqa: B024 - methods are abstract in spirit; see bel
             await msg.ack()
     """
 
+    @abc.abstractmethod
     async def ensure_stream(self, config: StreamConfig) -> StreamInfo:
         """Create the stream, or update the limits of an existing one; return its state.
 
@@ -374,8 +374,8 @@ class EventLog(abc.ABC):  # noqa: B024 - methods are abstract in spirit; see bel
         ``add_stream`` / ``update_stream`` with retention=limits, discard=old,
         ``max_msgs``, ``max_bytes``, ``max_age``, ``duplicate_window``.
         """
-        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
 
+    @abc.abstractmethod
     async def append(self, stream: str, envelope: Envelope, *, msg_id: str | None = None) -> int:
         """Store ``envelope`` under subject ``envelope.topic``; return its sequence number.
 
@@ -387,22 +387,22 @@ class EventLog(abc.ABC):  # noqa: B024 - methods are abstract in spirit; see bel
         ConfigurationError for a stream never ensured, TransportError when the
         engine fails.
         """
-        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
 
+    @abc.abstractmethod
     async def stream_info(self, stream: str) -> StreamInfo:
         """The stream's message count, bytes and first/last sequence.
 
         Raises ConfigurationError for a stream never ensured.
         """
-        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
 
+    @abc.abstractmethod
     async def get_message(self, stream: str, sequence: int) -> Envelope | None:
         """The retained envelope with that sequence (``sequence`` set), or ``None``.
 
         JetStream: direct get / ``get_msg`` by sequence.
         """
-        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
 
+    @abc.abstractmethod
     async def read_messages(
         self, stream: str, *, start_seq: int = 1, limit: int = 100, filter_subject: str = ">"
     ) -> list[Envelope]:
@@ -411,15 +411,15 @@ class EventLog(abc.ABC):  # noqa: B024 - methods are abstract in spirit; see bel
 
         JetStream: direct get with ``next_by_subject`` (or an ephemeral ordered consumer).
         """
-        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
 
+    @abc.abstractmethod
     async def delete_message(self, stream: str, sequence: int) -> bool:
         """Remove one message; True if it was there. Consumers skip it from then on.
 
         JetStream: ``delete_msg``.
         """
-        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
 
+    @abc.abstractmethod
     async def open_consumer(self, stream: str, config: ConsumerConfig) -> LogConsumer:
         """Create the durable consumer ``config.name`` if absent, then bind a handle to it.
 
@@ -430,14 +430,13 @@ class EventLog(abc.ABC):  # noqa: B024 - methods are abstract in spirit; see bel
         group): each message goes to one of them. JetStream: ``add_consumer`` with
         ack_policy explicit + ``pull_subscribe_bind``.
         """
-        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
 
+    @abc.abstractmethod
     async def delete_consumer(self, stream: str, name: str) -> bool:
         """Delete a durable consumer and its state; True if it existed.
 
         Open handles on it then fetch nothing. JetStream: ``delete_consumer``.
         """
-        raise NotImplementedError(f"{type(self).__name__} has no stream support yet")
 
 
 class Transport(KVStore, EventLog, abc.ABC):

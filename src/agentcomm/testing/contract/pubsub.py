@@ -21,7 +21,6 @@ from ...errors import ConfigurationError, RateLimited, Reject, Retry
 from ...flow import RateLimit, Retention, RetryPolicy
 from ...pubsub import Alert, PubSub
 from ...runtime import Runtime
-from ...transports.base import EventLog
 from ..fixtures import MakeRuntime
 
 __all__ = [
@@ -77,11 +76,6 @@ class Seen:
         return self.items
 
 
-def _require_streams(rt: Runtime) -> None:
-    if type(rt.transport).ensure_stream is EventLog.ensure_stream:
-        pytest.skip(f"transport {rt.transport.name!r} does not implement the EventLog yet")
-
-
 async def _dead_letters(rt: Runtime, n: int, **kw: Any) -> list[Any]:
     """The dead letters once there are ``n`` (they are stored asynchronously); bounded poll."""
     for _ in range(int(DEADLINE / 0.005)):
@@ -106,7 +100,6 @@ async def test_fan_out_every_subscriber_gets_every_event(make_runtime: MakeRunti
         seen.add(("audit", id, None, None, None, None))
 
     async with make_runtime(agents=[billing, audit]) as rt:
-        _require_streams(rt)
         shop = rt.agent("shop")
         seqs = [await shop.publish("orders.created", Order(id=i)) for i in range(5)]
         assert seqs == sorted(seqs)
@@ -139,7 +132,6 @@ async def test_wildcards_follow_nats_rules(make_runtime: MakeRuntime) -> None:
         with pytest.raises(ConfigurationError):
             a.on(bad)
     async with make_runtime(agents=[a]) as rt:
-        _require_streams(rt)
         p = rt.agent("p")
         await p.publish("orders.created", {"id": 1})  # one, rest, created
         await p.publish("orders.eu.created", {"id": 2})  # rest
@@ -180,7 +172,6 @@ async def test_consumer_group_shares_events(make_runtime: MakeRuntime) -> None:
         seen.add(("loner", id))
 
     async with make_runtime(agents=[*members, loner]) as rt:
-        _require_streams(rt)
         p = rt.agent("p")
         for i in range(40):
             await p.publish("jobs.new", {"id": i})
@@ -214,7 +205,6 @@ async def test_same_key_in_order_different_keys_in_parallel(make_runtime: MakeRu
         seen.add((key, n))
 
     async with make_runtime(agents=[a]) as rt:
-        _require_streams(rt)
         p = rt.agent("p")
         for n in range(10):
             for k in ("k0", "k1", "k2", "k3"):
@@ -242,7 +232,6 @@ async def test_failed_handler_is_retried_then_succeeds(make_runtime: MakeRuntime
         seen.add(id)
 
     async with make_runtime(agents=[a]) as rt:
-        _require_streams(rt)
         await rt.agent("p").publish("flaky", {"id": 7})
         await seen.count(1)
         snap = await rt.events.refresh()
@@ -268,7 +257,6 @@ async def test_retry_and_reject_signals(make_runtime: MakeRuntime) -> None:
             raise Retry(delay=0.01)  # far shorter than the policy's 5 s backoff
 
     async with make_runtime(agents=[a]) as rt:
-        _require_streams(rt)
         p = rt.agent("p")
         await p.publish("signals.retry", {"id": 1})
         await seen.count(2)
@@ -294,7 +282,6 @@ async def test_poison_event_is_dead_lettered_and_others_flow(make_runtime: MakeR
         seen.add(id)
 
     async with make_runtime(agents=[a]) as rt:
-        _require_streams(rt)
         p = rt.agent("p")
         first = await p.publish("work", {"id": 0})
         for i in range(1, 21):
@@ -331,7 +318,6 @@ async def test_keyed_retry_blocks_only_its_key(make_runtime: MakeRuntime) -> Non
         seen.add((key, n))
 
     async with make_runtime(agents=[a]) as rt:
-        _require_streams(rt)
         p = rt.agent("p")
         for n in range(5):
             await p.publish("acct", {"n": n}, key="A")
@@ -353,7 +339,6 @@ async def test_expired_and_invalid_events_are_dead_lettered(make_runtime: MakeRu
         seen.add(order.id)
 
     async with make_runtime(agents=[a]) as rt:
-        _require_streams(rt)
         p = rt.agent("p")
         await p.publish("orders.old", Order(id=1), ttl=1e-6)
         await p.publish("orders.bad", {"id": "not a number"})
@@ -375,7 +360,6 @@ async def test_events_without_subscriber_are_kept_and_replayable(
 ) -> None:
     seen = Seen()
     async with make_runtime() as rt:
-        _require_streams(rt)
         p = rt.agent("p")
         for i in range(3):
             await p.publish("alerts.disk", {"id": i})
@@ -401,7 +385,6 @@ async def test_events_without_subscriber_are_kept_and_replayable(
 async def test_start_from_sequence_and_time(make_runtime: MakeRuntime) -> None:
     seen = Seen()
     async with make_runtime() as rt:
-        _require_streams(rt)
         p = rt.agent("p")
         seqs = [await p.publish("log.line", {"id": i}) for i in range(3)]
         middle = dt.datetime.now(dt.UTC)
@@ -447,7 +430,6 @@ async def test_replay_reaches_one_subscriber_without_republishing(
         seen.add(("other", id))
 
     async with make_runtime(agents=[auditor, other]) as rt:
-        _require_streams(rt)
         p = rt.agent("p")
         for i in range(4):
             await p.publish("orders.created", {"id": i})
@@ -471,7 +453,6 @@ async def test_dedupe_by_message_id(make_runtime: MakeRuntime) -> None:
         seen.add(id)
 
     async with make_runtime(agents=[a]) as rt:
-        _require_streams(rt)
         p = rt.agent("p")
         s1 = await p.publish("payments", {"id": 1}, msg_id="pay-1")
         s2 = await p.publish("payments", {"id": 1}, msg_id="pay-1")
@@ -488,7 +469,6 @@ async def test_dedupe_by_message_id(make_runtime: MakeRuntime) -> None:
 
 async def test_retention_bounds_the_log(make_runtime: MakeRuntime) -> None:
     async with make_runtime() as rt:
-        _require_streams(rt)
         PubSub.install(rt, retention=Retention(max_events=10, max_dead_letters=5))
         p = rt.agent("p")
         for i in range(50):
@@ -523,7 +503,6 @@ async def test_dead_letters_list_show_redrive(make_runtime: MakeRuntime) -> None
         seen.add(id)
 
     async with make_runtime(agents=[a]) as rt:
-        _require_streams(rt)
         p = rt.agent("p")
         for i in range(2):
             await p.publish("invoices", {"id": i})
@@ -546,7 +525,6 @@ async def test_dead_letters_list_show_redrive(make_runtime: MakeRuntime) -> None
 
 async def test_rate_limits_wait_or_raise(make_runtime: MakeRuntime) -> None:
     async with make_runtime() as rt:
-        _require_streams(rt)
         PubSub.install(
             rt,
             publisher_limit=RateLimit(200.0, burst=3),
@@ -585,7 +563,6 @@ async def test_backpressure_slow_subscriber_builds_lag_not_memory(
         slow_seen.add(i)
 
     async with make_runtime(agents=[fast, slow]) as rt:
-        _require_streams(rt)
         p = rt.agent("p")
         async with asyncio.timeout(DEADLINE):  # the publisher is never held up
             for i in range(100):
@@ -615,7 +592,6 @@ async def test_statistics_and_alerts(make_runtime: MakeRuntime) -> None:
         seen.add(id)
 
     async with make_runtime(agents=[a]) as rt:
-        _require_streams(rt)
         rt.events.alert("dead_lettered", above=0, callback=alerts.append)
         rt.events.alert("published", above=4, callback=alerts.append, subject="orders.new")
         with pytest.raises(ConfigurationError):
@@ -655,7 +631,6 @@ async def test_context_publish_carries_causation(make_runtime: MakeRuntime) -> N
         seen.add((id, ctx.envelope.causation_id, ctx.envelope.key, ctx.sender))
 
     async with make_runtime(agents=[shipper, notifier]) as rt:
-        _require_streams(rt)
         await rt.agent("p").publish("orders.paid", {"id": 9}, msg_id="paid-9")
         await seen.count(1)
     assert seen.items == [(9, "paid-9", "9", "shipper")]
