@@ -236,3 +236,15 @@ async def test_long_held_events_are_reported_in_progress() -> None:
     for _ in range(4):
         await sub.touch_held(10.0, 60.0)  # every 20 s held: in_progress
     assert (old.touched, gone.touched) == (2, 0)
+
+
+def test_has_subscriptions() -> None:
+    from agentcomm.pubsub_declare import has_subscriptions
+
+    quiet, listening = Agent("quiet"), Agent("listening")
+
+    @listening.on("t")
+    async def h(x: int) -> None: ...
+
+    assert has_subscriptions([quiet, listening])
+    assert not has_subscriptions([quiet])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .agent import Agent
     from .pubsub import PubSub
 
-__all__ = ["Start", "declare_subscription"]
+__all__ = ["Start", "declare_subscription", "has_subscriptions"]
 
 logger = logging.getLogger("agentcomm")
 
@@ -143,3 +143,17 @@ async def _start_quietly(ps: PubSub) -> None:
         await ps.start()
     except Exception:
         logger.exception("pub/sub: starting a subscription declared at run time failed")
+
+
+def has_subscriptions(agents: Iterable[Agent]) -> bool:
+    """True when any of ``agents`` declared an event subscription.
+
+    The runtime uses it to start pub/sub as soon as it starts (or attaches such an
+    agent), so subscribers receive events without a first pub/sub call.
+
+    Example::
+
+        if has_subscriptions(rt.agents.values()):
+            await rt.events.start()
+    """
+    return any(_declared.get(a) for a in agents)
