@@ -162,3 +162,29 @@ def test_quote_untrusted_envelopes_objects_and_long_text() -> None:
     cut = quote_untrusted("y" * 100, source="s", max_chars=10)
     assert "90 more characters" in cut
     assert "y" * 11 not in cut
+
+
+async def test_an_agent_without_identity_never_breaks_its_runtime(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from agentcomm import Agent, Runtime
+
+    bob, calc = Agent("bob"), Agent("calc")
+
+    @bob.handler
+    async def echo(text: str) -> str:
+        return text
+
+    @calc.handler
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    security = Security(identities=[Identity.generate("alice"), Identity.generate("calc")])
+    async with Runtime(agents=[bob, calc], security=security) as rt:
+        alice = rt.agent("alice")
+        with pytest.raises(AuthenticationError, match="not signed"):
+            await alice.request("bob", "echo", {"text": "hi"})  # bob cannot sign its answer
+        with pytest.raises(ConfigurationError, match="no signing identity"):
+            await rt.agent("carol").send("calc", "add", {"a": 1, "b": 2})
+        assert await alice.request("calc", "add", {"a": 1, "b": 2}) == 3
+    assert "agent bob cannot sign its answer" in caplog.text

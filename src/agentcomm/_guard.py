@@ -10,11 +10,18 @@ access policy against the authenticated sender, before any handler runs.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from .errors import AuthenticationError, LimitExceeded, PermissionDenied, ValidationError
+from .errors import (
+    AuthenticationError,
+    ConfigurationError,
+    LimitExceeded,
+    PermissionDenied,
+    ValidationError,
+)
 from .flow import TokenBucket
 
 if TYPE_CHECKING:
@@ -25,6 +32,8 @@ if TYPE_CHECKING:
     from .security import Security
 
 __all__ = ["Guard", "error_code"]
+
+logger = logging.getLogger("agentcomm")
 
 
 def error_code(exc: Exception) -> str:
@@ -114,12 +123,18 @@ class Guard:
             resp = guard.seal_reply(env, resp)
         """
         try:
-            return self.seal(resp)
-        except LimitExceeded as exc:
-            from .direct import error_response
+            try:
+                return self.seal(resp)
+            except LimitExceeded as exc:
+                from .direct import error_response
 
-            err = error_response(request, resp.sender, "limit", "LimitExceeded", str(exc))
-            return self.seal(err)
+                err = error_response(request, resp.sender, "limit", "LimitExceeded", str(exc))
+                return self.seal(err)
+        except ConfigurationError as exc:
+            # This agent has no signing identity. Never raise into its worker: the
+            # answer goes out unsigned, and the requester refuses it as unsigned.
+            logger.error("agent %s cannot sign its answer: %s", resp.sender, exc)
+            return resp
 
     def _inbound(self, env: Envelope, replay: bool) -> None:
         if self.limits is not None:
@@ -140,6 +155,9 @@ class Guard:
                 self.runtime._authorize(env.sender, "send", f"{agent}.{env.handler}")
         except (ValidationError, PermissionDenied) as exc:
             return error_code(exc), type(exc).__name__, str(exc)
+        except Exception as exc:  # a custom access hook failed: refuse, never crash a worker
+            logger.exception("access hook failed on message %s from %s", env.id, env.sender)
+            return "error", type(exc).__name__, str(exc)
         limits = self.limits
         if self.recheck and limits is not None and limits.sender_rate is not None:
             # A sender using the library waits at its end; one that floods anyway is
@@ -169,6 +187,9 @@ class Guard:
             return "forbidden", str(exc)
         except ValidationError as exc:
             return _EVENT_REASONS.get(error_code(exc), "invalid"), str(exc)
+        except Exception as exc:  # a custom access hook failed: refuse, never crash a worker
+            logger.exception("access hook failed on event %s from %s", env.id, env.sender)
+            return "forbidden", f"{type(exc).__name__}: {exc}"
         return None
 
     def check_response(self, request: Envelope, resp: Envelope) -> None:
