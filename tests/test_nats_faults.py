@@ -40,20 +40,27 @@ from agentcomm.transports.streams import ConsumerConfig
 
 mode, url, ns = sys.argv[1:4]
 
-async def subscriber(out):
+async def subscriber(out, pause_after):
     # Records each event's id, flushes, and only then acks: a kill in between means
-    # redelivery (a duplicate that the id recognises), never a loss.
+    # redelivery (a duplicate that the id recognises), never a loss. With pause_after,
+    # it stops between recording and acking once that many are recorded, and says so:
+    # the test kills it exactly there.
     t = NatsTransport(url, namespace=ns)
     await t.start()
     c = await t.open_consumer(
         "WORK", ConsumerConfig(name="workers", deliver="all", ack_wait=2.0, max_ack_pending=500)
     )
+    done = 0
     with open(out, "a") as f:
         while True:
             msgs = await c.fetch(100, 1.0)
             for m in msgs:
                 f.write(m.envelope.id + "\n")
             f.flush()
+            done += len(msgs)
+            if pause_after and done >= pause_after:
+                open(out + ".paused", "w").write(str(len(msgs)))
+                await asyncio.Event().wait()  # received, recorded, not acked: kill me
             for m in msgs:
                 await m.ack()
 
@@ -80,7 +87,7 @@ async def incrementer(count):
             await rt.board.update("counter", lambda v: (v or 0) + 1, max_attempts=100_000)
 
 if mode == "sub":
-    asyncio.run(subscriber(sys.argv[4]))
+    asyncio.run(subscriber(sys.argv[4], int(sys.argv[5])))
 elif mode == "pub":
     asyncio.run(publisher(sys.argv[4], int(sys.argv[5]), int(sys.argv[6])))
 elif mode == "cas":
@@ -159,21 +166,28 @@ async def test_subscriber_killed_mid_stream_loses_nothing(workers: Workers, tmp_
         assert (await transport.stream_info("WORK")).messages == total
 
         out = tmp_path / "processed.txt"
-        first = workers.start("sub", out)
-        await wait_until(lambda: len(lines(out)) >= 2_000, 60, "the first 2,000 events")
-        os.kill(first.pid, signal.SIGKILL)  # mid-stream: some events received, not acked
+        paused = Path(f"{out}.paused")
+        first = workers.start("sub", out, 2_000)
+        await wait_until(paused.exists, 60, "the subscriber to hold 2,000+ events")
+        os.kill(first.pid, signal.SIGKILL)  # a batch received and recorded, not acked
         first.wait(timeout=10)
+        unacked = int(lines(paused)[0])
+        assert unacked > 0
         assert len(set(lines(out))) < total, "the subscriber finished before the kill"
 
-        second = workers.start("sub", out)
-        await wait_until(lambda: len(set(lines(out))) >= total, 90, "every event processed")
+        second = workers.start("sub", out, 0)
+        await wait_until(
+            lambda: len(set(lines(out))) >= total and len(lines(out)) >= total + unacked,
+            90,
+            "every event processed and the unacked batch redelivered",
+        )
         os.kill(second.pid, signal.SIGTERM)
         second.wait(timeout=10)
 
         seen = lines(out)
         assert set(seen) == {f"e{n}" for n in range(total)}  # none lost
         duplicates = len(seen) - len(set(seen))  # redelivered, recognised by message id
-        assert duplicates >= 0
+        assert duplicates >= unacked  # the unacked batch came back after the crash
         consumer = await transport.open_consumer("WORK", ConsumerConfig(name="workers"))
         info = await consumer.info()
         await consumer.close()

@@ -145,15 +145,19 @@ async def test_subscriptions_and_watches_resume_after_a_broker_restart(tmp_path:
         arrived.set()
 
     with NatsServer(tmp_path) as server:
-        async with Runtime(
-            transport=NatsTransport(server.url, namespace=_ns()), agents=[listener]
-        ) as rt:
+        transport = NatsTransport(server.url, namespace=_ns(), api_timeout=1.0)
+        async with Runtime(transport=transport, agents=[listener]) as rt:
             me = rt.agent("me")
             await me.publish("ticks.a", {"n": 1})
             async with asyncio.timeout(10):
                 await arrived.wait()
             async with rt.board.watch("w.", snapshot=False) as changes:
                 await asyncio.to_thread(server.kill)
+                # During the outage publishing fails by its deadline, while the
+                # subscription keeps polling and the watch keeps waiting.
+                with pytest.raises(TransportError):
+                    await me.publish("ticks.a", {"n": 99})
+                assert not transport.statistics().connected
                 await asyncio.to_thread(server.start)
                 arrived.clear()
                 async with asyncio.timeout(30):

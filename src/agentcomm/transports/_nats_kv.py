@@ -253,7 +253,7 @@ class _NatsWatcher(KVStore.Watcher):
         if not fetch.done() or fetch.cancelled():
             return
         exc = fetch.exception()
-        if isinstance(exc, nats.errors.TimeoutError):
+        if isinstance(exc, TimeoutError):  # nats-py raises its own and plain asyncio ones
             return
         if exc is not None:
             logger.debug("watch on %s: fetch failed (%r); recreating", self._bucket, exc)

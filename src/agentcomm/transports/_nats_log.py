@@ -9,11 +9,15 @@ Mapping (one to one, no emulation):
   subscription bound to it; ack / nak(delay) / term / in_progress are JetStream's.
 
 Malformed messages found in a stream (not envelopes) are terminated and counted in
-the transport's statistics; they never stop a consumer.
+the transport's statistics; they never stop a consumer. While the broker is away,
+``fetch`` returns nothing after its timeout and settling a message logs a warning
+instead of raising: the message stays unsettled on the server and is redelivered
+after ``ack_wait`` (at least once), so a subscription survives a broker restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import re
@@ -90,7 +94,9 @@ class _NatsLogMessage(LogMessage):
         except nats.errors.MsgAlreadyAckdError:
             return
         except _ERRORS as exc:
-            raise js_error(exc, f"{what} of message {self.sequence}") from exc
+            # The broker is unreachable: the message stays unsettled on the server and
+            # comes back after ack_wait (at least once), so there is nothing to raise.
+            logger.warning("%s of message %d not sent: %s", what, self.sequence, exc)
 
     async def ack(self) -> None:
         await self._settle("ack")
@@ -107,7 +113,7 @@ class _NatsLogMessage(LogMessage):
         try:
             await self._msg.in_progress()
         except _ERRORS as exc:
-            raise js_error(exc, f"in_progress of message {self.sequence}") from exc
+            logger.warning("in_progress of message %d not sent: %s", self.sequence, exc)
 
 
 class _NatsConsumer(LogConsumer):
@@ -129,12 +135,17 @@ class _NatsConsumer(LogConsumer):
             return []
         if max_messages < 1:
             raise ConfigurationError(f"max_messages must be at least 1, got {max_messages}")
+        timeout = max(timeout, 0.01)
         try:
-            raw = await psub.fetch(max_messages, timeout=max(timeout, 0.01))
-        except nats.errors.TimeoutError:
+            raw = await psub.fetch(max_messages, timeout=timeout)
+        except TimeoutError:  # nats-py raises its own and plain asyncio ones
             return []
         except _ERRORS as exc:
-            raise js_error(exc, f"fetch from consumer {self.name!r}") from exc
+            # The broker is away (reconnecting, restarting) or the consumer was deleted:
+            # nothing to deliver now. Wait out the timeout so callers do not spin.
+            logger.warning("fetch from consumer %s failed: %r", self.name, exc)
+            await asyncio.sleep(timeout)
+            return []
         out: list[LogMessage] = []
         for m in raw:
             meta = m.metadata

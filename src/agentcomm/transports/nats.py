@@ -371,7 +371,7 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
             ack = await nc.request(subject, encode_envelope(envelope), timeout=timeout)
         except nats.errors.NoRespondersError:
             raise NoResponders(envelope.recipient or "") from None
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats-py raises its own and plain asyncio ones
             raise RequestTimeout(envelope.recipient or "?", envelope.handler, timeout) from None
         except (nats.errors.Error, OSError) as exc:
             raise nats_error(exc, f"sending to {envelope.recipient!r}") from exc
@@ -386,7 +386,7 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
             msg = await nc.request(subject, encode_envelope(envelope), timeout=timeout)
         except nats.errors.NoRespondersError:
             raise NoResponders(envelope.recipient or "") from None
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats-py raises its own and plain asyncio ones
             raise RequestTimeout(envelope.recipient or "?", envelope.handler, timeout) from None
         except (nats.errors.Error, OSError) as exc:
             raise nats_error(exc, f"request to {envelope.recipient!r}") from exc
