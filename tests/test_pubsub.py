@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -164,8 +165,23 @@ async def test_memory_log_retention_and_dedupe_window() -> None:
     assert await t.append("S", _env("x"), msg_id="m") == await t.append("S", _env("x"), msg_id="m")
     await t.ensure_stream(StreamConfig(name="D", max_msgs=100, duplicate_window=0.01))
     s1 = await t.append("D", _env("x"), msg_id="m")
-    await asyncio.sleep(0.02)  # the window passes: the id is new again
-    assert await t.append("D", _env("x"), msg_id="m") == s1 + 1
+    assert await t.append("D", _env("x"), msg_id="m") == s1  # within the window
+    window_end = time.time() + 0.01
+    for _ in range(1000):  # bounded: wait until the window has passed
+        if time.time() > window_end:
+            break
+        await asyncio.sleep(0.001)
+    assert await t.append("D", _env("x"), msg_id="m") == s1 + 1  # the id is new again
+    await t.ensure_stream(StreamConfig(name="A", max_age=0.01))
+    await t.append("A", _env("x"))
+    aged_out = time.time() + 0.01
+    for _ in range(1000):
+        if time.time() > aged_out:
+            break
+        await asyncio.sleep(0.001)
+    await t.append("A", _env("x", 1))
+    info = await t.stream_info("A")
+    assert (info.messages, info.first_seq) == (1, 2), "the first one aged out"
     await t.ensure_stream(StreamConfig(name="B", max_bytes=500))
     for n in range(50):
         await t.append("B", _env("x", n))

@@ -28,6 +28,7 @@ __all__ = [
     "test_consumer_group_shares_events",
     "test_context_publish_carries_causation",
     "test_dead_letters_list_show_redrive",
+    "test_dead_letter_queue_is_bounded_dropping_the_oldest",
     "test_dedupe_by_message_id",
     "test_events_without_subscriber_are_kept_and_replayable",
     "test_expired_and_invalid_events_are_dead_lettered",
@@ -634,3 +635,25 @@ async def test_context_publish_carries_causation(make_runtime: MakeRuntime) -> N
         await rt.agent("p").publish("orders.paid", {"id": 9}, msg_id="paid-9")
         await seen.count(1)
     assert seen.items == [(9, "paid-9", "9", "shipper")]
+
+
+async def test_dead_letter_queue_is_bounded_dropping_the_oldest(make_runtime: MakeRuntime) -> None:
+    a = Agent("a")
+
+    @a.on("bad")
+    async def refuse(id: int) -> None:
+        raise Reject(f"no {id}")
+
+    async with make_runtime(agents=[a]) as rt:
+        PubSub.install(rt, retention=Retention(max_dead_letters=2))
+        p = rt.agent("p")
+        for i in range(4):
+            await p.publish("bad", {"id": i})
+        for _ in range(int(DEADLINE / 0.005)):  # bounded: until all four were refused
+            snap = await rt.events.refresh()
+            if snap.subscription("a__refuse").dead_lettered == 4:
+                break
+            await asyncio.sleep(0.005)
+        dls = await rt.events.dead_letters()
+    assert [d.last_error for d in dls] == ["no 2", "no 3"]
+    assert (snap.dead_letters, snap.dead_letters_dropped) == (2, 2)
