@@ -105,7 +105,7 @@ class _NatsDelivery(Delivery):
             return
         try:
             await self._transport.client.publish(self._reply, encode_envelope(response))
-        except (nats.errors.Error, OSError) as exc:
+        except (nats.errors.Error, OSError, AgentCommError) as exc:
             # Never raise into the agent's worker: the requester times out instead.
             self._transport._reply_failures += 1
             logger.warning("response to %s not sent: %s", self.envelope.sender, exc)
@@ -119,6 +119,11 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
     that you configured (credentials, TLS, cluster URLs); the transport then neither
     reconnects it differently nor closes it. ``namespace`` prefixes every subject,
     stream and bucket, so several applications (or tests) share one server.
+
+    Deadlines: ``connect_timeout`` bounds the first connection; ``send_timeout`` bounds
+    a blocking notification that carries no deadline of its own (``RequestTimeout``
+    after it); ``api_timeout`` bounds each JetStream call (``TransportError`` after it,
+    e.g. while the broker is down).
 
     Example::
 
