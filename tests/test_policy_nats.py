@@ -251,3 +251,41 @@ async def test_receiver_refuses_a_flooder_that_bypasses_its_rate_limit(
     served = 60 - refused
     assert served <= 10 + 5.0 * elapsed + 1
     assert len(calls) == served + 1
+
+
+async def test_signed_message_replayed_to_another_agent_is_refused(
+    nats_server: NatsServer,
+) -> None:
+    """A captured signed request for calc, published raw on bob's subject, is refused."""
+    from agentcomm.envelope import decode_envelope, encode_envelope
+    from agentcomm.security import Identity, Security
+
+    ids = [Identity.generate(n) for n in ("alice", "bob", "calc")]
+    calls: list[str] = []
+    calc, bob = _agents(calls)
+    ns = "p" + os.urandom(4).hex()
+    async with (
+        Runtime(
+            transport=NatsTransport(nats_server.url, namespace=ns),
+            agents=[calc],
+            security=Security(identities=ids),
+        ) as rt,
+        Runtime(  # another process: its own replay cache, which has not seen the message
+            transport=NatsTransport(nats_server.url, namespace=ns),
+            agents=[bob],
+            security=Security(identities=ids),
+        ),
+    ):
+        assert await rt.agent("alice").request("calc", "add", {"a": 1, "b": 1}) == 2
+        captured = next(e for e in rt.message_log.recent() if e.kind == "request")
+        assert captured.recipient == "calc"
+        raw = await nats.connect(nats_server.url)
+        try:
+            msg = await raw.request(f"{ns}.a.bob.r", encode_envelope(captured), timeout=5)
+        finally:
+            await raw.close()
+    resp = decode_envelope(msg.data)
+    assert resp.error is not None
+    assert resp.error.code == "authentication"
+    assert "addressed to 'calc'" in resp.error.message
+    assert calls == ["calc.add"]

@@ -151,6 +151,12 @@ class Guard:
         """
         try:
             self._inbound(env, replay=True)
+            if env.recipient != agent and self.security is not None:
+                # A signed message captured on its way to one agent, replayed to another.
+                raise AuthenticationError(
+                    f"message {env.id!r} is addressed to {env.recipient!r} but was "
+                    f"delivered to {agent!r}"
+                )
             if self.recheck:
                 self.runtime._authorize(env.sender, "send", f"{agent}.{env.handler}")
         except (ValidationError, PermissionDenied) as exc:
