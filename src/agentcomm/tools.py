@@ -13,7 +13,7 @@ Example::
     async with Runtime(agents=[customer_data, billing]) as rt:
         for tool in rt.tools.catalogue():
             print(tool.agent, tool.handler, tool.input_schema)
-        await rt.tools.connect("everything", command=["npx", "-y", "pkg-of-an-mcp-server"])
+        await rt.tools.connect("everything", command=["mcp-server-everything", "stdio"])
         print(await rt.agent("me").request("everything", "echo", {"message": "hi"}))
 """
 
