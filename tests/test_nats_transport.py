@@ -170,7 +170,9 @@ async def test_subscriptions_and_watches_resume_after_a_broker_restart(tmp_path:
                     await rt.board.write("w.after", "restart")
                     await arrived.wait()
                     change = await anext(aiter(changes))
-        assert got == [1, 2]
+        # The publish that timed out had an unknown outcome: nats-py buffered it and
+        # sent it on reconnect, so it may have been stored after all (at least once).
+        assert got in ([1, 2], [1, 99, 2])
         assert (change.key, change.value) == ("w.after", "restart")
 
 
