@@ -133,9 +133,9 @@ async def test_stdio_server_that_goes_away() -> None:
         )
         me = rt.agent("me")
         assert await me.request("fragile", "echo", {"text": "hi"}) == "hi"
-        with pytest.raises(RemoteError) as info:
+        # the proxy's engine failed: the caller sees a TransportError, not a RemoteError
+        with pytest.raises((TransportError, RequestTimeout)):
             await me.request("fragile", "die", {}, timeout=10.0)
-        assert info.value.type in ("TransportError", "RequestTimeout")
         async with asyncio.timeout(10):
             await conn.wait_closed()
         assert not conn.connected

@@ -201,3 +201,15 @@ async def test_statistics_are_frozen_snapshots() -> None:
         assert stats["me"].requested == 1
         with pytest.raises(AttributeError):
             snap.running = False  # type: ignore[misc]
+
+
+async def test_an_agent_can_join_another_runtime_after_the_first_stops() -> None:
+    a = Agent("a")
+
+    @a.handler
+    async def ping() -> str:
+        return "pong"
+
+    for _ in range(2):
+        async with Runtime(agents=[a]) as rt:
+            assert await rt.agent("me").request("a", "ping") == "pong"

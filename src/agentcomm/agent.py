@@ -35,6 +35,7 @@ from .envelope import Envelope, new_id
 from .errors import (
     ConfigurationError,
     TransportClosed,
+    TransportError,
     ValidationError,
 )
 from .mailbox import Mailbox
@@ -456,9 +457,10 @@ class Agent(DirectMessaging):
             msg = str(exc)
             if delivery.envelope.kind != "request":
                 logger.error("agent %s: handler %s failed", self.name, spec.name, exc_info=exc)
-        await self._answer_error(delivery, "error", type(exc).__name__, msg)
+        # A proxy agent whose engine failed (an MCP server gone) reports it as such.
+        code = "transport" if isinstance(exc, TransportError) else "error"
+        await self._answer_error(delivery, code, type(exc).__name__, msg)
 
-    # -- talking -------------------------------------------------------------
     # -- observation -----------------------------------------------------------
     def statistics(self) -> AgentStatistics:
         """A frozen snapshot of this agent's counters.

@@ -23,6 +23,7 @@ from .errors import (
     RemoteError,
     ReplayDetected,
     RequestTimeout,
+    TransportError,
     UnknownHandler,
     ValidationError,
 )
@@ -65,6 +66,8 @@ def raise_remote(resp: Envelope, request: Envelope, timeout: float) -> None:
         raise UnknownHandler(err.message)
     if err.code == "permission":
         raise PermissionDenied(err.message)
+    if err.code == "transport":
+        raise TransportError(f"{resp.sender}: {err.message}")
     if err.code == "limit":
         raise LimitExceeded(f"{resp.sender} refused the message: {err.message}")
     if err.code == "authentication":

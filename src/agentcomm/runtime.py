@@ -138,8 +138,10 @@ class Runtime:
         self.limits = limits
         #: Boundary checks (limits, signatures, receiver-side policy), or ``None``.
         self._guard: Guard | None = None
-        if security is not None or limits is not None or (
-            access is not None and self.transport.name != "memory"
+        if (
+            security is not None
+            or limits is not None
+            or (access is not None and self.transport.name != "memory")
         ):
             from ._guard import Guard
 
@@ -322,6 +324,9 @@ class Runtime:
                     await tg.__aexit__(*((et, ev, tb) if cancelled else (None, None, None)))
             finally:
                 await self.transport.close()
+                for a in self._agents.values():  # free to join another runtime now
+                    if a._runtime is self:
+                        a._runtime = None
         return None
 
     async def _close_extensions(self) -> None:
