@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.nats, pytest.mark.slow]
 AGENTS = """
 import asyncio
 from pathlib import Path
-from agentcomm import Agent
+from agentcomm import Agent, Context
 
 echo = Agent("echo")
 
@@ -36,6 +36,10 @@ async def work(path: str) -> None:
     Path(path + ".started").touch()
     await asyncio.sleep(0.5)
     Path(path).write_text("finished")
+
+@echo.on("orders.*", start="all")
+async def on_order(path: str, ctx: Context) -> None:
+    Path(path).write_text(ctx.envelope.topic or "")
 """
 
 
@@ -47,6 +51,19 @@ async def _ready(proc: asyncio.subprocess.Process) -> None:
             assert line, "the agent process exited before it was ready"
             if line.startswith(b"agentcomm: running"):
                 return
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()  # a stat of a local file: instant, fine in the event loop
+
+
+async def _appears(path: Path, deadline: float) -> None:
+    """Poll for a file another process writes, until ``deadline`` seconds."""
+    end = asyncio.get_running_loop().time() + deadline
+    while not _exists(path):
+        if asyncio.get_running_loop().time() > end:
+            pytest.fail(f"{path.name} did not appear within {deadline}s")
+        await asyncio.sleep(0.02)
 
 
 @pytest.mark.timeout(60)
@@ -67,6 +84,10 @@ async def test_run_serves_until_sigterm_and_finishes_in_flight_work(
         async with Runtime(transport=NatsTransport(nats_server.url, namespace=ns)) as rt:
             me = rt.agent("me")
             assert await me.request("echo", "say", {"text": "hi"}, timeout=10) == "hi"
+            order = tmp_path / "order.seen"
+            await me.publish("orders.created", {"path": str(order)})  # pub/sub across processes
+            await _appears(order, 20)  # written by the agent process's handler
+            assert order.read_text() == "orders.created"
             await me.send("echo", "work", {"path": str(marker)})  # queued in the process
         proc.send_signal(signal.SIGTERM)  # while the work is (about to be) in flight
         async with asyncio.timeout(30):
