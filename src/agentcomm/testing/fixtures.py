@@ -44,8 +44,10 @@ TRANSPORT_FACTORIES["memory"] = _memory_factory
 
 
 def _nats_factory(request: pytest.FixtureRequest) -> Transport:
+    from .nats_server import NatsServer, require_nats_client
+
+    require_nats_client()
     from ..transports.nats import NatsTransport
-    from .nats_server import NatsServer
 
     server: NatsServer = request.getfixturevalue("nats_server")
     # One namespace per test (shared by the runtimes one test makes), so tests never

