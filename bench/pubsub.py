@@ -68,8 +68,9 @@ async def agentcomm_run(n: int) -> float:
                 done.set()
 
         agents.append(agent)
-    async with Runtime(agents=agents) as rt:
-        PubSub.install(rt, retention=Retention(max_events=max(n, 1)))
+    rt = Runtime(agents=agents)
+    PubSub.install(rt, retention=Retention(max_events=max(n, 1)))  # before the runtime starts
+    async with rt:
         pub = rt.agent("publisher")
         await rt.events.start()
         start = time.perf_counter()
@@ -83,8 +84,9 @@ async def agentcomm_run(n: int) -> float:
 async def memory_run(total: int, retention: int, samples: int = 10) -> list[tuple[int, float]]:
     """Traced memory (MiB) after each 1/samples of ``total`` published events."""
     out: list[tuple[int, float]] = []
-    async with Runtime(log_size=100) as rt:
-        PubSub.install(rt, retention=Retention(max_events=retention))
+    rt = Runtime(log_size=100)
+    PubSub.install(rt, retention=Retention(max_events=retention))
+    async with rt:
         pub = rt.agent("publisher")
         await rt.events.start()
         step = total // samples

@@ -33,7 +33,7 @@ Kind = Literal["request", "response", "notification", "event"]
 WIRE_VERSION = 1
 
 
-class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """Why a request failed, carried by an error response.
 
     ``code`` is one of ``"error"`` (the handler raised), ``"validation"`` (the payload
@@ -50,7 +50,10 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     message: str
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+# gc=False: an envelope holds only strings, numbers, bytes and a str->str dict, so it
+# can never be part of a reference cycle; untracked, the logs that retain millions of
+# envelopes cost the cyclic garbage collector nothing.
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """The one message type of agentcomm; immutable.
 
     Example::

@@ -190,7 +190,9 @@ class PubSub:
 
     @classmethod
     def install(cls, runtime: Runtime, **options: Any) -> PubSub:
-        """Create the runtime's pub/sub with options; call before its first use.
+        """Create the runtime's pub/sub with options; call before the runtime starts.
+
+        (A runtime whose agents subscribe starts pub/sub when it starts.)
 
         Example::
 
@@ -199,7 +201,7 @@ class PubSub:
         if "pubsub" in runtime._extensions:
             raise ConfigurationError(
                 "this runtime's pub/sub already exists; call PubSub.install(rt, ...) before "
-                "the first publish or rt.events use"
+                "`async with rt` (and before the first publish or rt.events use)"
             )
         ps: PubSub = runtime.extension("pubsub", lambda rt: cls(rt, **options))
         return ps

@@ -223,6 +223,7 @@ class Runtime:
             raise TransportClosed("the runtime is not running; use `rt.add(agent)` before start")
         self._register(agent)
         await agent._start(self, self._tg)
+        await self._start_events([agent])
         return agent
 
     async def detach(self, agent: Agent | str) -> None:
@@ -293,6 +294,7 @@ class Runtime:
         try:
             for a in list(self._agents.values()):
                 await a._start(self, tg)
+            await self._start_events(self._agents.values())
         except BaseException as exc:
             await self._shutdown(type(exc), exc, exc.__traceback__)
             raise
@@ -328,6 +330,13 @@ class Runtime:
                     if a._runtime is self:
                         a._runtime = None
         return None
+
+    async def _start_events(self, agents: Iterable[Agent]) -> None:
+        """Start pub/sub now when an agent subscribes, so events flow from the start."""
+        from .pubsub_declare import has_subscriptions
+
+        if has_subscriptions(agents):
+            await self.events.start()
 
     async def _close_extensions(self) -> None:
         while self._extensions:

@@ -644,8 +644,9 @@ async def test_dead_letter_queue_is_bounded_dropping_the_oldest(make_runtime: Ma
     async def refuse(id: int) -> None:
         raise Reject(f"no {id}")
 
-    async with make_runtime(agents=[a]) as rt:
-        PubSub.install(rt, retention=Retention(max_dead_letters=2))
+    rt = make_runtime(agents=[a])
+    PubSub.install(rt, retention=Retention(max_dead_letters=2))  # before it starts
+    async with rt:
         p = rt.agent("p")
         for i in range(4):
             await p.publish("bad", {"id": i})
