@@ -125,7 +125,7 @@ async def run_demo(out: TextIO, *, trace: bool = False) -> int:
         from .tracing import TraceRecorder
 
         recorder = TraceRecorder()
-    w("agentcomm demo: four agents on the in-memory transport\n\n")
+    w("agentcomm demo: the four patterns on the in-memory transport\n\n")
     w("1. Direct messages (request/response with correlation ids and deadlines)\n")
     async with Runtime(
         agents=build_agents(out),
@@ -199,7 +199,7 @@ async def _blackboard_section(out: TextIO) -> None:
     from .errors import RevisionConflict
 
     w = out.write
-    w("\nShared blackboard (versioned keys, compare-and-set, watches)\n")
+    w("\n3. Shared blackboard (versioned keys, compare-and-set, watches)\n")
     async with Runtime() as rt:
         board = rt.board
         async with board.watch("ticket.", snapshot=False) as changes:
@@ -278,7 +278,7 @@ async def pubsub_demo() -> AsyncIterator[Runtime]:
 
 async def _pubsub_section(out: TextIO) -> None:
     w = out.write
-    w("\nPub/sub events (durable bounded log, retries, dead letters, replay)\n")
+    w("\n4. Pub/sub events (durable bounded log, retries, dead letters, replay)\n")
     async with pubsub_demo() as rt:
         for dl in await rt.events.dead_letters():
             w(
@@ -300,7 +300,7 @@ async def _pubsub_section(out: TextIO) -> None:
 
 async def _mcp_section(out: TextIO) -> None:
     w = out.write
-    w("\nMCP tools (handlers exposed as MCP tools, called by an MCP client)\n")
+    w("\n5. MCP tools (handlers exposed as MCP tools, called by an MCP client)\n")
     try:
         import mcp
     except ImportError:
