@@ -595,11 +595,12 @@ class PubSub:
         """
         await self._ensure()
         t = self.runtime.transport
-        self._stream_info = await t.stream_info(EVENT_STREAM)
-        self._dlq_info = await t.stream_info(DEAD_LETTER_STREAM)
         for s in list(self._subs.values()):
             if s.consumer is not None:
                 s.lag = (await s.consumer.info()).num_pending
+        # the streams last, nearest the live counters the snapshot also reads
+        self._stream_info = await t.stream_info(EVENT_STREAM)
+        self._dlq_info = await t.stream_info(DEAD_LETTER_STREAM)
         self.metrics.update_rates(self._subs.values())
         snap = self.statistics()
         self.metrics.check(snap)

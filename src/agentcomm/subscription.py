@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .context import Context
-from .errors import Reject, Retry, ValidationError
+from .errors import Reject, Retry, TransportClosed, TransportError, ValidationError
 from .flow import RetryPolicy
 from .transports.streams import LogConsumer, LogMessage
 
@@ -144,13 +144,23 @@ class Subscription:
         consumer = self.consumer
         assert consumer is not None
         loop = asyncio.get_running_loop()
+        backoff = 0.05
         while not self._closing:
             room = self.max_in_flight - self.in_flight
             if room <= 0:
                 self._room = loop.create_future()
                 await self._room
                 continue
-            msgs = await consumer.fetch(min(room, FETCH_BATCH), FETCH_TIMEOUT)
+            try:
+                msgs = await consumer.fetch(min(room, FETCH_BATCH), FETCH_TIMEOUT)
+            except TransportClosed:
+                return
+            except TransportError as exc:  # an engine's transient failure: retry, bounded
+                logger.warning("subscription %s: fetch failed (%s); retrying", self.durable, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.05
             held = self._held
             ready = self._ready
             taken = 0
