@@ -80,6 +80,10 @@ def _cmd_mcp_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_tools(args: argparse.Namespace) -> int:
+    if args.nats:
+        from .ops import run
+
+        return run("tools", args)
     from .tools import list_tools_cli
 
     return asyncio.run(
@@ -89,7 +93,17 @@ def _cmd_tools(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_ops(args: argparse.Namespace) -> int:
+    from .ops import run
+
+    return run(args.command, args)
+
+
 def _cmd_dlq(args: argparse.Namespace) -> int:
+    if args.nats:
+        from .ops import run as run_ops
+
+        return run_ops("dlq", args)
     import msgspec
 
     from .demo import pubsub_demo
@@ -259,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tools.add_argument("--json", action="store_true", help="print the catalogue as JSON")
     tools.add_argument(
+        "--nats", metavar="URL", help="list what the agents connected to this NATS server offer"
+    )
+    tools.add_argument("--namespace", default="agentcomm", help="their namespace (with --nats)")
+    tools.add_argument(
         "--llm",
         choices=["openai", "anthropic"],
         help="print LLM function-calling tool definitions instead",
@@ -267,15 +285,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     dlq = sub.add_parser(
         "dlq",
-        help="list, show or redrive pub/sub dead letters (of the in-process demo runtime)",
-        description="Dead letters of the in-process demo runtime (`agentcomm demo`'s pub/sub "
-        "scenario); the NATS-backed version comes with the NATS CLI.",
+        help="list, show or redrive pub/sub dead letters (on NATS with --nats)",
+        description="Dead letters of a system on NATS (--nats URL, --namespace), or without "
+        "--nats of the in-process demo runtime (`agentcomm demo`'s pub/sub scenario).",
     )
     dlq.add_argument("action", choices=["list", "show", "redrive"])
     dlq.add_argument("sequence", nargs="?", type=int, help="dead letter number (show, redrive)")
     dlq.add_argument("--subscription", help="only this subscription's dead letters (list)")
     dlq.add_argument("--limit", type=int, default=100, help="at most this many (list)")
+    dlq.add_argument(
+        "--nats", metavar="URL", help="the dead letters of a system on this NATS server"
+    )
+    dlq.add_argument("--namespace", default="agentcomm", help="its namespace (with --nats)")
+    dlq.add_argument("--json", action="store_true", help="print JSON (with --nats)")
     dlq.set_defaults(func=_cmd_dlq)
+
+    from .ops import add_commands
+
+    add_commands(sub, _cmd_ops)
 
     keys = sub.add_parser("keys", help="agent signing keys (Ed25519)")
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND", required=True)

@@ -295,6 +295,10 @@ class Runtime:
             for a in list(self._agents.values()):
                 await a._start(self, tg)
             await self._start_events(self._agents.values())
+            if self.transport.name == "nats":  # who is connected, for `agentcomm agents`
+                from .presence import Presence
+
+                self.extension("presence", Presence).start()
         except BaseException as exc:
             await self._shutdown(type(exc), exc, exc.__traceback__)
             raise
