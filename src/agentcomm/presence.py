@@ -119,6 +119,7 @@ class Presence:
         self._keys: set[str] = set()
         self._tools: dict[str, tuple[int, tuple[ToolInfo, ...]]] = {}
         self._failing = False
+        self._closing = False
         self._last: dict[str, tuple[float, int, int]] = {}  # agent -> (time, received, handled)
         self.published = 0  # successful rounds
 
@@ -143,7 +144,7 @@ class Presence:
     async def _run(self) -> None:
         t = self.runtime.transport
         opened = False
-        while True:
+        while not self._closing:
             try:
                 if not opened:
                     await t.kv_open(BUCKET, history=1)
@@ -156,6 +157,8 @@ class Presence:
                 if not self._failing:
                     logger.warning("presence: cannot announce agents (%s); retrying", exc)
                 self._failing = True
+            if self._closing:  # nats-py may turn our cancellation into a timeout
+                return
             await asyncio.sleep(self.interval)
 
     def _tool_infos(self, name: str) -> tuple[ToolInfo, ...]:
@@ -236,6 +239,7 @@ class Presence:
 
     async def aclose(self) -> None:
         """Stop announcing and remove this runtime's records (called at shutdown)."""
+        self._closing = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
