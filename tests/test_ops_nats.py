@@ -315,3 +315,51 @@ async def _names(reader: NatsTransport, want: set[str] | None = None) -> bool:
         return False
     names = {a.agent for a in agents}
     return names == (want or {"calc"})
+
+
+AGENT_MODULE = '''
+from agentcomm import Agent
+
+echo = Agent("echo")
+
+
+@echo.handler
+async def say(text: str) -> str:
+    """Say it back."""
+    return text
+'''
+
+
+@pytest.mark.timeout(90)
+async def test_agents_run_in_another_process_are_listed_until_they_stop(
+    nats_server: NatsServer, tmp_path: Any
+) -> None:
+    module = tmp_path / "echoagents.py"
+    module.write_text(AGENT_MODULE)
+    ns = "opsrun" + os.urandom(4).hex()
+    opts = ["--nats", nats_server.url, "--namespace", ns]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agentcomm", "run", f"{module}:echo", *opts,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            assert (await proc.stdout.readline()).startswith(b"agentcomm: running")
+
+        async def listed() -> list[dict[str, Any]]:
+            rc, out, _ = await cli("agents", *opts, "--json")
+            assert rc == 0
+            return lines(out)
+
+        (rec,) = await wait_for(listed, "the agent process announced")
+        assert (rec["agent"], rec["pid"]) == ("echo", proc.pid)
+        rc, out, _ = await cli("tools", *opts)
+        assert rc == 0
+        assert "Say it back." in out
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        async with asyncio.timeout(30):
+            await proc.wait()
+    assert await listed() == []  # a clean shutdown removes the record at once
