@@ -11,6 +11,7 @@ from agentcomm import (
     Agent,
     ConfigurationError,
     Context,
+    MailboxFull,
     MessageLog,
     NoResponders,
     RequestTimeout,
@@ -213,3 +214,97 @@ async def test_an_agent_can_join_another_runtime_after_the_first_stops() -> None
     for _ in range(2):
         async with Runtime(agents=[a]) as rt:
             assert await rt.agent("me").request("a", "ping") == "pong"
+
+
+async def test_detaching_an_agent_with_a_stuck_handler_leaves_the_runtime_running() -> None:
+    slow = Agent("slow")
+    entered = asyncio.Event()
+
+    @slow.handler
+    async def work() -> None:
+        entered.set()
+        await asyncio.sleep(30)
+
+    async with Runtime(agents=[slow], drain_timeout=0.1) as rt:
+        me = rt.agent("me")
+        await me.send("slow", "work")
+        await asyncio.wait_for(entered.wait(), 5)
+        await rt.detach("slow")
+        assert rt.running
+        with pytest.raises(NoResponders):
+            await me.request("slow", "work")
+
+
+async def test_senders_waiting_for_room_learn_at_once_that_the_agent_stopped() -> None:
+    slow = Agent("slow", concurrency=1, mailbox_size=1)
+    entered = asyncio.Event()
+
+    @slow.handler
+    async def work(n: int) -> None:
+        entered.set()
+        await asyncio.sleep(30)
+
+    async with Runtime(agents=[slow], drain_timeout=0.1) as rt:
+        me = rt.agent("me")
+        await me.send("slow", "work", {"n": 0})
+        await asyncio.wait_for(entered.wait(), 5)
+        await me.send("slow", "work", {"n": 1})  # fills the mailbox
+        blocked = [asyncio.ensure_future(me.send("slow", "work", {"n": n})) for n in (2, 3)]
+        await asyncio.sleep(0)
+        await rt.detach("slow")
+        results = await asyncio.wait_for(asyncio.gather(*blocked, return_exceptions=True), 5)
+    assert all(isinstance(r, NoResponders) for r in results), results
+
+
+async def test_tasks_left_in_the_task_group_are_cancelled_at_exit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="agentcomm")
+    cancelled = asyncio.Event()
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async with asyncio.timeout(10):
+        async with Runtime(drain_timeout=0.1) as rt:
+            rt.task_group.create_task(forever(), name="straggler")
+            await asyncio.sleep(0)  # let it start
+    assert cancelled.is_set()
+    assert "straggler" in caplog.text
+
+
+async def test_send_timeout_bounds_the_wait_and_ttl_bounds_the_work() -> None:
+    inbox = Agent("inbox", concurrency=1, mailbox_size=1)
+    finished: list[int] = []
+    gate = asyncio.Event()
+
+    @inbox.handler
+    async def note(n: int) -> None:
+        await gate.wait()
+        await asyncio.sleep(0.2)
+        finished.append(n)
+
+    async with Runtime(agents=[inbox]) as rt:
+        me = rt.agent("me")
+        await me.send("inbox", "note", {"n": 1}, timeout=0.05)  # a timeout, not a ttl
+        await asyncio.sleep(0)
+        await me.send("inbox", "note", {"n": 2})  # fills the mailbox
+        with pytest.raises(MailboxFull, match=r"still full after waiting 0\.05s"):
+            await me.send("inbox", "note", {"n": 3}, timeout=0.05)
+        gate.set()
+    assert finished == [1, 2]  # the first handler outlived its send timeout
+
+
+async def test_rt_agent_while_running_can_send_at_once_and_is_reachable() -> None:
+    async with Runtime() as rt:
+        a = rt.agent("a")
+
+        @a.handler
+        async def hi() -> str:
+            return "hi"
+
+        assert await rt.agent("b").request("a", "hi") == "hi"

@@ -139,6 +139,9 @@ class Agent(DirectMessaging):
         self._expired = self._sent = self._requested = 0
         self._on_change: list[Callable[[Agent], None]] = []
         self._mcp_names: dict[str, bool | str] = {}
+        #: True for an agent that stands in for a remote engine (an MCP server): when
+        #: its handler raises TransportError, callers get TransportError, not RemoteError.
+        self.proxy = False
         self._wheel: DeadlineWheel
         self._busy = 0
         self._idle: asyncio.Future[None] | None = None
@@ -256,12 +259,21 @@ class Agent(DirectMessaging):
         return Blackboard(self.runtime, author=self.name)
 
     async def _start(self, runtime: Runtime, tg: asyncio.TaskGroup) -> None:
+        box = self._prepare(runtime)
+        await runtime.transport.bind(self.name, box)
+        self._spawn_workers(tg)
+
+    def _prepare(self, runtime: Runtime) -> Mailbox:
         self._runtime = runtime
         self._mailbox = Mailbox(self.name, self.mailbox_size)
         self._wheel = wheel_for(asyncio.get_running_loop())
-        await runtime.transport.bind(self.name, self._mailbox)
+        return self._mailbox
+
+    def _spawn_workers(self, tg: asyncio.TaskGroup) -> None:
+        box = self._mailbox
+        assert box is not None
         self._workers = [
-            tg.create_task(self._work(self._mailbox), name=f"agentcomm:{self.name}:{i}")
+            tg.create_task(self._work(box), name=f"agentcomm:{self.name}:{i}")
             for i in range(self.concurrency)
         ]
 
@@ -272,6 +284,7 @@ class Agent(DirectMessaging):
             return
         rt = self.runtime
         await rt.transport.unbind(self.name)
+        box.close()  # senders still waiting for room learn at once that we are gone
         left = deadline - asyncio.get_running_loop().time()
         if (len(box) or self._busy) and left > 0:
             self._idle = asyncio.get_running_loop().create_future()
@@ -293,6 +306,12 @@ class Agent(DirectMessaging):
             await self._answer_error(
                 d, "error", "TransportClosed", f"agent {self.name} shut down before handling it"
             )
+        if self._workers:  # let cancelled handlers answer their callers before we detach
+            _, stuck = await asyncio.wait(self._workers, timeout=max(1.0, left))
+            if stuck:
+                logger.error(
+                    "agent %s: %d handlers ignored cancellation at shutdown", self.name, len(stuck)
+                )
         self._workers = []
         self._mailbox = None
 
@@ -457,8 +476,9 @@ class Agent(DirectMessaging):
             msg = str(exc)
             if delivery.envelope.kind != "request":
                 logger.error("agent %s: handler %s failed", self.name, spec.name, exc_info=exc)
-        # A proxy agent whose engine failed (an MCP server gone) reports it as such.
-        code = "transport" if isinstance(exc, TransportError) else "error"
+        # A proxy agent whose engine failed (an MCP server gone) reports it as such;
+        # any other handler's failure is a RemoteError for its caller.
+        code = "transport" if self.proxy and isinstance(exc, TransportError) else "error"
         await self._answer_error(delivery, code, type(exc).__name__, msg)
 
     # -- observation -----------------------------------------------------------

@@ -53,11 +53,15 @@ class Context:
     def board(self) -> Blackboard:
         """The blackboard, writing as the agent handling this message.
 
+        Its writes record this message as their cause (``Entry.cause``).
+
         Example::
 
             await ctx.board.write("analysis.q1", {"summary": "done"})
         """
-        return self.agent.board
+        board = self.agent.board
+        board._cause = self.envelope.id
+        return board
 
     def remaining(self) -> float | None:
         """Seconds left before the caller's deadline, or ``None`` without one.
@@ -131,6 +135,8 @@ class Context:
         payload: Any = None,
         *,
         block: bool = True,
+        timeout: float | None = None,
+        ttl: float | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         """Like :meth:`Agent.send`, recording this message as the cause.
@@ -140,7 +146,14 @@ class Context:
             await ctx.send("auditor", "record", {"event": "refund"})
         """
         await self.agent.send(
-            to, handler, payload, block=block, headers=headers, cause=self.envelope
+            to,
+            handler,
+            payload,
+            block=block,
+            timeout=timeout,
+            ttl=ttl,
+            headers=headers,
+            cause=self.envelope,
         )
 
     async def publish(

@@ -131,28 +131,31 @@ class DirectMessaging:
         *,
         block: bool = True,
         timeout: float | None = None,
+        ttl: float | None = None,
         headers: dict[str, str] | None = None,
         cause: Envelope | None = None,
     ) -> None:
         """Fire-and-forget notification to ``to``'s ``handler``.
 
-        Raises :class:`NoResponders` at once if ``to`` is absent. With a full mailbox,
-        waits for room (bounded by ``timeout``) or, with ``block=False``, raises
-        :class:`MailboxFull`.
+        Raises :class:`NoResponders` at once if ``to`` is absent. With a full mailbox
+        it waits for room, for at most ``timeout`` seconds (then :class:`MailboxFull`),
+        or, with ``block=False``, raises :class:`MailboxFull` at once. ``ttl`` gives
+        the notification a deadline: the receiver skips it, or stops its handler,
+        once ``ttl`` seconds have passed.
 
         Example::
 
-            await alice.send("bob", "note", {"text": "build finished"})
+            await alice.send("bob", "note", {"text": "build finished"}, timeout=5, ttl=60)
         """
         rt = self.runtime
         rt._authorize(self.name, "send", f"{to}.{handler}")
         if rt.tracing is not None:
             attrs = {"agentcomm.sender": self.name, "agentcomm.handler": handler}
             with rt.tracing.span("send", to, kind="producer", attributes=attrs):
-                env = self._envelope("notification", to, handler, payload, timeout, headers, cause)
+                env = self._envelope("notification", to, handler, payload, ttl, headers, cause)
                 await self._send(rt, env, block, timeout)
             return
-        env = self._envelope("notification", to, handler, payload, timeout, headers, cause)
+        env = self._envelope("notification", to, handler, payload, ttl, headers, cause)
         await self._send(rt, env, block, timeout)
 
     async def _send(self, rt: Runtime, env: Envelope, block: bool, timeout: float | None) -> None:
@@ -168,7 +171,7 @@ class DirectMessaging:
             async with asyncio.timeout(timeout):
                 await rt.transport.send(env, block=block)
         except TimeoutError:
-            raise MailboxFull(to, -1) from None
+            raise MailboxFull(to, None, waited=timeout) from None
 
     @overload
     async def request(

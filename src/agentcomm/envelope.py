@@ -38,7 +38,9 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, g
 
     ``code`` is one of ``"error"`` (the handler raised), ``"validation"`` (the payload
     did not match the handler's schema; the handler never ran), ``"unknown_handler"``,
-    ``"timeout"`` (the receiver gave up at the deadline) or ``"permission"``.
+    ``"timeout"`` (the receiver gave up at the deadline), ``"permission"``,
+    ``"limit"``, ``"authentication"`` or ``"transport"`` (a proxy agent's engine,
+    such as an MCP server, failed).
 
     Example::
 

@@ -14,8 +14,8 @@ Every error the library raises on purpose derives from :class:`AgentCommError`::
     │   ├── UnknownHandler              the recipient has no handler of that name
     │   └── RemoteError                 the remote handler raised; carries its type and message
     ├── BlackboardError
-    │   ├── RevisionConflict            compare-and-set lost: someone wrote first
-    │   └── KeyExists                   create() on a key that is present
+    │   └── RevisionConflict            compare-and-set lost: someone wrote first
+    │       └── KeyExists               create() on a key that is present
     ├── ValidationError                 a payload or envelope does not match its schema
     │   ├── DecodeError                 bytes that are not a valid envelope
     │   ├── LimitExceeded               too large, too many headers, nested too deep
@@ -144,13 +144,23 @@ class MailboxFull(DeliveryError):
         await alice.send("bob", "note", {}, block=False)  # may raise MailboxFull
     """
 
-    def __init__(self, recipient: str, capacity: int) -> None:
-        super().__init__(
-            f"mailbox of {recipient!r} is full ({capacity} messages); "
-            "retry later, send with block=True, or raise the agent's mailbox_size"
-        )
+    def __init__(
+        self, recipient: str, capacity: int | None, *, waited: float | None = None
+    ) -> None:
+        if waited is None:
+            msg = (
+                f"mailbox of {recipient!r} is full ({capacity} messages); "
+                "retry later, send with block=True, or raise the agent's mailbox_size"
+            )
+        else:
+            msg = (
+                f"mailbox of {recipient!r} was still full after waiting {waited:g}s; "
+                "the agent is not keeping up: give it more concurrency or send less"
+            )
+        super().__init__(msg)
         self.recipient = recipient
         self.capacity = capacity
+        self.waited = waited
 
 
 class RateLimited(DeliveryError):

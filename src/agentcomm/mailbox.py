@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from .errors import ConfigurationError, MailboxFull
+from .errors import ConfigurationError, MailboxFull, NoResponders
 from .transports.base import Delivery
 
 __all__ = ["Mailbox"]
@@ -35,7 +35,7 @@ class Mailbox:
         assert box.capacity == 100 and len(box) == 0
     """
 
-    __slots__ = ("_getters", "_items", "_owner", "_putters", "capacity")
+    __slots__ = ("_closed", "_getters", "_items", "_owner", "_putters", "capacity")
 
     def __init__(self, owner: str, capacity: int) -> None:
         if capacity < 1:
@@ -45,6 +45,7 @@ class Mailbox:
         self._items: deque[Delivery] = deque()
         self._getters: deque[asyncio.Future[None]] = deque()
         self._putters: deque[asyncio.Future[None]] = deque()
+        self._closed: BaseException | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -53,7 +54,11 @@ class Mailbox:
         """Queue a delivery or raise :class:`MailboxFull` at once."""
         items = self._items
         if len(items) >= self.capacity:
+            if self._closed is not None:
+                raise self._closed
             raise MailboxFull(self._owner, self.capacity)
+        if self._closed is not None:
+            raise self._closed
         items.append(delivery)
         getters = self._getters
         while getters:  # wake one idle worker (inlined: this is the hot path)
@@ -62,9 +67,25 @@ class Mailbox:
                 w.set_result(None)
                 break
 
+    def close(self) -> None:
+        """Refuse new deliveries from now on; senders waiting for room get NoResponders.
+
+        Deliveries already queued stay, for the agent's workers to drain.
+
+        Example::
+
+            box.close()
+        """
+        if self._closed is None:
+            self._closed = NoResponders(self._owner)
+        while self._putters:
+            w = self._putters.popleft()
+            if not w.done():
+                w.set_exception(self._closed)
+
     async def put(self, delivery: Delivery) -> None:
         """Queue a delivery, waiting (in FIFO order with other putters) for room."""
-        while len(self._items) >= self.capacity:
+        while len(self._items) >= self.capacity and self._closed is None:
             fut = asyncio.get_running_loop().create_future()
             self._putters.append(fut)
             try:
@@ -100,7 +121,4 @@ class Mailbox:
                 if fut.done() and not fut.cancelled() and self._items:
                     _wake_one(self._getters)  # pass the item on to another worker
                 raise
-        d = self._items.popleft()
-        if self._putters:
-            _wake_one(self._putters)
-        return d
+        return self._items.popleft()  # the caller wakes a putter (see wake_putter)

@@ -43,6 +43,29 @@ logger = logging.getLogger("agentcomm")
 AccessHook = Callable[[str, str, str], None]
 
 
+class _RuntimeTaskGroup(asyncio.TaskGroup):
+    """A task group that remembers its tasks, so shutdown can cancel stragglers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._owned: set[asyncio.Task[Any]] = set()
+
+    def create_task(self, coro: Any, *, name: str | None = None, context: Any = None) -> Any:
+        task = super().create_task(coro, name=name, context=context)
+        self._owned.add(task)
+        task.add_done_callback(self._owned.discard)
+        return task
+
+    def cancel_remaining(self) -> list[str]:
+        """Cancel every task still running; returns their names."""
+        names = []
+        for task in list(self._owned):
+            if not task.done():
+                names.append(task.get_name())
+                task.cancel()
+        return names
+
+
 class MessageLog:
     """A bounded record of recent envelopes, for debugging (by count and by age).
 
@@ -184,33 +207,35 @@ class Runtime:
         agent._runtime = self
 
     def agent(self, name: str, **options: Any) -> Agent:
-        """Create and register an agent (before start, or started at once if running).
+        """Create and register an agent; when the runtime runs, start it at once.
 
-        While the runtime runs, prefer ``await rt.attach(Agent(...))``, which returns
-        once the agent is reachable; this method then binds it synchronously only on
-        transports that allow it (the in-memory one).
+        The agent can send and request immediately. On the in-memory transport it is
+        also reachable immediately; on a network transport it binds in the
+        background (``await rt.attach(Agent(...))`` returns only once reachable).
 
         Example::
 
             client = rt.agent("client")
         """
         a = Agent(name, **options)
-        if self._running:
-            self._register(a)
-            assert self._tg is not None
-            a._runtime = self
-            # Binding on memory completes without suspending; start it right away.
-            coro = a._start(self, self._tg)
-            try:
-                coro.send(None)
-            except StopIteration:
-                return a
-            coro.close()
-            raise ConfigurationError(
-                f"this transport binds asynchronously; use `await rt.attach(Agent({name!r}))`"
-            )
         self._register(a)
+        if self._running:
+            tg = self._tg
+            assert tg is not None
+            box = a._prepare(self)
+            if self.transport.bind_nowait(a.name, box):
+                a._spawn_workers(tg)
+            else:
+                tg.create_task(self._bind_later(a), name=f"agentcomm:bind:{name}")
         return a
+
+    async def _bind_later(self, a: Agent) -> None:
+        try:
+            assert a._mailbox is not None and self._tg is not None
+            await self.transport.bind(a.name, a._mailbox)
+            a._spawn_workers(self._tg)
+        except Exception:
+            logger.exception("runtime: agent %s could not be bound; it can only send", a.name)
 
     async def attach(self, agent: Agent) -> Agent:
         """Register and start an agent while the runtime runs.
@@ -287,7 +312,7 @@ class Runtime:
         if self._running:
             raise ConfigurationError("this runtime is already running")
         await self.transport.start()
-        tg = asyncio.TaskGroup()
+        tg = _RuntimeTaskGroup()
         await tg.__aenter__()
         self._tg = tg
         self._running = True
@@ -319,6 +344,15 @@ class Runtime:
             for a in list(self._agents.values()):
                 await a._stop(deadline)
             await self._close_extensions()  # any a draining handler opened
+            if isinstance(tg, _RuntimeTaskGroup):
+                # what the closing above set ending may finish until the drain deadline
+                running = [t for t in tg._owned if not t.done()]
+                wait = deadline - asyncio.get_running_loop().time()
+                if running and wait > 0:
+                    await asyncio.wait(running, timeout=wait)
+                left = tg.cancel_remaining()
+                if left:
+                    logger.warning("runtime: cancelled tasks still running at exit: %s", left)
         finally:
             self._running = False
             self._tg = None

@@ -470,6 +470,14 @@ class Transport(KVStore, EventLog, abc.ABC):
         Raises ConfigurationError if the address is already bound in this transport.
         """
 
+    def bind_nowait(self, address: str, inbox: Inbox) -> bool:
+        """Bind at once when the engine can without waiting; return False otherwise.
+
+        The default (network engines) returns False and the runtime awaits
+        :meth:`bind` instead.
+        """
+        return False
+
     @abc.abstractmethod
     async def unbind(self, address: str) -> None:
         """Stop delivering to ``address``; later sends get NoResponders."""

@@ -98,6 +98,9 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
         self._kv_close()  # TTL timers and key/value watchers end with the transport
 
     async def bind(self, address: str, inbox: Inbox) -> None:
+        self.bind_nowait(address, inbox)
+
+    def bind_nowait(self, address: str, inbox: Inbox) -> bool:
         if not self._running:
             raise TransportClosed("the memory transport is not started")
         if address in self._inboxes:
@@ -105,6 +108,7 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
                 f"address {address!r} is already bound; agent names are unique"
             )
         self._inboxes[address] = inbox
+        return True
 
     async def unbind(self, address: str) -> None:
         self._inboxes.pop(address, None)
