@@ -208,16 +208,20 @@ async def test_tail_shows_requests_responses_and_events(
     assert (resp["sender"], resp["kind"], resp["preview"]) == ("calc", "response", "2")
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agentcomm", "tail", "orders.*", "--count", "1", *opts,
+        sys.executable, "-m", "agentcomm", "tail", "orders.*", "--count", "2", *opts,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stderr is not None
     async with asyncio.timeout(30):
         await proc.stderr.readline()
     await me.publish("orders.paid", {"order_id": "o-4", "amount": 2.0})
+    await me.publish("orders.paid", {"order_id": "o-5", "amount": 2.0})
     async with asyncio.timeout(30):
         out, _ = await proc.communicate()
     text = out.decode()
+    first, second = text.splitlines()  # once each: the subscriber's fetch is not shown again
+    assert '"o-4"' in first
+    assert '"o-5"' in second
     assert "me -> orders.paid" in text
     assert "event" in text
     assert '"o-4"' in text

@@ -256,7 +256,9 @@ async def cmd_tools(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> 
 
 
 # -- tail ---------------------------------------------------------------------------------------
-def _tail_record(subject: str, data: bytes, ns: str, width: int) -> dict[str, Any] | None:
+def _tail_record(
+    subject: str, data: bytes, ns: str, width: int, inbox: bool = False
+) -> dict[str, Any] | None:
     from .envelope import decode_envelope
     from .errors import DecodeError
 
@@ -266,6 +268,8 @@ def _tail_record(subject: str, data: bytes, ns: str, width: int) -> dict[str, An
         return None  # acknowledgements, JetStream API replies: not envelopes
     kind: str = env.kind
     topic = env.topic
+    if inbox and kind != "response":
+        return None  # an event fetched by a subscriber or read back: shown when published
     if subject.startswith(f"{ns}.s.DLQ."):
         kind = "dead-letter"
     elif subject.startswith(f"{ns}.a.") and subject.endswith(".nb"):
@@ -308,17 +312,24 @@ async def cmd_tail(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> i
     """``agentcomm tail [filter]``: print messages as they pass."""
     ns = t.namespace
     nc = t.client
-    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(_MAX_TAIL_QUEUE)
+    queue: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue(_MAX_TAIL_QUEUE)
     dropped = 0
 
-    async def on_msg(msg: Any) -> None:
+    def put(msg: Any, inbox: bool) -> None:
         nonlocal dropped
         try:
-            queue.put_nowait((msg.subject, msg.data))
+            queue.put_nowait((msg.subject, msg.data, inbox))
         except asyncio.QueueFull:
             dropped += 1  # bounded: a slow terminal loses lines, never memory
 
-    subs = [await nc.subscribe(s, cb=on_msg) for s in (f"{ns}.a.>", f"{ns}.s.>", "_INBOX.>")]
+    async def on_msg(msg: Any) -> None:
+        put(msg, False)
+
+    async def on_inbox(msg: Any) -> None:  # responses; JetStream deliveries land here too
+        put(msg, True)
+
+    subs = [await nc.subscribe(s, cb=on_msg) for s in (f"{ns}.a.>", f"{ns}.s.>")]
+    subs.append(await nc.subscribe("_INBOX.>", cb=on_inbox))
     await nc.flush()
     colour = out.isatty() and not args.json
     print(
@@ -338,10 +349,10 @@ async def cmd_tail(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> i
                 break
             try:
                 async with asyncio.timeout(left):
-                    subject, data = await queue.get()
+                    subject, data, inbox = await queue.get()
             except TimeoutError:
                 break
-            rec = _tail_record(subject, data, ns, args.width)
+            rec = _tail_record(subject, data, ns, args.width, inbox)
             if rec is None or not _tail_match(rec, args.filter):
                 continue
             shown += 1
