@@ -28,6 +28,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
@@ -79,6 +80,9 @@ logger = logging.getLogger("agentcomm.blackboard")
 
 T = TypeVar("T")
 
+# Set while a traced write runs its untraced body (see Blackboard._traced).
+_in_span: ContextVar[bool] = ContextVar("agentcomm_board_span", default=False)
+
 
 class Blackboard:
     """A view of the shared board whose writes are authored by ``author``.
@@ -95,7 +99,7 @@ class Blackboard:
         await board.write("plan.step1", {"done": True}, expected_revision=rev)
     """
 
-    __slots__ = ("_core", "author")
+    __slots__ = ("_cause", "_core", "author")
 
     def __init__(
         self,
@@ -116,6 +120,7 @@ class Blackboard:
             )
         self._core = core
         self.author = author
+        self._cause: str | None = None  # set by ctx.board: the message being handled
 
     @property
     def bucket(self) -> str:
@@ -137,7 +142,29 @@ class Blackboard:
         view = Blackboard.__new__(Blackboard)
         view._core = self._core
         view.author = author
+        view._cause = self._cause
         return view
+
+    async def _traced(self, operation: str, key: str, call: Awaitable[T]) -> T:
+        """Run a write's body in a ``"write <key>"`` span (docs/tracing.md)."""
+        core = self._core
+        tracing = core.rt.tracing
+        assert tracing is not None
+        attrs = {
+            "agentcomm.board.operation": operation,
+            "agentcomm.board.bucket": core.bucket,
+            "agentcomm.author": self.author,
+            "agentcomm.causation_id": self._cause,
+        }
+        token = _in_span.set(True)
+        try:
+            with tracing.span("write", key, kind="producer", attributes=attrs) as span:
+                result = await call
+                rev: Any = result.revision if isinstance(result, Entry) else result
+                span.set_attribute("agentcomm.revision", rev)
+                return result
+        finally:
+            _in_span.reset(token)
 
     def declare(self, prefix: str, type: Any) -> None:
         """Validate every write under ``prefix`` against ``type`` and decode reads with it.
@@ -258,9 +285,14 @@ class Blackboard:
                 print("lost the race to", exc.current.author)
         """
         core = self._core
+        rt = core.rt
+        tracing = rt.tracing
+        if tracing is not None and not _in_span.get():
+            return await self._traced(
+                "write", key, self.write(key, value, expected_revision=expected_revision, ttl=ttl)
+            )
         if type(key) is not str or key not in _valid_keys:
             check_key(key)
-        rt = core.rt
         rt._authorize(self.author, "write", key)
         if ttl is not None:
             core.check_ttl(ttl)
@@ -271,16 +303,19 @@ class Blackboard:
             )
         kv = core.kv if core.opened and rt._running else await core.ready()
         bucket = core.bucket
+        trace = None if tracing is None else tracing.current_traceparent()[0]
+        cause = self._cause
         if expected_revision is None and (known := core.known.get(key)) is not None:
             # Last writer wins, tried first as compare-and-set on the revision this
             # board wrote last: if nobody wrote since, ``created`` carries over without
             # reading the key (one engine operation instead of two).
             now = _now()
             if core.schemas or ttl is not None:
-                data = core.encode(key, value, self.author, known[1], now, ttl)
+                data = core.encode(key, value, self.author, known[1], now, ttl, trace, cause)
             else:  # the hot path: Core.encode, inlined
                 try:
-                    data = _encode_record(_RecordOut(known[1], now, self.author, value, None))
+                    rec = _RecordOut(known[1], now, self.author, value, None, trace, cause)
+                    data = _encode_record(rec)
                 except (NotImplementedError, TypeError, msgspec.EncodeError) as exc:
                     raise ValidationError(
                         f"key {key!r}: value cannot be encoded as JSON: {exc}"
@@ -307,7 +342,7 @@ class Blackboard:
                 created = now  # not a record; reading it will say so
         else:
             created = _created_of(cur.value, now)
-        data = core.encode(key, value, self.author, created, now, ttl)
+        data = core.encode(key, value, self.author, created, now, ttl, trace, cause)
         try:
             if expected_revision is None and ttl is None:
                 rev = await kv.kv_put(bucket, key, data)
@@ -335,12 +370,16 @@ class Blackboard:
             await board.create("lock.report", {"owner": "analyst"}, ttl=30)
         """
         core = self._core
+        tracing = core.rt.tracing
+        if tracing is not None and not _in_span.get():
+            return await self._traced("create", key, self.create(key, value, ttl=ttl))
         check_key(key)
         core.rt._authorize(self.author, "write", key)
         if ttl is not None:
             core.check_ttl(ttl)
         now = time.time()
-        data = core.encode(key, value, self.author, now, now, ttl)
+        trace = None if tracing is None else tracing.current_traceparent()[0]
+        data = core.encode(key, value, self.author, now, now, ttl, trace, self._cause)
         kv = await core.ready()
         try:
             rev = await kv.kv_put(core.bucket, key, data, create_only=True, ttl=ttl)
@@ -363,6 +402,10 @@ class Blackboard:
             await board.delete("lock.report")
         """
         core = self._core
+        if core.rt.tracing is not None and not _in_span.get():
+            return await self._traced(
+                "delete", key, self.delete(key, expected_revision=expected_revision)
+            )
         check_key(key)
         core.rt._authorize(self.author, "write", key)
         kv = await core.ready()
@@ -400,6 +443,13 @@ class Blackboard:
         if max_attempts < 1:
             raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts}")
         core = self._core
+        tracing = core.rt.tracing
+        if tracing is not None and not _in_span.get():
+            return await self._traced(
+                "update",
+                key,
+                self.update(key, fn, type=type, max_attempts=max_attempts, ttl=ttl),
+            )
         check_key(key)
         core.rt._authorize(self.author, "write", key)
         core.rt._authorize(self.author, "read", key)
@@ -414,7 +464,9 @@ class Blackboard:
             if inspect.isawaitable(new):
                 new = await new
             now = time.time()
-            data = core.encode(key, new, self.author, now if cur is None else cur.created, now, ttl)
+            created = now if cur is None else cur.created
+            trace = None if tracing is None else tracing.current_traceparent()[0]
+            data = core.encode(key, new, self.author, created, now, ttl, trace, self._cause)
             try:
                 if cur is None:
                     rev = await kv.kv_put(bucket, key, data, create_only=True, ttl=ttl)

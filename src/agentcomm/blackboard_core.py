@@ -26,6 +26,7 @@ from .transports.base import KVStore
 
 if TYPE_CHECKING:
     from .blackboard_watch import Subscription, Watch
+    from .envelope import Envelope
     from .runtime import Runtime
 
 __all__ = [
@@ -135,6 +136,29 @@ class Entry(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
     created: float
     updated: float
     expires: float | None = None
+    #: Id of the message whose handler wrote this revision (through ``ctx.board``).
+    cause: str | None = None
+    #: W3C ``traceparent`` of the writer's span (with tracing on), see docs/tracing.md.
+    traceparent: str | None = None
+
+    def as_cause(self) -> Envelope | None:
+        """A stand-in for the message that caused this write, to pass as ``cause=``.
+
+        ``None`` when the write had no recorded cause. Lets a watcher's onward
+        messages say what caused them, so a conversation can be rebuilt across a
+        blackboard hop.
+
+        Example::
+
+            await agent.send("reviewer", "review", {"key": e.key}, cause=e.as_cause())
+        """
+        if self.cause is None:
+            return None
+        from .envelope import Envelope
+
+        return Envelope(
+            id=self.cause, kind="event", sender=self.author, traceparent=self.traceparent
+        )
 
 
 class Change(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
@@ -199,6 +223,8 @@ class _Record(msgspec.Struct, omit_defaults=True):
     author: str
     value: msgspec.Raw
     expires: float | None = None
+    trace: str | None = None  # the writer's traceparent (tracing on)
+    cause: str | None = None  # id of the message whose handler wrote it
 
 
 class _Created(msgspec.Struct):
@@ -213,6 +239,8 @@ class _RecordOut(msgspec.Struct, omit_defaults=True, gc=False):
     author: str
     value: Any
     expires: float | None = None
+    trace: str | None = None
+    cause: str | None = None
 
 
 # Same encoder settings as payloads (encode_payload): Structs, dataclasses, pydantic.
@@ -310,6 +338,8 @@ class _Core:
             created=rec.created,
             updated=rec.updated,
             expires=rec.expires,
+            cause=rec.cause,
+            traceparent=rec.trace,
         )
 
     def remember(self, key: str, revision: int, created: float) -> None:
@@ -327,7 +357,15 @@ class _Core:
             return None
 
     def encode(
-        self, key: str, value: Any, author: str, created: float, now: float, ttl: float | None
+        self,
+        key: str,
+        value: Any,
+        author: str,
+        created: float,
+        now: float,
+        ttl: float | None,
+        trace: str | None = None,
+        cause: str | None = None,
     ) -> bytes:
         """The stored bytes of a write: the value (validated if declared) and metadata."""
         if self.schemas:
@@ -337,7 +375,9 @@ class _Core:
                     value = codec.validate(value)
                 except ValidationError as exc:
                     raise ValidationError(f"key {key!r}: {exc}") from None
-        rec = _RecordOut(created, now, author, value, None if ttl is None else now + ttl)
+        rec = _RecordOut(
+            created, now, author, value, None if ttl is None else now + ttl, trace, cause
+        )
         try:
             return _encode_record(rec)
         except (NotImplementedError, TypeError, msgspec.EncodeError) as exc:

@@ -23,7 +23,7 @@ from .errors import (
 from .transports.base import KVStore
 
 if TYPE_CHECKING:
-    pass
+    from .tracing import Tracing
 
 from .blackboard_core import Change, Entry, _Core
 
@@ -247,6 +247,7 @@ class Subscription:
         core = self._core
         w = self._watch
         cb = self._callback
+        tracing = core.rt.tracing
         try:
             while True:
                 try:
@@ -258,9 +259,12 @@ class Subscription:
                     continue
                 core.callbacks += 1
                 try:
-                    result = cb(change)
-                    if inspect.isawaitable(result):
-                        await result
+                    if tracing is not None:  # continues the writer's trace (docs/tracing.md)
+                        await self._traced(tracing, change)
+                    else:
+                        result = cb(change)
+                        if inspect.isawaitable(result):
+                            await result
                 except Exception:
                     self._failed(f"callback failed on {change.key!r} revision {change.revision}")
                 else:
@@ -271,6 +275,23 @@ class Subscription:
         finally:
             core.subscriptions.discard(self)
             await w.aclose()
+
+    async def _traced(self, tracing: Tracing, change: Change[Any]) -> None:
+        entry = change.entry
+        attrs = {
+            "agentcomm.key": change.key,
+            "agentcomm.revision": change.revision,
+            "agentcomm.board.operation": change.operation,
+            "agentcomm.board.bucket": self._core.bucket,
+            "agentcomm.causation_id": None if entry is None else entry.cause,
+            "agentcomm.author": None if entry is None else entry.author,
+        }
+        parent = "" if entry is None else entry.traceparent or ""
+        where = self.prefix or self._core.bucket
+        with tracing.span("process", where, kind="consumer", parent=parent, attributes=attrs):
+            result = self._callback(change)
+            if inspect.isawaitable(result):
+                await result
 
     async def aclose(self) -> None:
         """Stop the subscription; waits for a callback in progress to return.

@@ -420,9 +420,34 @@ class MCPConnection:
         limit = self.timeout if timeout is None else timeout
         if limit <= 0:
             raise RequestTimeout(self.name, tool, 0.0)
+        tracing = self._rt.tracing
+        if tracing is not None:  # a "call <tool>" span; its context travels in _meta
+            attrs = {"agentcomm.mcp.server": self.name, "agentcomm.mcp.tool": tool}
+            with tracing.span("call", tool, kind="client", attributes=attrs):
+                tp, ts = tracing.current_traceparent()
+                meta: dict[str, Any] = {"traceparent": tp}
+                if ts:
+                    meta["tracestate"] = ts
+                return await self._send_call(client, desc, tool, arguments, limit, meta)
+        return await self._send_call(client, desc, tool, arguments, limit, None)
+
+    async def _send_call(
+        self,
+        client: Client,
+        desc: Any,
+        tool: str,
+        arguments: dict[str, Any] | None,
+        limit: float,
+        meta: dict[str, Any] | None,
+    ) -> Any:
         try:
             async with asyncio.timeout(limit):
-                result = await client.call_tool(tool, arguments or {}, read_timeout_seconds=limit)
+                result = await client.call_tool(
+                    tool,
+                    arguments or {},
+                    read_timeout_seconds=limit,
+                    meta=meta,  # type: ignore[arg-type]
+                )
         except TimeoutError:
             raise RequestTimeout(self.name, tool, limit) from None
         except MCPError as exc:

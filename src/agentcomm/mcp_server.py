@@ -207,6 +207,27 @@ class MCPExposure:
                 mt.INVALID_PARAMS,
                 f"unknown tool {params.name!r}; this server has {sorted(self._entries())}",
             )
+        tracing = self._gateway.runtime.tracing
+        if tracing is not None:  # continues the caller's trace from _meta (docs/tracing.md)
+            meta = params.meta or {}
+            tp = meta.get("traceparent")
+            attrs = {
+                "agentcomm.mcp.server": self.name,
+                "agentcomm.mcp.tool": params.name,
+                "agentcomm.agent": entry.agent,
+                "agentcomm.handler": entry.handler,
+            }
+            parent = tp if isinstance(tp, str) else ""
+            with tracing.span("call", params.name, kind="server", parent=parent, attributes=attrs):
+                result = await self._run_tool(entry, params)
+                if result.is_error:
+                    block = result.content[0] if result.content else None
+                    text = block.text if isinstance(block, mt.TextContent) else "tool failed"
+                    tracing.record_failure("error", "ToolError", text)
+                return result
+        return await self._run_tool(entry, params)
+
+    async def _run_tool(self, entry: _Entry, params: mt.CallToolRequestParams) -> mt.CallToolResult:
         gateway = self._gateway
         try:
             gateway.runtime._authorize(gateway.name, "call", f"{entry.agent}.{entry.handler}")

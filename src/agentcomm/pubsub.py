@@ -63,6 +63,7 @@ from .transports.streams import ConsumerConfig, LogMessage, StreamConfig, Stream
 if TYPE_CHECKING:
     from .agent import Agent
     from .runtime import Runtime
+    from .tracing import Tracing
 
 __all__ = [
     "Alert",
@@ -351,6 +352,12 @@ class PubSub:
             raise ConfigurationError(f"key must be a string, got {type(key).__name__}")
         if self._limited:
             await self._limit(sender, topic, wait)
+        if ttl is not None and ttl <= 0:
+            raise ConfigurationError(f"ttl must be positive seconds, got {ttl}")
+        if rt.tracing is not None:  # docs/tracing.md
+            return await self._traced_publish(
+                rt.tracing, tc, sender, topic, payload, key, msg_id, ttl, headers, cause
+            )
         if ttl is None and cause is None and headers is None:  # the common case, fewer fields
             env = Envelope(
                 id=msg_id or new_id(),
@@ -361,8 +368,6 @@ class PubSub:
                 key=key,
             )
         else:
-            if ttl is not None and ttl <= 0:
-                raise ConfigurationError(f"ttl must be positive seconds, got {ttl}")
             now = time.time()
             env = Envelope(
                 id=msg_id or new_id(),
@@ -386,6 +391,53 @@ class PubSub:
             tc.unrouted += 1
         rt.message_log.append(env)
         return seq
+
+    async def _traced_publish(
+        self,
+        tracing: Tracing,
+        tc: _TopicCounters,
+        sender: str,
+        topic: str,
+        payload: Any,
+        key: str | None,
+        msg_id: str | None,
+        ttl: float | None,
+        headers: dict[str, str] | None,
+        cause: Envelope | None,
+    ) -> int:
+        """:meth:`publish` with a ``"publish <topic>"`` span whose context the event carries."""
+        rt = self.runtime
+        attrs = {"agentcomm.sender": sender, "agentcomm.key": key}
+        with tracing.span("publish", topic, kind="producer", attributes=attrs) as span:
+            traceparent, tracestate = tracing.current_traceparent()
+            now = time.time()
+            env = Envelope(
+                id=msg_id or new_id(),
+                kind="event",
+                sender=sender,
+                topic=topic,
+                payload=encode_payload(payload),
+                created=now,
+                deadline=None if ttl is None else now + ttl,
+                key=key,
+                causation_id=None if cause is None else cause.id,
+                traceparent=traceparent,
+                tracestate=tracestate,
+                headers=headers or {},
+            )
+            if rt._guard is not None:
+                env = rt._guard.seal(env)
+            seq = await rt.transport.append(EVENT_STREAM, env, msg_id=msg_id)
+            span.set_attributes(
+                {k: v for k, v in tracing.message_attributes(env).items() if v is not None}
+            )
+            span.set_attribute("agentcomm.sequence", seq)
+            self.metrics.published += 1
+            tc.published += 1
+            if not tc.routed:
+                tc.unrouted += 1
+            rt.message_log.append(env)
+            return seq
 
     async def _limit(self, sender: str, topic: str, wait: bool) -> None:
         lim = self.publisher_limit

@@ -188,7 +188,9 @@ class Subscription:
         fn, decode_args, is_async = spec.fn, spec.decode_args, spec.is_async
         # With a security guard (limits, signatures, policy: docs/security.md) every event
         # takes run_once, which checks it before the handler; keep this in the fast test.
-        fast = spec.context_arg is None and self.pubsub.runtime._guard is None
+        # Tracing (docs/tracing.md) also takes run_once, which opens the "process" span.
+        tracing = self.pubsub.runtime.tracing
+        fast = spec.context_arg is None and self.pubsub.runtime._guard is None and tracing is None
         held = self._held
         # The hot path, inlined: one coroutine per event (the handler's) besides the ack.
         while not self._closing:
@@ -229,6 +231,8 @@ class Subscription:
                             c.acked += 1
                             tc.acked += 1
                             outcome = "ack"
+                elif tracing is None:
+                    outcome = await self._run_once(m, attempt, c, tc, key is not None)
                 else:
                     outcome = await self.run_once(m, attempt, c, tc, local_retry=key is not None)
             finally:
@@ -311,8 +315,32 @@ class Subscription:
 
         ``"ack"`` (handled), ``"dead"`` (dead letter stored, message terminated),
         ``"nak"`` (handed back to the engine for a later redelivery) or ``"retry"``
-        (kept here, retried after its backoff: only with ``local_retry``).
+        (kept here, retried after its backoff: only with ``local_retry``). With
+        tracing on, the attempt runs in a ``"process <topic>"`` span continuing the
+        publisher's trace (docs/tracing.md).
         """
+        tracing = self.pubsub.runtime.tracing
+        if tracing is None:
+            return await self._run_once(m, attempt, c, tc, local_retry)
+        env = m.envelope
+        attrs = tracing.message_attributes(env)
+        attrs["messaging.destination.subscription.name"] = self.durable
+        attrs["messaging.consumer.group.name"] = self.group
+        attrs["agentcomm.attempt"] = attempt
+        attrs["agentcomm.sequence"] = m.sequence
+        attrs["agentcomm.agent"] = self.agent.name
+        topic = env.topic or ""
+        with tracing.span("process", topic, kind="consumer", parent=env, attributes=attrs):
+            return await self._run_once(m, attempt, c, tc, local_retry)
+
+    async def _run_once(
+        self,
+        m: LogMessage,
+        attempt: int,
+        c: SubscriptionCounters,
+        tc: _TopicCounters,
+        local_retry: bool,
+    ) -> str:
         env = m.envelope
         guard = self.pubsub.runtime._guard  # limits, signature, policy: docs/security.md
         if guard is not None and (bad := guard.admit_event(self.agent.name, env)) is not None:
@@ -350,6 +378,9 @@ class Subscription:
         local_retry: bool,
     ) -> str:
         """The handler raised: retry (here or through nak), or dead-letter the event."""
+        tracing = self.pubsub.runtime.tracing
+        if tracing is not None:  # the attempt's span (run_once) is current
+            tracing.record_failure("error", type(exc).__name__, str(exc))
         if isinstance(exc, Reject):
             return await self._dead(m, "rejected", exc.reason, attempt)
         if isinstance(exc, Retry):
@@ -369,6 +400,11 @@ class Subscription:
             return await self._dead(m, "max_attempts", error, attempt)
         c.retried += 1
         tc.retried += 1
+        if tracing is not None:
+            tracing.event(
+                "retry",
+                {"agentcomm.retry.delay": delay, "agentcomm.attempt": attempt, "error": error},
+            )
         if local_retry:
             self._retrying[m.sequence] = self._retrying.get(m.sequence, 0) + 1
             await m.in_progress()
@@ -388,6 +424,16 @@ class Subscription:
         return "nak"  # no longer held here: the engine redelivers it
 
     async def _dead(self, m: LogMessage, reason: str, error: str | None, attempts: int) -> str:
+        tracing = self.pubsub.runtime.tracing
+        if tracing is not None:  # the attempt's span (run_once) is current
+            tracing.event(
+                "dead_letter",
+                {
+                    "agentcomm.dead_letter.reason": reason,
+                    "agentcomm.attempt": attempts,
+                    "error": error,
+                },
+            )
         try:
             await self.pubsub._store_dead_letter(self, m.envelope, reason, error, attempts)
         except Exception:

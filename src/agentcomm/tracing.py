@@ -98,24 +98,35 @@ class Tracing:
         destination: str,
         *,
         kind: str,
-        parent: Envelope | None = None,
+        parent: Envelope | str | None = None,
         attributes: dict[str, Any] | None = None,
     ) -> Iterator[Span]:
         """Start a span named ``"<operation> <destination>"`` and make it current.
 
-        With ``parent``, the span continues the trace carried by that envelope (the
-        message being handled); otherwise it is a child of the current span.
+        With ``parent`` an envelope, the span continues the trace it carries (or, if
+        it carries none, is a child of the current span). With ``parent`` a W3C
+        ``traceparent`` string (a blackboard entry's, an MCP request's), it continues
+        that trace, and ``""`` starts a new one. Otherwise it is a child of the
+        current span.
 
         Example::
 
             with tracing.span("process", "calc", kind="server", parent=env) as span: ...
         """
         ctx = None
-        if parent is not None and parent.traceparent:
-            carrier = {"traceparent": parent.traceparent}
-            if parent.tracestate:
-                carrier["tracestate"] = parent.tracestate
-            ctx = self._propagator.extract(carrier)
+        if isinstance(parent, str):  # continue it, or start a new trace ("" or invalid)
+            ctx = self._propagator.extract(
+                {"traceparent": parent} if parent else {}, context=self._context.Context()
+            )
+        elif parent is not None:
+            if parent.traceparent:
+                carrier = {"traceparent": parent.traceparent}
+                if parent.tracestate:
+                    carrier["tracestate"] = parent.tracestate
+            else:
+                carrier = {}
+            if carrier:
+                ctx = self._propagator.extract(carrier)
         attrs: dict[str, Any] = {
             "messaging.system": SYSTEM,
             "messaging.operation.type": operation,
@@ -132,6 +143,16 @@ class Tracing:
             set_status_on_exception=True,
         ) as span:
             yield span
+
+    def describe_current(self, env: Envelope) -> None:
+        """Set the messaging attributes of ``env`` on the current span.
+
+        Example::
+
+            tracing.describe_current(env)
+        """
+        attrs = {k: v for k, v in self.message_attributes(env).items() if v is not None}
+        self._trace.get_current_span().set_attributes(attrs)
 
     def message_attributes(self, env: Envelope) -> dict[str, Any]:
         """OpenTelemetry messaging attributes describing an envelope.
@@ -151,6 +172,17 @@ class Tracing:
             "agentcomm.sequence": env.sequence,
             "agentcomm.key": env.key,
         }
+
+    def event(self, name: str, attributes: dict[str, Any]) -> None:
+        """Add an event (a timestamped note: a retry, a dead letter) to the current span.
+
+        Example::
+
+            tracing.event("retry", {"agentcomm.retry.delay": 0.5})
+        """
+        self._trace.get_current_span().add_event(
+            name, {k: v for k, v in attributes.items() if v is not None}
+        )
 
     def record_failure(self, code: str, exc_type: str, message: str) -> None:
         """Mark the current span as failed (a handler error, a refusal, a timeout).
