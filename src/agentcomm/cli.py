@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument(
         "--nats", metavar="URL", help="list what the agents connected to this NATS server offer"
     )
-    tools.add_argument("--namespace", default="agentcomm", help="their namespace (with --nats)")
+    tools.add_argument("--namespace", help="their namespace (with --nats; $AGENTCOMM_NAMESPACE)")
     tools.add_argument(
         "--llm",
         choices=["openai", "anthropic"],
@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument(
         "--nats", metavar="URL", help="the dead letters of a system on this NATS server"
     )
-    dlq.add_argument("--namespace", default="agentcomm", help="its namespace (with --nats)")
+    dlq.add_argument("--namespace", help="its namespace (with --nats; $AGENTCOMM_NAMESPACE)")
     dlq.add_argument("--json", action="store_true", help="print JSON (with --nats)")
     dlq.set_defaults(func=_cmd_dlq)
 

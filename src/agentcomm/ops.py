@@ -107,6 +107,8 @@ def run(command: str, args: argparse.Namespace, out: TextIO | None = None) -> in
     """
     impl = _COMMANDS[command]
     o = out or sys.stdout
+    if getattr(args, "namespace", None) is None:  # tools/dlq take --nats only when asked
+        args.namespace = os.environ.get("AGENTCOMM_NAMESPACE", "agentcomm")
     try:
         return asyncio.run(_with_transport(impl, args, o))
     except _Fail as exc:
