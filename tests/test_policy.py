@@ -150,7 +150,18 @@ def test_nats_permissions_follow_the_subject_layout(policy: Policy) -> None:
     assert "prod.a.calc.*" in pub
     assert "prod.s.EVENTS.plans.*" in pub
     assert "$KV.prod_blackboard.plan.>" in pub
-    assert perms["subscribe"]["allow"] == ["prod.a.planner.*", "_INBOX.>"]
+    assert perms["subscribe"]["allow"] == ["prod.a.planner.*", "_INBOX.prod.planner.>"]
+    # JetStream: only the streams and API calls this agent's rules need
+    assert "$JS.API.STREAM.UPDATE.prod_EVENTS" in pub  # it publishes
+    assert "$JS.API.CONSUMER.DURABLE.CREATE.prod_EVENTS.*" in pub  # subscribe (defaults)
+    assert "$JS.API.DIRECT.GET.KV_prod_blackboard" in pub  # it reads prefixes
+    assert not any(p.startswith("$JS.API.STREAM.DELETE") for p in pub)
+    assert not any(p.startswith("$JS.API.DIRECT.GET.prod_EVENTS") for p in pub)
+    writer = policy.nats_permissions("researcher", namespace="prod")["publish"]["allow"]
+    assert "$JS.API.DIRECT.GET.KV_prod_blackboard" not in writer  # writes only: no scans
+    assert (
+        "$JS.API.DIRECT.GET.KV_prod_blackboard.$KV.prod_blackboard.research.>" in writer
+    )  # but it reads the keys it writes (compare-and-set)
     assert perms["allow_responses"] is True
     assert policy.nats_permissions("runtime")["publish"]["allow"] == [">"]
     assert (

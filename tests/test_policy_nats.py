@@ -17,7 +17,7 @@ import pytest
 
 from agentcomm import Agent, Runtime
 from agentcomm.errors import PermissionDenied
-from agentcomm.policy import Policy
+from agentcomm.policy import Policy, nats_inbox_prefix
 from agentcomm.testing.nats_server import NatsServer
 
 nats = pytest.importorskip("nats")
@@ -34,38 +34,18 @@ publish = ["orders.*"]
 write = ["notes."]
 [agents.calc]
 [agents.bob]
+send = ["calc.add"]
+[agents.auditor]
+subscribe = ["orders.*"]
+read = ["notes."]
 """
-PASSWORDS = {"alice": "pw-alice", "calc": "pw-calc", "bob": "pw-bob"}
-
-
-class _AuthServer(NatsServer):
-    """The test server, started with a config file (the fixture has no config option)."""
-
-    def __init__(self, directory: Path, config: Path) -> None:
-        super().__init__(directory)
-        self.config = config
-
-    def start(self) -> None:
-        store, ports = self.directory / "store", self.directory / "ports"
-        store.mkdir(parents=True, exist_ok=True)
-        ports.mkdir(parents=True, exist_ok=True)
-        args = [self.binary, "-c", str(self.config), "-js", "-a", "127.0.0.1", "-p", "-1"]
-        args += ["-m", "-1", "-sd", str(store), "--ports_file_dir", str(ports)]
-        with self._log.open("ab") as log:
-            self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            self._wait_ready(ports / f"nats-server_{self._proc.pid}.ports")
-        except BaseException:
-            self.kill()
-            raise
+PASSWORDS = {"alice": "pw-alice", "calc": "pw-calc", "bob": "pw-bob", "auditor": "pw-auditor"}
 
 
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    tmp = tmp_path_factory.mktemp("nats-auth")
-    config = tmp / "auth.conf"
-    config.write_text(Policy.from_toml(POLICY).nats_config(namespace=NS, passwords=PASSWORDS))
-    with _AuthServer(tmp, config) as server:
+    config = Policy.from_toml(POLICY).nats_config(namespace=NS, passwords=PASSWORDS)
+    with NatsServer(tmp_path_factory.mktemp("nats-auth"), config=config) as server:
         yield server
 
 
@@ -78,6 +58,7 @@ async def _connect(server: NatsServer, user: str, errors: list[str] | None = Non
         server.url,
         user=user,
         password=PASSWORDS[user],
+        inbox_prefix=nats_inbox_prefix(user, namespace=NS),
         error_cb=on_error,
         allow_reconnect=False,
     )
@@ -289,3 +270,144 @@ async def test_signed_message_replayed_to_another_agent_is_refused(
     assert resp.error.code == "authentication"
     assert "addressed to 'calc'" in resp.error.message
     assert calls == ["calc.add"]
+
+
+def _port(server: NatsServer) -> int:
+    assert server.port is not None
+    return server.port
+
+
+async def test_each_agent_reads_replies_only_under_its_own_inbox(auth_server: NatsServer) -> None:
+    """Replies go to ``_INBOX.<ns>.<agent>``; the broker keeps other agents out of it."""
+    from agentcomm.errors import ConfigurationError
+
+    policy = Policy.from_toml(POLICY)
+    calls: list[str] = []
+    calc, _ = _agents(calls)
+    nc_calc = await _connect(auth_server, "calc")
+    nc_alice = await _connect(auth_server, "alice")
+    # bob logs in through the URL: the transport derives its inbox prefix from the user
+    bob_url = f"nats://bob:pw-bob@127.0.0.1:{_port(auth_server)}"
+    bob_transport = NatsTransport(bob_url, namespace=NS)
+    assert bob_transport.inbox_prefix == "_INBOX.sec.bob"
+    try:
+        async with (
+            Runtime(transport=NatsTransport(nc_calc, namespace=NS), agents=[calc], access=policy),
+            Runtime(transport=NatsTransport(nc_alice, namespace=NS), access=policy) as rt_alice,
+            Runtime(transport=bob_transport, access=policy) as rt_bob,
+        ):
+            await nc_calc.flush()
+            assert await rt_alice.agent("alice").request("calc", "add", {"a": 1, "b": 2}) == 3
+            assert await rt_bob.agent("bob").request("calc", "add", {"a": 3, "b": 4}) == 7
+
+            errors: list[str] = []
+            raw = await _connect(auth_server, "alice", errors)
+            try:
+                await raw.subscribe("_INBOX.sec.bob.>")  # bob's replies
+                await raw.flush()
+                await _wait(lambda: len(errors) >= 1, "a subscribe violation on bob's inbox")
+                await raw.subscribe("_INBOX.>")  # everybody's replies
+                await raw.flush()
+                await _wait(lambda: len(errors) >= 2, "a subscribe violation on _INBOX.>")
+            finally:
+                await raw.close()
+    finally:
+        for nc in (nc_calc, nc_alice):
+            await nc.close()
+    assert calls == ["calc.add", "calc.add"]
+    assert all("permissions violation" in e.lower() for e in errors), errors
+    assert any('"_inbox.sec.bob.>"' in e.lower() for e in errors), errors
+
+    # A ready client connected with nats-py's default prefix is caught at start.
+    plain = await nats.connect(auth_server.url, user="alice", password="pw-alice")
+    try:
+        wrong = NatsTransport(plain, namespace=NS, inbox_prefix="_INBOX.sec.alice")
+        with pytest.raises(ConfigurationError, match=r"inbox_prefix='_INBOX\.sec\.alice'"):
+            async with Runtime(transport=wrong):
+                pass
+    finally:
+        await plain.close()
+
+
+async def test_jetstream_use_is_limited_to_what_the_policy_needs(
+    auth_server: NatsServer,
+) -> None:
+    """The library's own JetStream traffic passes; the same user's raw detours are refused."""
+    from agentcomm.flow import RetryPolicy
+
+    policy = Policy.from_toml(POLICY)
+    seen: list[str] = []
+    broken = [True]
+    changed = asyncio.Event()
+    auditor = Agent("auditor")
+
+    @auditor.on("orders.*", retry=RetryPolicy(max_attempts=2, backoff=0.005, jitter=0.0))
+    async def audit(order: str) -> None:
+        if broken[0]:
+            raise RuntimeError("ledger offline")
+        seen.append(order)
+
+    lib_errors: list[str] = []
+    nc_alice = await _connect(auth_server, "alice", lib_errors)
+    nc_auditor = await _connect(auth_server, "auditor", lib_errors)
+    try:
+        async with (
+            Runtime(
+                transport=NatsTransport(nc_auditor, namespace=NS), agents=[auditor], access=policy
+            ) as rt_auditor,
+            Runtime(transport=NatsTransport(nc_alice, namespace=NS), access=policy) as rt_alice,
+        ):
+            alice = rt_alice.agent("alice")
+            board = auditor.board
+            watch = await board.subscribe("notes.", lambda change: changed.set())
+            await alice.board.write("notes.n1", "first")  # a write reads the key too
+            await alice.board.write("notes.n1", "second")
+            await alice.publish("orders.created", {"order": "o1"})
+            dls = []
+            for _ in range(1000):
+                dls = await rt_auditor.events.dead_letters()
+                if dls:
+                    break
+                await asyncio.sleep(0.01)
+            assert dls, "the failing event was not dead-lettered"
+            broken[0] = False
+            assert await rt_auditor.events.redrive(dls[0].sequence) is True
+            entry = await board.read("notes.n1")
+            assert entry is not None
+            assert entry.value == "second"
+            assert list(await board.read_prefix("notes.")) == ["notes.n1"]
+            async with asyncio.timeout(10):
+                await changed.wait()
+            await watch.aclose()
+            with pytest.raises(PermissionDenied):  # the library refuses first
+                await alice.board.read("notes.n1")
+
+            errors: list[str] = []
+            raw = await _connect(auth_server, "alice", errors)
+            try:
+                kv, kvs = f"KV_{NS}_blackboard", f"$KV.{NS}_blackboard"
+                refused = [
+                    f"$JS.API.DIRECT.GET.{kv}",  # a batched read of the whole bucket
+                    f"$JS.API.DIRECT.GET.{kv}.{kvs}.plan.secret",  # a key alice cannot write
+                    f"$JS.API.CONSUMER.CREATE.{kv}",  # a watch
+                    f"$JS.API.CONSUMER.DURABLE.CREATE.{NS}_EVENTS.spy",  # a subscription
+                    f"$JS.API.DIRECT.GET.{NS}_EVENTS",  # reading events by sequence
+                    f"$JS.API.STREAM.DELETE.{NS}_EVENTS",
+                    f"$JS.API.STREAM.CREATE.{NS}_spy",  # a stream capturing others' subjects
+                ]
+                for subject in refused:
+                    await raw.publish(
+                        subject, b"{}", reply=nats_inbox_prefix("alice", namespace=NS)
+                    )
+                await raw.flush()
+                await _wait(lambda: len(errors) >= len(refused), "one violation per detour")
+            finally:
+                await raw.close()
+    finally:
+        for nc in (nc_alice, nc_auditor):
+            await nc.close()
+    assert lib_errors == []
+    assert seen == ["o1"]
+    assert all("permissions violation" in e.lower() for e in errors), errors
+    for subject in refused:
+        assert any(subject.lower() in e.lower() for e in errors), (subject, errors)

@@ -48,7 +48,7 @@ import msgspec
 
 from .errors import ConfigurationError, PermissionDenied
 
-__all__ = ["ACTIONS", "Policy", "Rules"]
+__all__ = ["ACTIONS", "Policy", "Rules", "nats_inbox_prefix"]
 
 #: The actions a policy governs, as passed to the runtime's access hook.
 ACTIONS = ("send", "publish", "subscribe", "read", "write", "call")
@@ -79,6 +79,22 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
             everyone.merged(Rules(send=("calc",)))
         """
         return Rules(**{a: getattr(self, a) + getattr(other, a) for a in ACTIONS})
+
+
+def nats_inbox_prefix(agent: str, *, namespace: str = "agentcomm") -> str:
+    """The reply-inbox prefix of ``agent``'s NATS connection: ``_INBOX.<namespace>.<agent>``.
+
+    The generated server config lets each agent's user subscribe only below its own
+    prefix, so it cannot read replies meant for another agent. :class:`NatsTransport`
+    uses it when its URL names a user (``nats://alice:pw@host``); a client you connect
+    yourself needs it too.
+
+    Example::
+
+        nc = await nats.connect(url, user_credentials="alice.creds",
+                                inbox_prefix=nats_inbox_prefix("alice", namespace="prod"))
+    """
+    return f"_INBOX.{namespace}.{agent}"
 
 
 def _tokens(pattern: str) -> tuple[str, ...]:
@@ -312,10 +328,15 @@ class Policy:
     ) -> dict[str, Any]:
         """The NATS publish/subscribe permissions of one agent's connection.
 
-        What the broker can check: which agents it sends to (not which handler: the
-        handler travels inside the envelope), which topics it publishes, which
-        blackboard keys it writes. Reads and subscriptions go through the JetStream
-        API, whose subjects do not carry the key or topic: the runtime checks those.
+        Derived from the policy and from what the transport really does on the wire
+        (``docs/security.md`` has the table). The broker checks, per agent: which agents
+        it sends to (not which handler: that travels inside the envelope); which topics
+        it publishes; which blackboard keys it writes; that it reads replies only under
+        its own inbox prefix (:func:`nats_inbox_prefix`); whether it may use pub/sub
+        streams and subscribe at all; whether it may read the blackboard at all (an
+        agent that only writes gets single-key reads of its own keys). Which topics a
+        subscriber's consumer filters and which keys a batched read returns are in the
+        JetStream request body, out of the broker's sight: the runtime checks those.
 
         Example::
 
@@ -326,23 +347,46 @@ class Policy:
         rules = self.agents.get(agent)
         if rules is None:
             raise ConfigurationError(f"{agent!r} has no entry in policy {self.source}")
+        api = "$JS.API"
         pub: list[str] = []
         for rule in rules.send:
             to = _rule_tokens("send", rule, "send")[0]
             pub.append(f"{namespace}.a.{'*' if to == '>' else to}.*")
+        if rules.publish or rules.subscribe:  # pub/sub creates or updates its two streams
+            for stream in (f"{namespace}_EVENTS", f"{namespace}_DLQ"):
+                pub += [f"{api}.STREAM.{op}.{stream}" for op in ("INFO", "CREATE", "UPDATE")]
         pub += [f"{namespace}.s.EVENTS.{p}" for p in rules.publish]
+        if rules.subscribe:
+            events, dlq = f"{namespace}_EVENTS", f"{namespace}_DLQ"
+            pub += [
+                f"{api}.CONSUMER.{op}.{events}.*"
+                for op in ("DURABLE.CREATE", "INFO", "MSG.NEXT", "DELETE")
+            ]
+            pub += [f"$JS.ACK.{events}.>", f"{namespace}.s.DLQ.>"]  # acks, dead letters
+            # listing, showing and redriving dead letters
+            pub += [f"{api}.DIRECT.GET.{dlq}", f"{api}.STREAM.MSG.DELETE.{dlq}"]
         for bucket in buckets:
+            kv_stream, kv_subject = f"KV_{namespace}_{bucket}", f"$KV.{namespace}_{bucket}"
+            if rules.read or rules.write:
+                pub += [f"{api}.STREAM.INFO.{kv_stream}", f"{api}.STREAM.CREATE.{kv_stream}"]
             for rule in rules.write:
                 pattern = ".".join(_rule_tokens("write", rule, "write"))
-                pub.append(f"$KV.{namespace}_{bucket}.{pattern}")
-        # JetStream plumbing (stream/consumer set-up, acks, reads) and dead letters.
-        pub += ["$JS.API.>", "$JS.ACK.>", f"{namespace}.s.DLQ.>"]
-        sub = [f"{namespace}.a.{agent}.*", "_INBOX.>"]
+                pub.append(f"{kv_subject}.{pattern}")
+                # a write reads the key's current revision first (single-key direct get)
+                pub.append(f"{api}.DIRECT.GET.{kv_stream}.{kv_subject}.{pattern}")
+            if rules.read:
+                # Prefix reads, history and watches go through request bodies (batched
+                # direct gets, consumers) the broker cannot see into: the whole bucket.
+                pub += [f"{api}.DIRECT.GET.{kv_stream}", f"{api}.DIRECT.GET.{kv_stream}.>"]
+                pub += [f"{api}.CONSUMER.CREATE.{kv_stream}"]
+                pub += [f"{api}.CONSUMER.{op}.{kv_stream}.*" for op in ("MSG.NEXT", "DELETE")]
+        # Presence (every runtime on NATS announces its agents): its own records only.
+        presence_stream, presence = f"KV_{namespace}_presence", f"$KV.{namespace}_presence"
+        pub += [f"{api}.STREAM.INFO.{presence_stream}", f"{api}.STREAM.CREATE.{presence_stream}"]
+        pub += [f"{presence}.agents.{agent}.>", f"{presence}.runtimes.>"]
+        sub = [f"{namespace}.a.{agent}.*", nats_inbox_prefix(agent, namespace=namespace) + ".>"]
         return {
-            "publish": {
-                "allow": sorted(set(pub)),
-                "deny": ["$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>"],
-            },
+            "publish": {"allow": sorted(set(pub))},
             "subscribe": {"allow": sub},
             "allow_responses": True,
         }

@@ -113,18 +113,37 @@ class NatsServer:
     a client configured with :attr:`url` reconnects after ``kill()`` + ``start()``;
     the store directory is kept, so JetStream data survives the restart.
 
+    ``config`` adds a server configuration: a path to a config file, or the text of
+    one (written to ``<directory>/server.conf``). It is loaded with ``-c`` and the
+    command-line flags (``-js``, address, ports, store) take precedence over it, so
+    it is the place for ``authorization``, ``accounts`` or limits.
+
     Example::
 
         with NatsServer(tmp_path) as server:
             nc = await nats.connect(server.url)
+        auth = Policy.from_file("policy.toml").nats_config(passwords=...)
+        with NatsServer(tmp_path, config=auth) as server: ...
     """
 
     def __init__(
-        self, directory: str | os.PathLike[str], *, binary: str | None = None, ready: float = 10.0
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        binary: str | None = None,
+        ready: float = 10.0,
+        config: str | os.PathLike[str] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.binary = binary or require_nats_server()
         self.ready_timeout = ready
+        self.config: Path | None = None
+        if isinstance(config, str) and ("\n" in config or "{" in config):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.config = self.directory / "server.conf"
+            self.config.write_text(config)
+        elif config is not None:
+            self.config = Path(config)
         self.port: int | None = None
         self.monitor_port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -162,7 +181,10 @@ class NatsServer:
         ports_dir.mkdir(parents=True, exist_ok=True)
         port = str(self.port) if self.port is not None else "-1"
         mport = str(self.monitor_port) if self.monitor_port is not None else "-1"
-        args = [self.binary, "-js", "-a", "127.0.0.1", "-p", port, "-m", mport]
+        args = [self.binary]
+        if self.config is not None:
+            args += ["-c", str(self.config)]
+        args += ["-js", "-a", "127.0.0.1", "-p", port, "-m", mport]
         args += ["-sd", str(store), "--ports_file_dir", str(ports_dir)]
         with self._log.open("ab") as log:
             self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)

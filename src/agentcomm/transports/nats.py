@@ -34,6 +34,7 @@ import asyncio
 import logging
 import re
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 import nats
@@ -54,6 +55,7 @@ from ..errors import (
     TransportClosed,
     TransportError,
 )
+from ..policy import nats_inbox_prefix
 from ._nats_errors import nats_error
 from ._nats_kv import NatsKV
 from ._nats_log import NatsEventLog
@@ -120,6 +122,14 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
     reconnects it differently nor closes it. ``namespace`` prefixes every subject,
     stream and bucket, so several applications (or tests) share one server.
 
+    Replies come back under the connection's inbox prefix. ``inbox_prefix`` sets it
+    for a URL connection; by default it is ``_INBOX.<namespace>.<user>`` when the URL
+    names a user (``nats://alice:pw@host``, see :func:`~agentcomm.policy.nats_inbox_prefix`),
+    which is what the server config from ``agentcomm policy nats-config`` allows that
+    user, and nats-py's ``_INBOX`` otherwise. A client you connect yourself must be
+    connected with that prefix (``nats.connect(..., inbox_prefix=...)``); when you also
+    pass ``inbox_prefix`` here, start() checks that it is.
+
     Deadlines: ``connect_timeout`` bounds the first connection; ``send_timeout`` bounds
     a blocking notification that carries no deadline of its own (``RequestTimeout``
     after it); ``api_timeout`` bounds each JetStream call (``TransportError`` after it,
@@ -140,6 +150,7 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
         connect_timeout: float = 5.0,
         send_timeout: float = 30.0,
         api_timeout: float = 5.0,
+        inbox_prefix: str | None = None,
     ) -> None:
         if not _NAME.match(namespace):
             raise ConfigurationError(
@@ -153,6 +164,11 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
             self._url = None
             self._nc = url_or_client
         self._owns_client = self._url is not None
+        if inbox_prefix is None and self._url is not None:
+            user = _url_user(self._url)
+            if user is not None:
+                inbox_prefix = nats_inbox_prefix(user, namespace=namespace)
+        self.inbox_prefix = inbox_prefix
         self.namespace = namespace
         self.connect_timeout = connect_timeout
         self.send_timeout = send_timeout
@@ -182,6 +198,14 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
             self._nc = await self._connect(self._url)
         elif self._nc is None or not (self._nc.is_connected or self._nc.is_reconnecting):
             raise TransportClosed("the NATS client given to NatsTransport is not connected")
+        elif self.inbox_prefix is not None:
+            have = bytes(self._nc._inbox_prefix).decode()
+            if have != self.inbox_prefix:
+                raise ConfigurationError(
+                    f"the NATS client given to NatsTransport uses the inbox prefix {have!r}, "
+                    f"not {self.inbox_prefix!r}; connect it with "
+                    f"nats.connect(..., inbox_prefix={self.inbox_prefix!r})"
+                )
         self._running = True
         await self._start_extras()
 
@@ -218,6 +242,7 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.25,  # type: ignore[arg-type]  # int in the stubs
                     connect_timeout=max(1, int(self.connect_timeout)),
+                    inbox_prefix=self.inbox_prefix or "_INBOX",  # nats-py's default
                 )
         except TimeoutError:
             await _quiet_close(nc)
@@ -402,6 +427,16 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
             raise TransportError(
                 f"the response from {envelope.recipient!r} is not a valid envelope: {exc}"
             ) from None
+
+
+def _url_user(url: str) -> str | None:
+    """The user named in the first server URL (``nats://alice:pw@host`` gives ``alice``)."""
+    first = url.split(",", 1)[0].strip()
+    try:
+        user = urlsplit(first if "://" in first else "nats://" + first).username
+    except ValueError:
+        return None
+    return unquote(user) if user else None
 
 
 async def _quiet_unsubscribe(sub: Subscription) -> None:
