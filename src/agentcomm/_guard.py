@@ -66,7 +66,15 @@ class Guard:
         assert guard.admit("bob", env) is None  # receiver side
     """
 
-    __slots__ = ("_incoming", "_outgoing", "limits", "recheck", "runtime", "security")
+    __slots__ = (
+        "_incoming",
+        "_outgoing",
+        "_redriven",
+        "limits",
+        "recheck",
+        "runtime",
+        "security",
+    )
 
     def __init__(
         self, runtime: Runtime, *, security: Security | None, limits: Limits | None
@@ -79,6 +87,7 @@ class Guard:
         self.recheck = runtime.transport.name != "memory"
         self._outgoing: dict[str, TokenBucket] = {}  # our senders, held at their rate
         self._incoming: dict[str, TokenBucket] = {}  # remote senders, refused above it
+        self._redriven: list[Envelope] = []  # verified as stored, then stripped of their TTL
 
     @staticmethod
     def _bucket(buckets: dict[str, TokenBucket], sender: str, limit: RateLimit) -> TokenBucket:
@@ -176,6 +185,42 @@ class Guard:
                 return "error", "RateLimited", msg
         return None
 
+    def redrive(self, env: Envelope) -> Envelope:
+        """The dead-lettered ``env`` without its TTL, for :meth:`PubSub.redrive`.
+
+        The deadline is a signed field, so the stripped copy no longer matches the
+        sender's signature and this runtime cannot sign for the sender. So the event
+        is verified here as it was stored (tampering or a forged sender still fail),
+        and :meth:`admit_event` accepts the signature of exactly this copy until
+        :meth:`release`. An event that fails verification is returned unchanged, and
+        is dead-lettered again as ``unauthenticated``.
+
+        Example::
+
+            env = guard.redrive(dead_letter.event)
+            try: ...  # hand env to the subscriber
+            finally: guard.release(env)
+        """
+        if env.deadline is None:
+            return env
+        if self.security is not None:
+            try:
+                self.security.verify(env, replay=False)
+            except ValidationError:
+                return env
+        out = msgspec.structs.replace(env, deadline=None)
+        self._redriven.append(out)
+        return out
+
+    def release(self, env: Envelope) -> None:
+        """Forget an envelope returned by :meth:`redrive`.
+
+        Example::
+
+            guard.release(env)
+        """
+        self._redriven = [e for e in self._redriven if e is not env]
+
     def admit_event(self, agent: str, env: Envelope) -> tuple[str, str] | None:
         """``None`` when ``agent`` may handle the event, else ``(dead-letter reason, error)``.
 
@@ -186,7 +231,11 @@ class Guard:
             if (bad := guard.admit_event("auditor", env)) is not None: dead_letter(*bad)
         """
         try:
-            self._inbound(env, replay=False)
+            if any(e is env for e in self._redriven):  # verified before its TTL was dropped
+                if self.limits is not None:
+                    self.limits.check(env)
+            else:
+                self._inbound(env, replay=False)
             if self.recheck:
                 self.runtime._authorize(env.sender, "publish", env.topic or "")
         except PermissionDenied as exc:

@@ -591,10 +591,11 @@ class PubSub:
         """Hand a dead letter back to its subscriber, with a fresh retry budget.
 
         The event goes back without its TTL (redriving is a deliberate decision to
-        handle it after all). The subscriber must run in this runtime. Returns True
-        when the handler then succeeded; either way the dead letter leaves the queue
-        (a new one replaces it if the event fails again). Raises ConfigurationError
-        if it is gone.
+        handle it after all); a signed event is verified as stored first, since the
+        TTL is a signed field (docs/security.md). The subscriber must run in this
+        runtime. Returns True when the handler then succeeded; either way the dead
+        letter leaves the queue (a new one replaces it if the event fails again).
+        Raises ConfigurationError if it is gone.
 
         Example::
 
@@ -611,17 +612,26 @@ class PubSub:
             )
         sub = subs[0]
         self.runtime._authorize(sub.agent.name, "subscribe", sub.pattern)
-        m = _LocalMessage(msgspec.structs.replace(dl.event, deadline=None))
+        guard = self.runtime._guard
+        if guard is None:
+            event = msgspec.structs.replace(dl.event, deadline=None)
+        else:
+            event = guard.redrive(dl.event)  # verified as stored, then without its TTL
+        m = _LocalMessage(event)
         c = sub.counters
         tc = self._topic(dl.topic)
-        while True:
-            c.delivered += 1
-            tc.delivered += 1
-            await sub.run_once(m, m.num_delivered, c, tc, local_retry=False)
-            if m.outcome != "nak":
-                break
-            await asyncio.sleep(m.delay)
-            m.num_delivered += 1
+        try:
+            while True:
+                c.delivered += 1
+                tc.delivered += 1
+                await sub.run_once(m, m.num_delivered, c, tc, local_retry=False)
+                if m.outcome != "nak":
+                    break
+                await asyncio.sleep(m.delay)
+                m.num_delivered += 1
+        finally:
+            if guard is not None:
+                guard.release(event)
         if await self.runtime.transport.delete_message(DEAD_LETTER_STREAM, sequence):
             self._dlq_deleted += 1
         return m.outcome == "ack"
