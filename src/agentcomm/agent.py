@@ -356,8 +356,12 @@ class Agent(DirectMessaging):
                         attributes=tracing.message_attributes(env),
                     )
                     span.__enter__()
+                positional = spec.decode_positional
                 try:
-                    kwargs = spec.decode_args(env.payload)
+                    if positional is not None:
+                        args = positional(env.payload)  # no kwargs dict: the hot path
+                    else:
+                        kwargs = spec.decode_args(env.payload)
                 except ValidationError as exc:
                     self._rejected += 1
                     await self._answer_error(delivery, "validation", "ValidationError", str(exc))
@@ -376,7 +380,12 @@ class Agent(DirectMessaging):
                                 delivery.runner = run
                             else:
                                 run.slot = self._wheel.add(run, deadline)
-                        result = await spec.fn(**kwargs)
+                        if positional is not None:
+                            result = await spec.fn(*args)
+                        else:
+                            result = await spec.fn(**kwargs)
+                    elif positional is not None:
+                        result = spec.fn(*args)
                     else:
                         result = spec.fn(**kwargs)
                     raw = spec.encode_result(result) if env.kind == "request" else None

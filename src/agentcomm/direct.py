@@ -9,6 +9,7 @@ envelope, and typed errors.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -31,7 +32,6 @@ from .schema import codec_for
 
 if TYPE_CHECKING:
     from .runtime import Runtime
-    from .tracing import Tracing
 
 __all__ = ["DirectMessaging", "error_response", "raise_remote"]
 
@@ -228,53 +228,22 @@ class DirectMessaging:
             rt.access(self.name, "send", f"{to}.{handler}")
         if timeout is None:
             timeout = rt.default_timeout
-        if rt.tracing is not None:
-            return await self._traced_request(
-                rt.tracing, to, handler, payload, timeout, returns, headers, cause
+        tracing = rt.tracing
+        span = None
+        if tracing is None:  # the untraced path passes a caller's trace context on as is
+            tp = ts = None
+            if cause is not None:
+                tp, ts = cause.traceparent, cause.tracestate
+        else:
+            span = tracing.span(
+                "request",
+                to,
+                kind="client",
+                attributes={"agentcomm.sender": self.name, "agentcomm.handler": handler},
             )
-        now = time.time()
-        env = Envelope(
-            id=new_id(),
-            kind="request",
-            sender=self.name,
-            recipient=to,
-            handler=handler,
-            payload=encode_payload(payload),
-            created=now,
-            deadline=now + timeout,
-            causation_id=None if cause is None else cause.id,
-            traceparent=None if cause is None else cause.traceparent,
-            headers=headers or {},
-        )
-        guard = rt._guard
-        if guard is not None:  # rate, limits and signature (docs/security.md)
-            env = await guard.hold(env)
-        rt.message_log.append(env)
-        self._requested += 1
-        resp = await rt.transport.request(env, timeout)
-        if guard is not None:
-            guard.check_response(env, resp)
-        if resp.error is not None:
-            raise_remote(resp, env, timeout)
-        if returns is None:
-            return _json_decode(resp.payload)
-        return codec_for(returns).decode(resp.payload)
-
-    async def _traced_request(
-        self,
-        tracing: Tracing,
-        to: str,
-        handler: str,
-        payload: Any,
-        timeout: float,
-        returns: Any,
-        headers: dict[str, str] | None,
-        cause: Envelope | None,
-    ) -> Any:
-        rt = self.runtime
-        attrs = {"agentcomm.sender": self.name, "agentcomm.handler": handler}
-        with tracing.span("request", to, kind="client", attributes=attrs) as span:
-            traceparent, tracestate = tracing.current_traceparent()
+            span.__enter__()
+            tp, ts = tracing.current_traceparent()
+        try:
             now = time.time()
             env = Envelope(
                 id=new_id(),
@@ -286,15 +255,14 @@ class DirectMessaging:
                 created=now,
                 deadline=now + timeout,
                 causation_id=None if cause is None else cause.id,
-                traceparent=traceparent,
-                tracestate=tracestate,
+                traceparent=tp,
+                tracestate=ts,
                 headers=headers or {},
             )
-            span.set_attributes(
-                {k: v for k, v in tracing.message_attributes(env).items() if v is not None}
-            )
+            if tracing is not None:
+                tracing.describe_current(env)
             guard = rt._guard
-            if guard is not None:
+            if guard is not None:  # rate, limits and signature (docs/security.md)
                 env = await guard.hold(env)
             rt.message_log.append(env)
             self._requested += 1
@@ -306,3 +274,6 @@ class DirectMessaging:
             if returns is None:
                 return _json_decode(resp.payload)
             return codec_for(returns).decode(resp.payload)
+        finally:
+            if span is not None:
+                span.__exit__(*sys.exc_info())

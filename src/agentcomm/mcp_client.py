@@ -223,6 +223,7 @@ class MCPConnection:
             raise
         try:
             agent = Agent(self.name, concurrency=16, mailbox_size=256, description=f"MCP {self!r}")
+            agent.proxy = True  # a server gone reaches callers as TransportError
             self._install(agent)
             self.agent = await self._rt.attach(agent)
         except BaseException:
@@ -509,6 +510,7 @@ def _proxy_spec(
         "arg_names": ("arguments",),
         "description": description,
         "decode_args": decode_args,
+        "decode_positional": None,
     }
     known = {f.name for f in dataclasses.fields(HandlerSpec)}
     return dataclasses.replace(template, **{k: v for k, v in changes.items() if k in known})

@@ -140,6 +140,9 @@ class Codec:
 
 _SCALARS = frozenset({int, str, float, bool, type(None)})
 _codec_cache: dict[Any, Codec] = {}
+#: Bound of the codec cache: types made at run time (one per request) cannot grow it
+#: without limit; past the bound the oldest codec is rebuilt when next needed.
+CODEC_CACHE_SIZE = 4096
 
 
 def codec_for(tp: Any) -> Codec:
@@ -157,7 +160,9 @@ def codec_for(tp: Any) -> Codec:
     try:
         _codec_cache[tp] = codec
     except TypeError:  # unhashable annotation
-        pass
+        return codec
+    if len(_codec_cache) > CODEC_CACHE_SIZE:
+        del _codec_cache[next(iter(_codec_cache))]
     return codec
 
 
@@ -189,6 +194,10 @@ class HandlerSpec:
     #: ``decode_args(raw) -> kwargs``: validate a payload into the handler's keyword
     #: arguments; raises :class:`ValidationError` (the handler must then not run).
     decode_args: Callable[[msgspec.Raw | bytes], dict[str, Any]]
+    #: ``decode_positional(raw) -> args``: the same validation, returning the
+    #: positional arguments of the call; ``None`` when the handler cannot be called
+    #: positionally (a context argument, keyword-only parameters, pydantic, models).
+    decode_positional: Callable[[msgspec.Raw | bytes], tuple[Any, ...]] | None
     #: ``encode_result(value) -> raw``: validate the return value against the declared
     #: return type and encode it; raises :class:`ValidationError`.
     encode_result: Callable[[Any], msgspec.Raw]
@@ -211,6 +220,18 @@ def _result_encoder(codec: Codec | None) -> Callable[[Any], msgspec.Raw]:
 
 
 _scalar_encode = msgspec.json.Encoder().encode
+
+
+def _positional_decoder(codec: Codec) -> Callable[[msgspec.Raw | bytes], tuple[Any, ...]] | None:
+    """Positional arguments straight from the decoded struct (no kwargs dict)."""
+    if codec._decoder is None:  # pydantic arguments
+        return None
+    decode, astuple = codec.decode, msgspec.structs.astuple
+
+    def decode_tuple(raw: msgspec.Raw | bytes) -> tuple[Any, ...]:
+        return astuple(decode(raw))
+
+    return decode_tuple
 
 
 def _args_decoder(mode: str, codec: Codec, arg_names: tuple[str, ...]) -> Callable[..., Any]:
@@ -267,7 +288,10 @@ def inspect_handler(fn: Callable[..., Any], name: str | None = None) -> HandlerS
     sig = inspect.signature(fn)
     context_arg: str | None = None
     fields: list[tuple[str, Any, Any]] = []
+    all_positional = True
     for p in sig.parameters.values():
+        if p.kind is not p.POSITIONAL_OR_KEYWORD:
+            all_positional = False
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             raise ConfigurationError(
                 f"handler {hname!r}: *args/**kwargs cannot be described by a schema; "
@@ -326,5 +350,10 @@ def inspect_handler(fn: Callable[..., Any], name: str | None = None) -> HandlerS
         is_async=inspect.iscoroutinefunction(fn),
         output_name=None if out_codec is None else out_codec.name,
         decode_args=_args_decoder(mode, in_codec, arg_names),
+        decode_positional=(
+            _positional_decoder(in_codec)
+            if mode == "args" and context_arg is None and all_positional
+            else None
+        ),
         encode_result=_result_encoder(out_codec),
     )
