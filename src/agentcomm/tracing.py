@@ -11,9 +11,13 @@ or pass any OpenTelemetry ``TracerProvider`` (one exporting over OTLP to Jaeger,
 Tempo, ...), or ``tracing=True`` for the global provider. The W3C ``traceparent``
 travels in every envelope, on every transport, so one trace spans processes.
 
-Span names and attributes follow OpenTelemetry's messaging conventions:
+Span names and attributes follow OpenTelemetry's messaging conventions (the full
+table, for every pattern, is in ``docs/tracing.md``):
 ``"send <agent>"`` (kind PRODUCER, a notification), ``"request <agent>"`` (CLIENT),
-``"process <agent>"`` (SERVER/CONSUMER, a handler run), with attributes
+``"process <agent>"`` (SERVER/CONSUMER, a handler run), ``"publish <topic>"`` and
+``"process <topic>"`` (pub/sub, one per attempt, with ``retry``/``dead_letter``
+events), ``"write <key>"`` and ``"process <prefix>"`` (blackboard writes and
+subscription callbacks), ``"call <tool>"`` (MCP, context in ``_meta``), with attributes
 ``messaging.system = "agentcomm"``, ``messaging.operation.type``,
 ``messaging.destination.name``, ``messaging.message.id``,
 ``messaging.message.conversation_id`` (the correlation id),
