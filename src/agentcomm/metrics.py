@@ -22,6 +22,7 @@ counters with ``_total``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -30,8 +31,9 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from .blackboard_core import BoardStatistics
     from .pubsub_metrics import PubSubStatistics
-    from .runtime import Runtime
+    from .runtime import Runtime, RuntimeStatistics
 
 __all__ = ["MetricsExport", "PrometheusEndpoint", "export", "prometheus_text", "serve_prometheus"]
 
@@ -41,39 +43,69 @@ Attrs = dict[str, str]
 Kind = Literal["counter", "gauge"]
 
 
+class _View:
+    """The snapshots one collection reads, each taken once (at first use)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    @functools.cached_property
+    def stats(self) -> RuntimeStatistics:
+        return self.rt.statistics()
+
+    @functools.cached_property
+    def pubsub(self) -> PubSubStatistics | None:
+        ps = self.rt._extensions.get("pubsub")  # never create pub/sub just to report on it
+        return None if ps is None else ps.statistics()
+
+    @functools.cached_property
+    def boards(self) -> list[BoardStatistics]:
+        from .blackboard import Blackboard
+
+        rt = self.rt
+        return [
+            Blackboard(rt, bucket=core.bucket).statistics()
+            for name, core in list(rt._extensions.items())
+            if name == "blackboard" or name.startswith("blackboard:")
+        ]
+
+    @functools.cached_property
+    def transport(self) -> Any:
+        stats = getattr(self.rt.transport, "statistics", None)
+        return None if stats is None else stats()
+
+
+Reader = Callable[[_View], Iterable[tuple[Attrs, float]]]
+
+
 class _Spec(NamedTuple):
     name: str
     kind: Kind
     unit: str
     description: str
-    read: Callable[[Runtime], Iterable[tuple[Attrs, float]]]
+    read: Reader
 
 
-def _pubsub(rt: Runtime) -> PubSubStatistics | None:
-    ps = rt._extensions.get("pubsub")  # never create pub/sub just to report on it
-    return None if ps is None else ps.statistics()
-
-
-def _agent_field(field: str) -> Callable[[Runtime], Iterator[tuple[Attrs, float]]]:
-    def read(rt: Runtime) -> Iterator[tuple[Attrs, float]]:
-        for a in rt.statistics().agents:
+def _agent_field(field: str) -> Reader:
+    def read(v: _View) -> Iterator[tuple[Attrs, float]]:
+        for a in v.stats.agents:
             yield {"agent": a.name}, getattr(a, field)
 
     return read
 
 
-def _topic_field(field: str) -> Callable[[Runtime], Iterator[tuple[Attrs, float]]]:
-    def read(rt: Runtime) -> Iterator[tuple[Attrs, float]]:
-        snap = _pubsub(rt)
+def _topic_field(field: str) -> Reader:
+    def read(v: _View) -> Iterator[tuple[Attrs, float]]:
+        snap = v.pubsub
         for t in snap.topics if snap else ():
             yield {"topic": t.topic}, getattr(t, field)
 
     return read
 
 
-def _sub_field(field: str) -> Callable[[Runtime], Iterator[tuple[Attrs, float]]]:
-    def read(rt: Runtime) -> Iterator[tuple[Attrs, float]]:
-        snap = _pubsub(rt)
+def _sub_field(field: str) -> Reader:
+    def read(v: _View) -> Iterator[tuple[Attrs, float]]:
+        snap = v.pubsub
         for s in snap.subscriptions if snap else ():
             attrs = {"subscription": s.name, "agent": s.agent, "pattern": s.pattern}
             if s.group is not None:
@@ -83,55 +115,46 @@ def _sub_field(field: str) -> Callable[[Runtime], Iterator[tuple[Attrs, float]]]
     return read
 
 
-def _pubsub_field(field: str) -> Callable[[Runtime], Iterator[tuple[Attrs, float]]]:
-    def read(rt: Runtime) -> Iterator[tuple[Attrs, float]]:
-        snap = _pubsub(rt)
-        if snap is not None:
-            yield {}, getattr(snap, field)
+def _pubsub_field(field: str) -> Reader:
+    def read(v: _View) -> Iterator[tuple[Attrs, float]]:
+        if v.pubsub is not None:
+            yield {}, getattr(v.pubsub, field)
 
     return read
 
 
-def _board_field(field: str) -> Callable[[Runtime], Iterator[tuple[Attrs, float]]]:
-    def read(rt: Runtime) -> Iterator[tuple[Attrs, float]]:
-        from .blackboard import Blackboard
-
-        for name, core in list(rt._extensions.items()):
-            if name == "blackboard" or name.startswith("blackboard:"):
-                stats = Blackboard(rt, bucket=core.bucket).statistics()
-                yield {"bucket": stats.bucket}, getattr(stats, field)
+def _board_field(field: str) -> Reader:
+    def read(v: _View) -> Iterator[tuple[Attrs, float]]:
+        for stats in v.boards:
+            yield {"bucket": stats.bucket}, getattr(stats, field)
 
     return read
 
 
-def _transport_field(field: str) -> Callable[[Runtime], Iterator[tuple[Attrs, float]]]:
-    def read(rt: Runtime) -> Iterator[tuple[Attrs, float]]:
-        stats = getattr(rt.transport, "statistics", None)
-        if stats is not None:
-            value = getattr(stats(), field, None)
-            if isinstance(value, bool | int | float):
-                yield {"transport": rt.transport.name}, float(value)
+def _transport_field(field: str) -> Reader:
+    def read(v: _View) -> Iterator[tuple[Attrs, float]]:
+        value = getattr(v.transport, field, None)
+        if isinstance(value, bool | int | float):
+            yield {"transport": v.rt.transport.name}, float(value)
 
     return read
 
 
-def _runtime(
-    read: Callable[[Runtime], float],
-) -> Callable[[Runtime], Iterator[tuple[Attrs, float]]]:
-    def gen(rt: Runtime) -> Iterator[tuple[Attrs, float]]:
-        yield {}, read(rt)
+def _runtime(field: str) -> Reader:
+    def read(v: _View) -> Iterator[tuple[Attrs, float]]:
+        yield {}, getattr(v.stats, field)
 
-    return gen
+    return read
 
 
 _MSG = "{message}"
 _EVT = "{event}"
 SPECS: tuple[_Spec, ...] = (
     _Spec("agentcomm.runtime.failures", "counter", _MSG, "Messages the runtime could not handle.",
-          _runtime(lambda rt: rt.statistics().failures)),
+          _runtime("failures")),
     _Spec("agentcomm.runtime.messages_logged", "gauge", _MSG,
           "Envelopes held in the bounded message log.",
-          _runtime(lambda rt: rt.statistics().messages_logged)),
+          _runtime("messages_logged")),
     *(
         _Spec(f"agentcomm.agent.{f}", "counter", _MSG, d, _agent_field(f))
         for f, d in (
@@ -236,9 +259,9 @@ SPECS: tuple[_Spec, ...] = (
 )  # fmt: skip
 
 
-def _observe(spec: _Spec, rt: Runtime) -> list[tuple[Attrs, float]]:
+def _observe(spec: _Spec, view: _View) -> list[tuple[Attrs, float]]:
     try:
-        return list(spec.read(rt))
+        return list(spec.read(view))
     except Exception:  # a metric must never break the reader that collects it
         logger.exception("reading metric %s failed", spec.name)
         return []
@@ -278,7 +301,7 @@ class MetricsExport:
         def callback(_options: Any) -> list[Any]:
             if self.closed:
                 return []
-            return [Observation(v, attrs) for attrs, v in _observe(spec, self.runtime)]
+            return [Observation(v, attrs) for attrs, v in _observe(spec, _View(self.runtime))]
 
         return callback
 
@@ -349,11 +372,12 @@ def prometheus_text(rt: Runtime) -> str:
         print(prometheus_text(rt))   # agentcomm_agent_handled_total{agent="calc"} 3
     """
     lines: list[str] = []
+    view = _View(rt)
     for spec in SPECS:
         name = _prom_name(spec)
         lines.append(f"# HELP {name} {spec.description}")
         lines.append(f"# TYPE {name} {spec.kind}")
-        for attrs, value in _observe(spec, rt):
+        for attrs, value in _observe(spec, view):
             labels = ",".join(f'{k}="{_label(str(v))}"' for k, v in attrs.items())
             lines.append(
                 f"{name}{{{labels}}} {_number(value)}" if labels else f"{name} {_number(value)}"
