@@ -367,3 +367,29 @@ async def test_agents_run_in_another_process_are_listed_until_they_stop(
         async with asyncio.timeout(30):
             await proc.wait()
     assert await listed() == []  # a clean shutdown removes the record at once
+
+
+@pytest.mark.timeout(60)
+async def test_presence_failures_never_fail_the_runtime(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    t = NatsTransport(nats_server.url, namespace="presfail" + os.urandom(4).hex())
+    calls = 0
+
+    async def refused(*args: Any, **kwargs: Any) -> int:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("refused by the broker")
+
+    monkeypatch.setattr(t, "kv_put", refused)
+    rt = Runtime(transport=t, agents=[calc])
+    Presence.install(rt, interval=0.05)
+
+    async def retried() -> bool:
+        return calls >= 3
+
+    with caplog.at_level("WARNING", logger="agentcomm.presence"):
+        async with rt:
+            await wait_for(retried, "presence retries")
+            assert await rt.agent("me").request("calc", "add", {"a": 1, "b": 2}) == 3
+    assert caplog.text.count("cannot announce agents") == 1  # once, not at every retry

@@ -153,9 +153,13 @@ class Presence:
                 if self._failing:
                     logger.info("presence: announcing again")
                 self._failing = False
-            except AgentCommError as exc:
+            except Exception as exc:  # presence must never fail the runtime
                 if not self._failing:
-                    logger.warning("presence: cannot announce agents (%s); retrying", exc)
+                    logger.warning(
+                        "presence: cannot announce agents (%s); retrying",
+                        exc,
+                        exc_info=not isinstance(exc, AgentCommError),
+                    )
                 self._failing = True
             if self._closing:  # nats-py may turn our cancellation into a timeout
                 return
