@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agentcomm import Agent, Runtime
-from agentcomm.errors import PermissionDenied
+from agentcomm.errors import PermissionDenied, RemoteError
 from agentcomm.policy import Policy, nats_inbox_prefix
 from agentcomm.testing.nats_server import NatsServer
 
@@ -411,3 +411,72 @@ async def test_jetstream_use_is_limited_to_what_the_policy_needs(
     assert all("permissions violation" in e.lower() for e in errors), errors
     for subject in refused:
         assert any(subject.lower() in e.lower() for e in errors), (subject, errors)
+
+
+TOOLS_POLICY = """
+[agents.mcp-gateway]
+call = ["crm.lookup"]
+send = ["crm.lookup"]
+[agents.crm]
+[agents.clerk]
+send = ["remote-crm"]
+call = ["remote-crm.lookup"]
+"""
+
+
+async def test_tool_calls_outside_the_policy_are_refused_on_nats(nats_server: NatsServer) -> None:
+    """An MCP-exposed tool and a proxied MCP tool, each refused by the policy on NATS."""
+    mcp = pytest.importorskip("mcp")
+    import mcp_types as mt
+
+    crm = Agent("crm")
+    calls: list[str] = []
+
+    @crm.handler
+    async def lookup(identifier: str) -> str:
+        "Look a customer up."
+        calls.append(identifier)
+        return f"customer {identifier}"
+
+    @crm.handler
+    async def delete_all() -> str:
+        "Delete every customer."
+        raise AssertionError("the policy must stop this call")
+
+    policy = Policy.from_toml(TOOLS_POLICY, source="tools.toml")
+    ns = "t" + os.urandom(4).hex()
+
+    def nats_rt(**kw: Any) -> Runtime:
+        return Runtime(transport=NatsTransport(nats_server.url, namespace=ns), access=policy, **kw)
+
+    async with nats_rt(agents=[crm]) as crm_rt:
+        server = await crm_rt.tools.expose("crm")
+        # 1. Exposed over MCP: the gateway's tool calls travel over NATS as requests.
+        async with mcp.Client(server.server) as client:
+            ok = await client.call_tool("lookup", {"identifier": "c1"})
+            refused = await client.call_tool("delete_all", {})
+        text = "".join(b.text for b in refused.content if isinstance(b, mt.TextContent))
+        assert not ok.is_error
+        assert refused.is_error
+        assert "'mcp-gateway' may not call 'crm.delete_all'" in text
+        # 2. Proxied: another process imports the MCP server as agent "remote-crm"; a
+        # third one's clerk may reach it, but call only the lookup tool.
+        async with (
+            server.serve_http() as url,
+            nats_rt() as proxy_rt,
+            nats_rt() as clerk_rt,
+        ):
+            await proxy_rt.tools.connect("remote-crm", url=url)
+            await proxy_rt.transport.flush()  # type: ignore[attr-defined]
+            clerk = clerk_rt.agent("clerk")
+            assert await clerk.request("remote-crm", "lookup", {"identifier": "c2"}) == (
+                "customer c2"
+            )
+            # The proxy's handler refuses it (the caller sees the handler's failure,
+            # a RemoteError carrying the PermissionDenied and the rule).
+            with pytest.raises(RemoteError) as info:
+                await clerk.request("remote-crm", "delete_all", {})
+            assert info.value.type == "PermissionDenied"
+            assert "'clerk' may not call 'remote-crm.delete_all'" in info.value.message
+            assert "[agents.clerk] call = ['remote-crm.lookup']" in info.value.message
+    assert calls == ["c1", "c2"]
