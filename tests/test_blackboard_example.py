@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import subprocess
-import sys
-from pathlib import Path
-from types import ModuleType
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "blackboard_research.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("blackboard_research", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # msgspec resolves the Structs' annotations here
-    spec.loader.exec_module(module)
-    return module
+from tests.examples import load_example, run_example
 
 
 async def test_example_researcher_and_analyst_cooperate_on_the_board() -> None:
-    example = _load()
+    example = load_example("blackboard_research")
     out = io.StringIO()
     analyses = await example.run(out, {"x": "agents", "y": "boards", "z": "nats"})
     assert sorted(analyses) == ["x", "y", "z"]
@@ -38,9 +23,7 @@ async def test_example_researcher_and_analyst_cooperate_on_the_board() -> None:
 
 
 def test_example_runs_as_a_program() -> None:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run_example("blackboard_research")
     assert done.returncode == 0, done.stderr
     assert "analysis.q1" in done.stdout
     assert "analysis.q2" in done.stdout

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.examples import run_example
 
 ROOT = Path(__file__).parent.parent
 
 
 def test_direct_messages_example_runs() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "direct_messages.py")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_example("direct_messages")
     assert proc.returncode == 0, proc.stderr
     assert "support got Ada Lovelace (gold)" in proc.stdout
     assert "64 concurrent answers" in proc.stdout

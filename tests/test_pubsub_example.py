@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import subprocess
-import sys
-from pathlib import Path
-from types import ModuleType
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pubsub_events.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pubsub_events", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # msgspec resolves the Structs' annotations here
-    spec.loader.exec_module(module)
-    return module
+from tests.examples import load_example, run_example
 
 
 async def test_event_bus_example_fans_out_retries_dead_letters_redrives_and_replays() -> None:
-    example = _load()
+    example = load_example("pubsub_events")
     example.STOCK.update({"book": 10, "lamp": 1})
     out = io.StringIO()
     result = await example.run(out)
@@ -47,9 +32,7 @@ async def test_event_bus_example_fans_out_retries_dead_letters_redrives_and_repl
 
 
 def test_example_runs_as_a_program() -> None:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run_example("pubsub_events")
     assert done.returncode == 0, done.stderr
     assert "dead letters:" in done.stdout
     assert "replayed 6 events to notifier only" in done.stdout

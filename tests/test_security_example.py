@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.examples import run_example
 
 ROOT = Path(__file__).parent.parent
 
 
 def test_security_example_runs() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "security.py")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_example("security")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "signed request answered: 2 results" in out
