@@ -231,7 +231,8 @@ class Runtime:
 
     async def _bind_later(self, a: Agent) -> None:
         try:
-            assert a._mailbox is not None and self._tg is not None
+            assert a._mailbox is not None
+            assert self._tg is not None
             await self.transport.bind(a.name, a._mailbox)
             a._spawn_workers(self._tg)
         except Exception:
