@@ -362,6 +362,8 @@ class Policy:
                 f"{api}.CONSUMER.{op}.{events}.*"
                 for op in ("DURABLE.CREATE", "INFO", "MSG.NEXT", "DELETE")
             ]
+            # the named form (``CREATE.<stream>.<name>[.<filter>]``) other clients use
+            pub.append(f"{api}.CONSUMER.CREATE.{events}.>")
             pub += [f"$JS.ACK.{events}.>", f"{namespace}.s.DLQ.>"]  # acks, dead letters
             # listing, showing and redriving dead letters
             pub += [f"{api}.DIRECT.GET.{dlq}", f"{api}.STREAM.MSG.DELETE.{dlq}"]
@@ -378,7 +380,10 @@ class Policy:
                 # Prefix reads, history and watches go through request bodies (batched
                 # direct gets, consumers) the broker cannot see into: the whole bucket.
                 pub += [f"{api}.DIRECT.GET.{kv_stream}", f"{api}.DIRECT.GET.{kv_stream}.>"]
-                pub += [f"{api}.CONSUMER.CREATE.{kv_stream}"]
+                pub += [
+                    f"{api}.CONSUMER.CREATE.{kv_stream}",
+                    f"{api}.CONSUMER.CREATE.{kv_stream}.>",
+                ]
                 pub += [f"{api}.CONSUMER.{op}.{kv_stream}.*" for op in ("MSG.NEXT", "DELETE")]
         # Presence (every runtime on NATS announces its agents): its own records only.
         presence_stream, presence = f"KV_{namespace}_presence", f"$KV.{namespace}_presence"
