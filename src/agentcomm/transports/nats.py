@@ -23,8 +23,10 @@ to one of them, which is how an agent scales out.
 Example::
 
     async with Runtime(transport="nats://127.0.0.1:4222", agents=[billing]) as rt: ...
-    # or, with a connection you configured yourself:
-    nc = await nats.connect("nats://broker:4222", user_credentials="agent.creds")
+    # or, with a connection you configured yourself (as agent billing's NATS user,
+    # with its own reply inbox: see docs/security.md):
+    nc = await nats.connect("nats://broker:4222", user_credentials="billing.creds",
+                            inbox_prefix=nats_inbox_prefix("billing", namespace="prod"))
     async with Runtime(transport=NatsTransport(nc, namespace="prod")) as rt: ...
 """
 
