@@ -34,6 +34,7 @@ from .direct import DirectMessaging, error_response
 from .envelope import Envelope, new_id
 from .errors import (
     ConfigurationError,
+    PermissionDenied,
     TransportClosed,
     TransportError,
     ValidationError,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from .blackboard import Blackboard
     from .flow import RetryPolicy
     from .pubsub import Start
+    from .pubsub_declare import _SubSpec
     from .runtime import Runtime
 
 __all__ = ["Agent", "AgentStatistics"]
@@ -139,6 +141,7 @@ class Agent(DirectMessaging):
         self._expired = self._sent = self._requested = 0
         self._on_change: list[Callable[[Agent], None]] = []
         self._mcp_names: dict[str, bool | str] = {}
+        self._subscriptions: list[_SubSpec] = []  # declared with on(), started by pub/sub
         #: True for an agent that stands in for a remote engine (an MCP server): when
         #: its handler raises TransportError, callers get TransportError, not RemoteError.
         self.proxy = False
@@ -487,7 +490,12 @@ class Agent(DirectMessaging):
                 logger.error("agent %s: handler %s failed", self.name, spec.name, exc_info=exc)
         # A proxy agent whose engine failed (an MCP server gone) reports it as such;
         # any other handler's failure is a RemoteError for its caller.
-        code = "transport" if self.proxy and isinstance(exc, TransportError) else "error"
+        code = "error"
+        if self.proxy:
+            if isinstance(exc, TransportError):
+                code = "transport"
+            elif isinstance(exc, PermissionDenied):  # the remote side refused the caller
+                code = "permission"
         await self._answer_error(delivery, code, type(exc).__name__, msg)
 
     # -- observation -----------------------------------------------------------
