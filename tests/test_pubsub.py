@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -222,7 +223,6 @@ async def test_shutdown_leaves_unfinished_events_unacked_for_the_next_run() -> N
 
 
 async def test_long_held_events_are_reported_in_progress() -> None:
-    from typing import Any
 
     from agentcomm.subscription import Subscription
 
@@ -264,3 +264,64 @@ def test_has_subscriptions() -> None:
 
     assert has_subscriptions([quiet, listening])
     assert not has_subscriptions([quiet])
+
+
+def test_rate_buckets_keep_an_active_bucket_and_drop_the_least_recently_used() -> None:
+    from agentcomm.flow import RateBuckets
+
+    limit = RateLimit(0.001, burst=1)  # a token per 1000 s: a reset would show
+    buckets = RateBuckets(max_size=3)
+    flooder = buckets.get("flooder", limit)
+    assert flooder.try_take() == 0.0
+    for n in range(10):  # others come and go; the flooder keeps sending
+        buckets.get(f"other{n}", limit)
+        assert buckets.get("flooder", limit) is flooder
+        assert flooder.try_take() > 0.0  # still limited: never evicted and refilled
+    assert len(buckets) == 3
+    assert "other9" in buckets
+    assert "other0" not in buckets
+    with pytest.raises(ConfigurationError):
+        RateBuckets(max_size=0)
+
+
+async def test_subscription_whose_transport_closes_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from agentcomm.errors import TransportClosed
+    from agentcomm.transports.streams import LogConsumer, LogMessage
+
+    closed = asyncio.Event()
+
+    class Closing(MemoryTransport):
+        async def open_consumer(self, stream: str, config: ConsumerConfig) -> LogConsumer:
+            inner = await super().open_consumer(stream, config)
+
+            class Consumer(LogConsumer):
+                async def fetch(self, max_messages: int, timeout: float) -> list[LogMessage]:
+                    await closed.wait()
+                    raise TransportClosed("connection closed under it")
+
+                async def info(self) -> Any:
+                    return await inner.info()
+
+                async def close(self) -> None:
+                    await inner.close()
+
+            return Consumer()
+
+    a = Agent("a")
+
+    @a.on("x")
+    async def h(n: int) -> None: ...
+
+    async with Runtime(transport=Closing(), agents=[a]) as rt:
+        assert rt.events.statistics().subscription("a__h").stopped is None
+        closed.set()
+        for _ in range(1000):  # bounded: until the pump saw it
+            if rt.events.statistics().subscription("a__h").stopped is not None:
+                break
+            await asyncio.sleep(0.005)
+        stopped = rt.events.statistics().subscription("a__h").stopped
+    assert stopped is not None
+    assert "connection closed under it" in stopped
+    assert any(r.levelname == "ERROR" and "a__h" in r.getMessage() for r in caplog.records)

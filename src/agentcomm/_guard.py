@@ -20,13 +20,14 @@ from .errors import (
     ConfigurationError,
     LimitExceeded,
     PermissionDenied,
+    RateLimited,
+    RequestTimeout,
     ValidationError,
 )
-from .flow import TokenBucket
+from .flow import RateBuckets
 
 if TYPE_CHECKING:
     from .envelope import Envelope
-    from .flow import RateLimit
     from .limits import Limits
     from .runtime import Runtime
     from .security import Security
@@ -53,7 +54,7 @@ def error_code(exc: Exception) -> str:
 
 
 _EVENT_REASONS = {"limit": "too_large", "authentication": "unauthenticated"}
-MAX_TRACKED_SENDERS = 10_000  # rate-limit buckets kept; the oldest go first
+MAX_TRACKED_SENDERS = 10_000  # rate-limit buckets kept; the least recently used go first
 
 
 class Guard:
@@ -85,21 +86,17 @@ class Guard:
         # Across processes the receiver re-checks the policy against the sender named in
         # the (authenticated) envelope; in one process the sender's check already ran.
         self.recheck = runtime.transport.name != "memory"
-        self._outgoing: dict[str, TokenBucket] = {}  # our senders, held at their rate
-        self._incoming: dict[str, TokenBucket] = {}  # remote senders, refused above it
+        self._outgoing = RateBuckets(MAX_TRACKED_SENDERS)  # our senders, held at their rate
+        self._incoming = RateBuckets(MAX_TRACKED_SENDERS)  # remote senders, refused above it
         self._redriven: list[Envelope] = []  # verified as stored, then stripped of their TTL
 
-    @staticmethod
-    def _bucket(buckets: dict[str, TokenBucket], sender: str, limit: RateLimit) -> TokenBucket:
-        b = buckets.get(sender)
-        if b is None:
-            if len(buckets) >= MAX_TRACKED_SENDERS:
-                buckets.pop(next(iter(buckets)))
-            b = buckets[sender] = TokenBucket(limit)
-        return b
-
-    async def hold(self, env: Envelope) -> Envelope:
+    async def hold(self, env: Envelope, deadline: float | None = None) -> Envelope:
         """Wait for the sender's rate limit (if any), then :meth:`seal` a direct message.
+
+        The wait never passes ``deadline`` (a ``time.time()`` value; default the
+        envelope's own deadline: a request's timeout, a notification's TTL): when
+        the next token comes later, a request raises :class:`RequestTimeout` and
+        anything else :class:`RateLimited`, at once.
 
         Example::
 
@@ -107,8 +104,16 @@ class Guard:
         """
         limits = self.limits
         if limits is not None and limits.sender_rate is not None:
-            bucket = self._bucket(self._outgoing, env.sender, limits.sender_rate)
-            await bucket.take(f"sender {env.sender!r}", wait=True)
+            bucket = self._outgoing.get(env.sender, limits.sender_rate)
+            if deadline is None:
+                deadline = env.deadline
+            try:
+                await bucket.take(f"sender {env.sender!r}", wait=True, deadline=deadline)
+            except RateLimited:
+                if env.kind != "request" or env.deadline is None:
+                    raise
+                timeout = env.deadline - (env.created or env.deadline)
+                raise RequestTimeout(env.recipient or "", env.handler, timeout) from None
         return self.seal(env)
 
     def seal(self, env: Envelope) -> Envelope:
@@ -179,7 +184,7 @@ class Guard:
             # refused. Twice the burst absorbs messages bunched up by the network.
             rate = limits.sender_rate
             lenient = msgspec.structs.replace(rate, burst=2 * rate.burst)
-            delay = self._bucket(self._incoming, env.sender, lenient).try_take()
+            delay = self._incoming.get(env.sender, lenient).try_take()
             if delay > 0.0:
                 msg = f"sender {env.sender!r} exceeds its rate limit; retry after {delay:.3f}s"
                 return "error", "RateLimited", msg

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import OrderedDict
 
 import msgspec
 
 from .errors import ConfigurationError, RateLimited
 
-__all__ = ["RateLimit", "Retention", "RetryPolicy", "TokenBucket"]
+__all__ = ["RateBuckets", "RateLimit", "Retention", "RetryPolicy", "TokenBucket"]
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -138,14 +139,62 @@ class TokenBucket:
         self._tokens = tokens
         return (1.0 - tokens) / lim.rate
 
-    async def take(self, what: str, *, wait: bool) -> None:
+    async def take(self, what: str, *, wait: bool, deadline: float | None = None) -> None:
         """Take one token, waiting for it, or raise :class:`RateLimited` if ``wait`` is False.
+
+        With ``deadline`` (a ``time.time()`` value, like an envelope's), a wait that
+        would end after it raises :class:`RateLimited` at once instead of waiting.
 
         Example::
 
             await bucket.take("topic 'orders'", wait=False)
         """
         while (delay := self.try_take()) > 0.0:
-            if not wait:
+            if not wait or (deadline is not None and time.time() + delay > deadline):
                 raise RateLimited(what, delay)
             await asyncio.sleep(delay)
+
+
+class RateBuckets:
+    """Token buckets by key (a sender, a topic...), at most ``max_size``, least recently used go.
+
+    A bucket in use moves to the recent end, so an active sender keeps its state
+    (a flooder cannot reset its own limit by making the map evict it); only the
+    bucket left unused longest is dropped, and by then it has mostly refilled.
+
+    Example::
+
+        buckets = RateBuckets(max_size=10_000)
+        await buckets.get("sender 'a'", RateLimit(10.0)).take("sender 'a'", wait=True)
+    """
+
+    __slots__ = ("_buckets", "max_size")
+
+    def __init__(self, max_size: int = 10_000) -> None:
+        if max_size < 1:
+            raise ConfigurationError(f"max_size must be >= 1, got {max_size}")
+        self.max_size = max_size
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._buckets
+
+    def get(self, key: str, limit: RateLimit) -> TokenBucket:
+        """The bucket of ``key`` (created full with ``limit`` when absent), now the most recent.
+
+        Example::
+
+            bucket = buckets.get("publisher 'shop'", RateLimit(5.0, burst=2))
+        """
+        buckets = self._buckets
+        b = buckets.get(key)
+        if b is None:
+            if len(buckets) >= self.max_size:
+                buckets.popitem(last=False)
+            b = buckets[key] = TokenBucket(limit)
+        else:
+            buckets.move_to_end(key)
+        return b

@@ -33,20 +33,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from .envelope import Envelope, encode_payload, new_id
 from .errors import ConfigurationError, TransportClosed
-from .flow import RateLimit, Retention, TokenBucket
-from .pubsub_declare import (
-    Start,
-    _ack_wait,
-    _declared,
-    _deliver,
-    _SubSpec,
-    _version,
-    declare_subscription,
-)
+from .flow import RateBuckets, RateLimit, Retention
+from .pubsub_declare import Start, _ack_wait, _deliver, _SubSpec, declare_subscription
+from .pubsub_dlq import DEAD_LETTER_STREAM, EVENT_STREAM, DeadLetter, DeadLetterOps
 from .pubsub_metrics import (
     MAX_TRACKED_TOPICS,
     Alert,
@@ -57,8 +48,8 @@ from .pubsub_metrics import (
     _TopicCounters,
 )
 from .subscription import Subscription
-from .topics import check_pattern, check_topic, compile_pattern
-from .transports.streams import ConsumerConfig, LogMessage, StreamConfig, StreamInfo
+from .topics import check_topic, compile_pattern
+from .transports.streams import ConsumerConfig, StreamConfig, StreamInfo
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -66,6 +57,8 @@ if TYPE_CHECKING:
     from .tracing import Tracing
 
 __all__ = [
+    "DEAD_LETTER_STREAM",
+    "EVENT_STREAM",
     "Alert",
     "DeadLetter",
     "PubSub",
@@ -78,68 +71,9 @@ __all__ = [
 
 logger = logging.getLogger("agentcomm")
 
-EVENT_STREAM = "EVENTS"
-DEAD_LETTER_STREAM = "DLQ"
-
-
-# -- values --------------------------------------------------------------------------------
-class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
-    """An event a subscriber could not handle, kept in the bounded dead-letter queue.
-
-    ``reason`` is ``"max_attempts"`` (every retry failed), ``"rejected"`` (the
-    handler raised Reject), ``"expired"`` (its TTL passed) or ``"invalid"`` (the
-    payload does not match the handler's schema). ``sequence`` is its number in
-    the dead-letter queue; ``event`` the original event (with its own sequence).
-
-    Example::
-
-        for dl in await rt.events.dead_letters():
-            print(dl.sequence, dl.subscription, dl.reason, dl.last_error)
-    """
-
-    sequence: int = 0
-    reason: str
-    attempts: int
-    last_error: str | None
-    agent: str
-    subscription: str
-    group: str | None = None
-    topic: str
-    event: Envelope
-    failed_at: float
-
-
-_dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
-
-
-class _LocalMessage(LogMessage):
-    """A dead letter handed back to its subscriber by redrive (no engine behind it)."""
-
-    __slots__ = ("delay", "envelope", "num_delivered", "outcome", "sequence")
-
-    def __init__(self, envelope: Envelope) -> None:
-        self.envelope = envelope
-        self.sequence = envelope.sequence or 0
-        self.num_delivered = 1
-        self.outcome = ""
-        self.delay = 0.0
-
-    async def ack(self) -> None:
-        self.outcome = "ack"
-
-    async def term(self) -> None:
-        self.outcome = "term"
-
-    async def nak(self, delay: float | None = None) -> None:
-        self.outcome = "nak"
-        self.delay = delay or 0.0
-
-    async def in_progress(self) -> None:
-        return None
-
 
 # -- the extension ------------------------------------------------------------------------
-class PubSub:
+class PubSub(DeadLetterOps):
     """A runtime's pub/sub (``rt.events``): publish, subscriptions, replay, dead letters.
 
     One instance per runtime, created on first use; configure it with
@@ -173,7 +107,7 @@ class PubSub:
             raise ConfigurationError("monitor_interval must be positive seconds")
         self.monitor_interval = monitor_interval
         self._limited = publisher_limit is not None or bool(self._topic_limits)
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets = RateBuckets(MAX_TRACKED_TOPICS)
         self._subs: dict[tuple[str, str], Subscription] = {}
         self._groups: dict[str, str] = {}
         self.metrics = Metrics()
@@ -181,13 +115,13 @@ class PubSub:
         self._lock = asyncio.Lock()
         self._started = False
         self._closed = False
-        self._seen_version = -1  # declarations and agents seen by the last start()
-        self._seen_agents = -1
+        # True until start() ran, and again when an agent running here declares a
+        # subscription (Agent.on tells us, see declared()); detach_agent() stops one.
+        self._dirty = True
         self._monitor: asyncio.Task[None] | None = None
         self._stream_info: StreamInfo | None = None
         self._dlq_info: StreamInfo | None = None
         self._dlq_deleted = 0
-        self._replays = 0
 
     @classmethod
     def install(cls, runtime: Runtime, **options: Any) -> PubSub:
@@ -240,20 +174,61 @@ class PubSub:
                 self._monitor = rt.task_group.create_task(
                     self._run_monitor(), name="agentcomm:pubsub:monitor"
                 )
-            seen_version, seen_agents = _version[0], len(rt._agents)
+            self._dirty = False  # a declaration during the awaits below sets it again
             agents = rt._agents
             for (aname, _), sub in list(self._subs.items()):
-                if agents.get(aname) is not sub.agent:
+                if agents.get(aname) is not sub.agent:  # safety net; detach_agent() is the way
                     del self._subs[(aname, sub.durable)]
                     await sub.stop(asyncio.get_running_loop().time())
             for agent in list(agents.values()):
-                for spec in _declared.get(agent, ()):
+                for spec in agent._subscriptions:
                     durable = spec.durable(agent.name)
                     if (agent.name, durable) not in self._subs:
                         await self._start_subscription(agent, spec, durable)
-            for tc in self._topics.values():
-                tc.routed = self._routed(tc.topic)
-            self._seen_version, self._seen_agents = seen_version, seen_agents
+            self._reroute()
+
+    def _reroute(self) -> None:
+        for tc in self._topics.values():
+            tc.routed = self._routed(tc.topic)
+
+    def declared(self, agent: Agent) -> None:
+        """Called by ``Agent.on`` when ``agent``, running here, declares a subscription.
+
+        Starts it soon, in the runtime's task group (a failure is logged), and at the
+        latest before this runtime's next pub/sub operation.
+
+        Example::
+
+            rt.events.declared(agent)
+        """
+        self._dirty = True
+        rt = self.runtime
+        if rt.running and not self._closed:
+            rt.task_group.create_task(self._start_quietly(), name="agentcomm:pubsub:sync")
+
+    async def _start_quietly(self) -> None:
+        try:
+            await self.start()
+        except Exception:
+            logger.exception("pub/sub: starting a subscription declared at run time failed")
+
+    async def detach_agent(self, agent: Agent) -> None:
+        """Stop ``agent``'s subscriptions (``Runtime.detach`` calls it before the agent stops).
+
+        Running handlers get until the runtime's ``drain_timeout``; events not
+        finished stay unacked and go to the consumer's next user.
+
+        Example::
+
+            await rt.events.detach_agent(agent)
+        """
+        subs = [k for k, s in self._subs.items() if s.agent is agent]
+        if not subs:
+            return
+        deadline = asyncio.get_running_loop().time() + self.runtime.drain_timeout
+        stopping = [self._subs.pop(k) for k in subs]
+        self._reroute()
+        await asyncio.gather(*(s.stop(deadline) for s in stopping))
 
     async def _start_subscription(self, agent: Agent, spec: _SubSpec, durable: str) -> None:
         rt = self.runtime
@@ -292,11 +267,7 @@ class PubSub:
         sub.start(rt.task_group, consumer)
 
     async def _ensure(self) -> None:
-        if (
-            not self._started
-            or self._seen_version != _version[0]
-            or self._seen_agents != len(self.runtime._agents)
-        ):
+        if self._dirty:
             await self.start()
 
     async def aclose(self) -> None:
@@ -335,13 +306,18 @@ class PubSub:
     ) -> int:
         """Store an event and return its sequence number (use ``agent.publish``).
 
+        A ``msg_id`` already stored within the dedupe window stores nothing and
+        returns the first one's sequence (counted in ``duplicates``, not
+        ``published``). A rate-limit wait never passes the event's ``ttl``: when the
+        next token comes later, :class:`~agentcomm.errors.RateLimited` is raised at once.
+
         Example::
 
             seq = await rt.events.publish("shop", "orders.created", {"id": 1})
         """
         rt = self.runtime
-        if self._seen_version != _version[0] or self._seen_agents != len(rt._agents):
-            await self.start()  # first use, or agents/subscriptions added since
+        if self._dirty:
+            await self.start()  # first use, or subscriptions declared since
         tc = self._topics.get(topic)
         if tc is None:
             check_topic(topic)
@@ -350,10 +326,10 @@ class PubSub:
             rt._authorize(sender, "publish", topic)
         if key is not None and not isinstance(key, str):
             raise ConfigurationError(f"key must be a string, got {type(key).__name__}")
-        if self._limited:
-            await self._limit(sender, topic, wait)
         if ttl is not None and ttl <= 0:
             raise ConfigurationError(f"ttl must be positive seconds, got {ttl}")
+        if self._limited:  # a wait never outlasts the event's ttl
+            await self._limit(sender, topic, wait, None if ttl is None else time.time() + ttl)
         if rt.tracing is not None:  # docs/tracing.md
             return await self._traced_publish(
                 rt.tracing, tc, sender, topic, payload, key, msg_id, ttl, headers, cause
@@ -384,7 +360,11 @@ class PubSub:
             )
         if rt._guard is not None:  # limits and signature (docs/security.md)
             env = rt._guard.seal(env)
-        seq = await rt.transport.append(EVENT_STREAM, env, msg_id=msg_id)
+        seq, duplicate = await rt.transport.append_checked(EVENT_STREAM, env, msg_id=msg_id)
+        if duplicate:  # stored once already, within the dedupe window
+            self.metrics.duplicates += 1
+            tc.duplicates += 1
+            return seq
         self.metrics.published += 1
         tc.published += 1
         if not tc.routed:
@@ -427,11 +407,16 @@ class PubSub:
             )
             if rt._guard is not None:
                 env = rt._guard.seal(env)
-            seq = await rt.transport.append(EVENT_STREAM, env, msg_id=msg_id)
+            seq, duplicate = await rt.transport.append_checked(EVENT_STREAM, env, msg_id=msg_id)
             span.set_attributes(
                 {k: v for k, v in tracing.message_attributes(env).items() if v is not None}
             )
             span.set_attribute("agentcomm.sequence", seq)
+            if duplicate:
+                span.set_attribute("agentcomm.duplicate", True)
+                self.metrics.duplicates += 1
+                tc.duplicates += 1
+                return seq
             self.metrics.published += 1
             tc.published += 1
             if not tc.routed:
@@ -439,202 +424,15 @@ class PubSub:
             rt.message_log.append(env)
             return seq
 
-    async def _limit(self, sender: str, topic: str, wait: bool) -> None:
+    async def _limit(self, sender: str, topic: str, wait: bool, deadline: float | None) -> None:
         lim = self.publisher_limit
         if lim is not None:
-            bucket = self._bucket(f"publisher {sender!r}", lim)
-            await bucket.take(f"publisher {sender!r}", wait=wait)
+            what = f"publisher {sender!r}"
+            await self._buckets.get(what, lim).take(what, wait=wait, deadline=deadline)
         for match, pattern, tlim in self._topic_limits:
             if match(topic):
                 what = f"topic {topic!r} (limit {pattern!r})"
-                await self._bucket(what, tlim).take(what, wait=wait)
-
-    def _bucket(self, what: str, limit: RateLimit) -> TokenBucket:
-        b = self._buckets.get(what)
-        if b is None:
-            if len(self._buckets) >= MAX_TRACKED_TOPICS:
-                self._buckets.pop(next(iter(self._buckets)))
-            b = self._buckets[what] = TokenBucket(limit)
-        return b
-
-    # -- replay ---------------------------------------------------------------------------
-    def _find(self, agent: Agent | str, name: str | None) -> Subscription:
-        aname = agent if isinstance(agent, str) else agent.name
-        subs = [s for (a, _), s in self._subs.items() if a == aname]
-        if name is not None:
-            subs = [s for s in subs if s.spec.name == name or s.durable == name]
-        if len(subs) != 1:
-            have = sorted(s.spec.name for (a, _), s in self._subs.items() if a == aname)
-            raise ConfigurationError(
-                f"agent {aname!r} has {len(subs)} running subscriptions matching {name!r} "
-                f"(it has {have}); name exactly one"
-            )
-        return subs[0]
-
-    async def replay(
-        self, agent: Agent | str, name: str | None = None, *, start: Start = "all"
-    ) -> int:
-        """Hand retained events to one subscription again, without re-publishing them.
-
-        Only this subscription runs its handler (with its retry policy and dead
-        letters); the log and the other subscribers see nothing. Replays the events
-        stored when it starts, from ``start``, and returns how many were handled.
-
-        Example::
-
-            count = await rt.events.replay("auditor", start=datetime.now(UTC) - timedelta(hours=1))
-        """
-        await self._ensure()
-        sub = self._find(agent, name)
-        self.runtime._authorize(sub.agent.name, "subscribe", sub.pattern)
-        deliver, seq, at = _deliver(start)
-        t = self.runtime.transport
-        target = (await t.stream_info(EVENT_STREAM)).last_seq
-        self._replays += 1
-        durable = f"{sub.durable}__replay{self._replays}"
-        consumer = await t.open_consumer(
-            EVENT_STREAM,
-            ConsumerConfig(
-                name=durable,
-                filter_subject=sub.pattern,
-                deliver=deliver,
-                opt_start_seq=seq,
-                opt_start_time=at,
-                max_ack_pending=sub.max_in_flight,
-            ),
-        )
-        handled = 0
-        try:
-            while True:
-                msgs = await consumer.fetch(64, 0.05)
-                for m in msgs:
-                    if m.sequence > target:
-                        continue
-                    c = sub.counters
-                    tc = self._topic(m.envelope.topic or "")
-                    c.delivered += 1
-                    tc.delivered += 1
-                    outcome = await sub.run_once(m, m.num_delivered, c, tc, local_retry=False)
-                    if outcome != "nak":
-                        handled += 1
-                if not msgs:
-                    info = await consumer.info()
-                    if info.num_ack_pending == 0 and (
-                        info.num_pending == 0 or info.delivered_seq >= target
-                    ):
-                        return handled
-        finally:
-            await consumer.close()
-            await t.delete_consumer(EVENT_STREAM, durable)
-
-    # -- dead letters -----------------------------------------------------------------------
-    async def _store_dead_letter(
-        self, sub: Subscription, event: Envelope, reason: str, error: str | None, attempts: int
-    ) -> None:
-        dl = DeadLetter(
-            reason=reason,
-            attempts=attempts,
-            last_error=error,
-            agent=sub.agent.name,
-            subscription=sub.durable,
-            group=sub.group,
-            topic=event.topic or "",
-            event=event,
-            failed_at=time.time(),
-        )
-        env = Envelope(
-            id=new_id(),
-            kind="event",
-            sender=sub.agent.name,
-            topic=f"dlq.{sub.durable}",
-            payload=encode_payload(dl),
-            causation_id=event.id,
-            traceparent=event.traceparent,
-        )
-        await self.runtime.transport.append(DEAD_LETTER_STREAM, env)
-
-    @staticmethod
-    def _decode_dead_letter(env: Envelope) -> DeadLetter:
-        dl = _dead_letter_decoder.decode(env.payload)
-        return msgspec.structs.replace(dl, sequence=env.sequence or 0)
-
-    async def dead_letters(
-        self, *, subscription: str | None = None, start: int = 1, limit: int = 100
-    ) -> list[DeadLetter]:
-        """Dead letters, oldest first (of one subscription's durable name, if given).
-
-        Example::
-
-            for dl in await rt.events.dead_letters(subscription="billing__charge"):
-                print(dl.sequence, dl.reason, dl.attempts, dl.last_error)
-        """
-        await self._ensure()
-        subject = "dlq.>" if subscription is None else f"dlq.{subscription}"
-        check_pattern(subject)
-        envs = await self.runtime.transport.read_messages(
-            DEAD_LETTER_STREAM, start_seq=start, limit=limit, filter_subject=subject
-        )
-        return [self._decode_dead_letter(e) for e in envs]
-
-    async def dead_letter(self, sequence: int) -> DeadLetter | None:
-        """One dead letter by its sequence, or ``None`` if it is gone.
-
-        Example::
-
-            dl = await rt.events.dead_letter(3)
-        """
-        await self._ensure()
-        env = await self.runtime.transport.get_message(DEAD_LETTER_STREAM, sequence)
-        return None if env is None else self._decode_dead_letter(env)
-
-    async def redrive(self, sequence: int) -> bool:
-        """Hand a dead letter back to its subscriber, with a fresh retry budget.
-
-        The event goes back without its TTL (redriving is a deliberate decision to
-        handle it after all); a signed event is verified as stored first, since the
-        TTL is a signed field (docs/security.md). The subscriber must run in this
-        runtime. Returns True when the handler then succeeded; either way the dead
-        letter leaves the queue (a new one replaces it if the event fails again).
-        Raises ConfigurationError if it is gone.
-
-        Example::
-
-            ok = await rt.events.redrive(dl.sequence)
-        """
-        dl = await self.dead_letter(sequence)
-        if dl is None:
-            raise ConfigurationError(f"no dead letter with sequence {sequence}; list them first")
-        subs = [s for s in self._subs.values() if s.durable == dl.subscription]
-        if not subs:
-            raise ConfigurationError(
-                f"subscription {dl.subscription!r} does not run in this runtime; redrive "
-                "from the runtime where its agent runs"
-            )
-        sub = subs[0]
-        self.runtime._authorize(sub.agent.name, "subscribe", sub.pattern)
-        guard = self.runtime._guard
-        if guard is None:
-            event = msgspec.structs.replace(dl.event, deadline=None)
-        else:
-            event = guard.redrive(dl.event)  # verified as stored, then without its TTL
-        m = _LocalMessage(event)
-        c = sub.counters
-        tc = self._topic(dl.topic)
-        try:
-            while True:
-                c.delivered += 1
-                tc.delivered += 1
-                await sub.run_once(m, m.num_delivered, c, tc, local_retry=False)
-                if m.outcome != "nak":
-                    break
-                await asyncio.sleep(m.delay)
-                m.num_delivered += 1
-        finally:
-            if guard is not None:
-                guard.release(event)
-        if await self.runtime.transport.delete_message(DEAD_LETTER_STREAM, sequence):
-            self._dlq_deleted += 1
-        return m.outcome == "ack"
+                await self._buckets.get(what, tlim).take(what, wait=wait, deadline=deadline)
 
     # -- metrics ----------------------------------------------------------------------------
     def statistics(self) -> PubSubStatistics:

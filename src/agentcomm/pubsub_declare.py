@@ -1,14 +1,13 @@
 """Declaring event subscriptions on agents (``@agent.on``); started by :mod:`.pubsub`.
 
-Declarations are checked at once (pattern, group, start, limits) and kept per agent
-until a runtime's pub/sub starts them.
+Declarations are checked at once (pattern, group, start, limits) and kept on the
+agent (``agent._subscriptions``) until a runtime's pub/sub starts them; an agent
+running in a runtime tells that runtime's pub/sub at once. Nothing here is global.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import logging
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,11 +20,8 @@ from .transports.streams import DeliverPolicy
 
 if TYPE_CHECKING:
     from .agent import Agent
-    from .pubsub import PubSub
 
 __all__ = ["Start", "declare_subscription", "has_subscriptions"]
-
-logger = logging.getLogger("agentcomm")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,10 +44,6 @@ class _SubSpec:
 
     def durable(self, agent: str) -> str:
         return self.group if self.group is not None else f"{agent}__{self.name}"
-
-
-_declared: weakref.WeakKeyDictionary[Agent, list[_SubSpec]] = weakref.WeakKeyDictionary()
-_version = [0]
 
 
 def _ack_wait(retry: RetryPolicy) -> float:
@@ -112,7 +104,7 @@ def declare_subscription(
 
     def register(fn: F) -> F:
         sname = check_name("subscription", name or fn.__name__)
-        specs = _declared.setdefault(agent, [])
+        specs = agent._subscriptions
         if any(s.name == sname for s in specs):
             raise ConfigurationError(
                 f"agent {agent.name!r} already has a subscription named {sname!r}; "
@@ -129,20 +121,12 @@ def declare_subscription(
             max_in_flight=max_in_flight,
         )
         specs.append(spec)
-        _version[0] += 1
         rt = agent._runtime
-        if rt is not None and rt.running and "pubsub" in rt._extensions:
-            rt.task_group.create_task(_start_quietly(rt.events), name="agentcomm:pubsub:sync")
+        if rt is not None and rt.running and rt._agents.get(agent.name) is agent:
+            rt.events.declared(agent)  # start it now, not at the next pub/sub call
         return fn
 
     return register
-
-
-async def _start_quietly(ps: PubSub) -> None:
-    try:
-        await ps.start()
-    except Exception:
-        logger.exception("pub/sub: starting a subscription declared at run time failed")
 
 
 def has_subscriptions(agents: Iterable[Agent]) -> bool:
@@ -156,4 +140,4 @@ def has_subscriptions(agents: Iterable[Agent]) -> bool:
         if has_subscriptions(rt.agents.values()):
             await rt.events.start()
     """
-    return any(_declared.get(a) for a in agents)
+    return any(a._subscriptions for a in agents)

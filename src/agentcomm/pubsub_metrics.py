@@ -40,6 +40,8 @@ class TopicStatistics(msgspec.Struct, frozen=True):
 
     ``unrouted`` counts events published while no subscription known to this
     runtime matched the topic (they are kept in the log all the same).
+    ``duplicates`` counts publishes with a ``msg_id`` already stored within the
+    dedupe window: stored once, so not in ``published`` nor ``publish_rate``.
 
     Example::
 
@@ -56,6 +58,7 @@ class TopicStatistics(msgspec.Struct, frozen=True):
     expired: int
     publish_rate: float
     deliver_rate: float
+    duplicates: int = 0
 
 
 class SubscriptionStatistics(msgspec.Struct, frozen=True):
@@ -63,6 +66,8 @@ class SubscriptionStatistics(msgspec.Struct, frozen=True):
 
     ``lag`` is the number of matching events not yet delivered to its consumer;
     ``in_flight`` the events held (fetched, not settled), at most ``max_in_flight``.
+    ``stopped`` is ``None`` while it runs, else why it stopped delivering (its
+    transport closed under it; the error is also logged).
 
     Example::
 
@@ -84,6 +89,7 @@ class SubscriptionStatistics(msgspec.Struct, frozen=True):
     lag: int
     deliver_rate: float
     ack_rate: float
+    stopped: str | None = None
 
 
 class PubSubStatistics(msgspec.Struct, frozen=True):
@@ -107,6 +113,7 @@ class PubSubStatistics(msgspec.Struct, frozen=True):
     dead_letters_dropped: int
     topics: tuple[TopicStatistics, ...]
     subscriptions: tuple[SubscriptionStatistics, ...]
+    duplicates: int = 0
 
     def topic(self, topic: str) -> TopicStatistics:
         """The statistics of one topic; raises KeyError when never seen."""
@@ -142,6 +149,7 @@ _SUB_METRICS = frozenset(SubscriptionStatistics.__struct_fields__) - {
     "agent",
     "pattern",
     "group",
+    "stopped",
 }
 _TOPIC_METRICS = frozenset(TopicStatistics.__struct_fields__) - {"topic"}
 
@@ -160,6 +168,7 @@ class _TopicCounters:
         "acked",
         "dead_lettered",
         "delivered",
+        "duplicates",
         "expired",
         "published",
         "retried",
@@ -172,7 +181,7 @@ class _TopicCounters:
         self.topic = topic
         self.routed = routed
         self.published = self.unrouted = self.delivered = self.acked = 0
-        self.retried = self.dead_lettered = self.expired = 0
+        self.retried = self.dead_lettered = self.expired = self.duplicates = 0
 
 
 class Metrics:
@@ -187,6 +196,7 @@ class Metrics:
         self.topics: dict[str, _TopicCounters] = {}
         self.other = _TopicCounters(OTHER_TOPICS, True)
         self.published = 0
+        self.duplicates = 0
         self._rates: dict[int, tuple[float, ...]] = {}
         self._rate_values: dict[int, tuple[float, float]] = {}
         self._last_refresh = time.monotonic()
@@ -223,9 +233,10 @@ class Metrics:
                 expired=tc.expired,
                 publish_rate=rv.get(id(tc), (0.0, 0.0))[0],
                 deliver_rate=rv.get(id(tc), (0.0, 0.0))[1],
+                duplicates=tc.duplicates,
             )
             for tc in [*self.topics.values(), self.other]
-            if tc.published or tc.delivered
+            if tc.published or tc.delivered or tc.duplicates
         )
         subs = tuple(
             SubscriptionStatistics(
@@ -244,6 +255,7 @@ class Metrics:
                 lag=s.lag,
                 deliver_rate=rv.get(id(s.counters), (0.0, 0.0))[0],
                 ack_rate=rv.get(id(s.counters), (0.0, 0.0))[1],
+                stopped=s.stopped,
             )
             for s in subscriptions
         )
@@ -257,6 +269,7 @@ class Metrics:
             dead_letters_dropped=(max(dlq.last_seq - dlq.messages - dlq_deleted, 0) if dlq else 0),
             topics=topics,
             subscriptions=subs,
+            duplicates=self.duplicates,
         )
 
     def update_rates(self, subscriptions: Iterable[Subscription]) -> None:

@@ -262,6 +262,8 @@ class Runtime:
         a = self._agents.get(agent if isinstance(agent, str) else agent.name)
         if a is None:
             raise ConfigurationError(f"no agent named {agent!r} in this runtime")
+        if "pubsub" in self._extensions:  # its event subscriptions stop first
+            await self._extensions["pubsub"].detach_agent(a)
         await a._stop(asyncio.get_running_loop().time() + self.drain_timeout)
         del self._agents[a.name]
         a._runtime = None

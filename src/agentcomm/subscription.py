@@ -95,6 +95,7 @@ class Subscription:
         self._wake: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self.stopped: str | None = None  # why it stopped on its own (statistics)
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self, tg: asyncio.TaskGroup, consumer: LogConsumer) -> None:
@@ -153,7 +154,16 @@ class Subscription:
                 continue
             try:
                 msgs = await consumer.fetch(min(room, FETCH_BATCH), FETCH_TIMEOUT)
-            except TransportClosed:
+            except TransportClosed as exc:
+                if not self._closing:  # not our shutdown: say so, never die silently
+                    self.stopped = f"transport closed: {exc}"
+                    logger.error(
+                        "subscription %s of agent %s stopped: its transport closed (%s); "
+                        "no more events are delivered to it",
+                        self.durable,
+                        self.agent.name,
+                        exc,
+                    )
                 return
             except TransportError as exc:  # an engine's transient failure: retry, bounded
                 logger.warning("subscription %s: fetch failed (%s); retrying", self.durable, exc)

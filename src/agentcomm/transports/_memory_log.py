@@ -467,6 +467,11 @@ class MemoryEventLog:
         return st.info()
 
     async def append(self, stream: str, envelope: Envelope, *, msg_id: str | None = None) -> int:
+        return (await self.append_checked(stream, envelope, msg_id=msg_id))[0]
+
+    async def append_checked(
+        self, stream: str, envelope: Envelope, *, msg_id: str | None = None
+    ) -> tuple[int, bool]:
         st = self._streams.get(stream) or self._stream(stream)
         subject = envelope.topic
         if subject is None:
@@ -475,7 +480,7 @@ class MemoryEventLog:
         if msg_id is not None:
             seen = st.dedupe.get(msg_id)
             if seen is not None and seen[1] >= now - st.config.duplicate_window:
-                return seen[0]
+                return seen[0], True
         seq = st.last_seq + 1
         st.last_seq = seq
         e = _Entry(
@@ -508,7 +513,7 @@ class MemoryEventLog:
         for c in st.consumers.values():
             if c.waiters and c.matches(subject):
                 c.wake()
-        return seq
+        return seq, False
 
     async def stream_info(self, stream: str) -> StreamInfo:
         return self._stream(stream).info()

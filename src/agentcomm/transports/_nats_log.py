@@ -259,6 +259,11 @@ class NatsEventLog:
         )
 
     async def append(self, stream: str, envelope: Envelope, *, msg_id: str | None = None) -> int:
+        return (await self.append_checked(stream, envelope, msg_id=msg_id))[0]
+
+    async def append_checked(
+        self, stream: str, envelope: Envelope, *, msg_id: str | None = None
+    ) -> tuple[int, bool]:
         js_name = self._js_stream(stream)
         topic = envelope.topic
         if not topic:
@@ -276,7 +281,7 @@ class NatsEventLog:
             raise ConfigurationError(f"topic {topic!r} is not a valid subject") from None
         except _ERRORS as exc:
             raise js_error(exc, f"append to {stream!r}") from exc
-        return ack.seq
+        return ack.seq, bool(ack.duplicate)
 
     async def stream_info(self, stream: str) -> StreamInfo:
         try:
@@ -399,6 +404,7 @@ class NatsEventLog:
                 max_ack_pending=config.max_ack_pending,
                 max_deliver=-1,  # retry limits are pub/sub policy, not the engine's
                 filter_subject=filt,
+                inactive_threshold=config.inactive_threshold,
             )
             if config.deliver == "by_start_sequence":
                 cfg = cfg.evolve(opt_start_seq=max(config.opt_start_seq or 1, 1))

@@ -388,6 +388,21 @@ class EventLog(abc.ABC):
         engine fails.
         """
 
+    async def append_checked(
+        self, stream: str, envelope: Envelope, *, msg_id: str | None = None
+    ) -> tuple[int, bool]:
+        """:meth:`append`, also saying whether it was a duplicate: ``(sequence, duplicate)``.
+
+        ``duplicate`` is True when ``msg_id`` was already stored within the
+        stream's ``duplicate_window`` (nothing was stored; JetStream: PubAck
+        ``duplicate``). Engines override it; this default never reports one.
+
+        Example::
+
+            seq, duplicate = await t.append_checked("EVENTS", envelope, msg_id="order-17")
+        """
+        return await self.append(stream, envelope, msg_id=msg_id), False
+
     @abc.abstractmethod
     async def stream_info(self, stream: str) -> StreamInfo:
         """The stream's message count, bytes and first/last sequence.

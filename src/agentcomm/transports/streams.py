@@ -87,7 +87,10 @@ class ConsumerConfig(msgspec.Struct, frozen=True, kw_only=True):
     the subjects delivered (wildcards allowed). ``max_ack_pending`` bounds messages
     delivered but not yet acked or terminated (including those waiting for a nak's
     redelivery). A message not acked within ``ack_wait`` seconds of its delivery
-    (or of its last ``in_progress()``) is delivered again.
+    (or of its last ``in_progress()``) is delivered again. With
+    ``inactive_threshold``, the engine deletes the consumer once nobody used it for
+    that many seconds (JetStream; an in-memory consumer lives as long as its
+    transport object, so there it is not needed).
 
     Example::
 
@@ -101,6 +104,7 @@ class ConsumerConfig(msgspec.Struct, frozen=True, kw_only=True):
     opt_start_time: float | None = None
     max_ack_pending: int = 1000
     ack_wait: float = 30.0
+    inactive_threshold: float | None = None
 
 
 class ConsumerInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -30,14 +30,18 @@ __all__ = [
     "test_dead_letters_list_show_redrive",
     "test_dead_letter_queue_is_bounded_dropping_the_oldest",
     "test_dedupe_by_message_id",
+    "test_detach_stops_the_agents_subscriptions",
     "test_events_without_subscriber_are_kept_and_replayable",
     "test_expired_and_invalid_events_are_dead_lettered",
     "test_failed_handler_is_retried_then_succeeds",
     "test_fan_out_every_subscriber_gets_every_event",
     "test_keyed_retry_blocks_only_its_key",
     "test_poison_event_is_dead_lettered_and_others_flow",
+    "test_publish_rate_wait_never_outlasts_the_ttl",
     "test_rate_limits_wait_or_raise",
+    "test_replay_in_two_runtimes_at_once_each_gets_every_event",
     "test_replay_reaches_one_subscriber_without_republishing",
+    "test_replay_returns_while_events_are_published_meanwhile",
     "test_retention_bounds_the_log",
     "test_retry_and_reject_signals",
     "test_same_key_in_order_different_keys_in_parallel",
@@ -445,6 +449,108 @@ async def test_replay_reaches_one_subscriber_without_republishing(
     assert after.published == before.published
 
 
+async def test_replay_returns_while_events_are_published_meanwhile(
+    make_runtime: MakeRuntime,
+) -> None:
+    seen = Seen()
+    replaying = [False]
+    auditor = Agent("auditor")
+
+    async with make_runtime(agents=[auditor]) as rt:
+        p = rt.agent("p")
+
+        @auditor.on("orders.*", start="all")
+        async def audit(id: int) -> None:
+            seen.add(id)
+            if replaying[0] and id < 100:  # an event published while the replay runs
+                await p.publish("orders.created", {"id": 100 + id})
+
+        for i in range(3):
+            await p.publish("orders.created", {"id": i})
+        await seen.count(3)
+        replaying[0] = True
+        async with asyncio.timeout(DEADLINE):
+            handled = await rt.events.replay("auditor")
+        await seen.count(9)  # the three new ones reach the subscription itself
+    assert handled == 3
+    assert sorted(seen.items) == [0, 0, 1, 1, 2, 2, 100, 101, 102]
+
+
+async def test_replay_in_two_runtimes_at_once_each_gets_every_event(
+    make_runtime: MakeRuntime,
+) -> None:
+    seen = Seen()
+
+    def auditor(where: int) -> Agent:
+        a = Agent("auditor")
+
+        @a.on("orders.*", start="all")
+        async def audit(id: int) -> None:
+            seen.add((where, id))
+
+        return a
+
+    async with (
+        make_runtime(agents=[auditor(1)]) as rt1,
+        make_runtime(agents=[auditor(2)]) as rt2,
+    ):
+        p = rt1.agent("p")
+        for i in range(20):
+            await p.publish("orders.created", {"id": i})
+        await seen.count(20)  # on a shared engine the two share the subscription's consumer
+        stored = [(await rt.events.refresh()).events_stored for rt in (rt1, rt2)]
+        async with asyncio.timeout(DEADLINE):
+            handled = await asyncio.gather(
+                rt1.events.replay("auditor"), rt2.events.replay("auditor")
+            )
+    # each replay has a consumer of its own: every event its engine holds (20 when shared)
+    assert list(handled) == stored
+    assert handled[0] == 20
+
+
+async def test_detach_stops_the_agents_subscriptions(make_runtime: MakeRuntime) -> None:
+    seen = Seen()
+    audit, witness = Agent("audit"), Agent("witness")
+
+    @audit.on("orders.*")
+    async def record(id: int) -> None:
+        seen.add(("audit", id))
+
+    @witness.on("orders.*")
+    async def watch(id: int) -> None:
+        seen.add(("witness", id))
+
+    async with make_runtime(agents=[audit, witness]) as rt:
+        p = rt.agent("p")
+        await p.publish("orders.created", {"id": 1})
+        await seen.count(2)
+        await rt.detach("audit")
+        rt.agent("other")  # the agent count is back where it was
+        assert [s.agent for s in rt.events.statistics().subscriptions] == ["witness"]
+        await p.publish("orders.created", {"id": 2})
+        await seen.count(3)
+        assert ("audit", 2) not in seen.items  # its handler stopped with detach
+        await rt.attach(audit)  # back again: its durable consumer kept the event
+        await seen.count(4)
+        late = rt.agent("late")
+
+        @late.on("orders.*")  # declared while running: starts without another call
+        async def late_watch(id: int) -> None:
+            seen.add(("late", id))
+
+        await p.publish("orders.created", {"id": 3})
+        await seen.count(7)
+    assert sorted(seen.items) == [
+        ("audit", 1),
+        ("audit", 2),
+        ("audit", 3),
+        ("late", 3),
+        ("witness", 1),
+        ("witness", 2),
+        ("witness", 3),
+    ]
+
+
 async def test_dedupe_by_message_id(make_runtime: MakeRuntime) -> None:
     seen = Seen()
     a = Agent("a")
@@ -466,6 +572,9 @@ async def test_dedupe_by_message_id(make_runtime: MakeRuntime) -> None:
     assert s3 > s1
     assert seen.items == [1, 2, 3]
     assert snap.events_stored == 3
+    assert (snap.published, snap.duplicates) == (3, 1)  # the duplicate is counted apart
+    t = snap.topic("payments")
+    assert (t.published, t.duplicates) == (3, 1)
 
 
 async def test_retention_bounds_the_log(make_runtime: MakeRuntime) -> None:
@@ -545,6 +654,18 @@ async def test_rate_limits_wait_or_raise(make_runtime: MakeRuntime) -> None:
         await q.publish("sms.out", {})
         snap = await rt.events.refresh()
     assert snap.published == 6
+
+
+async def test_publish_rate_wait_never_outlasts_the_ttl(make_runtime: MakeRuntime) -> None:
+    async with make_runtime() as rt:
+        PubSub.install(rt, publisher_limit=RateLimit(0.5, burst=1))
+        p = rt.agent("p")
+        await p.publish("mail.out", {})
+        with pytest.raises(RateLimited) as info:  # the next token comes in 2 s, past the ttl
+            await p.publish("mail.out", {}, ttl=0.05)
+        assert info.value.retry_after > 0.05
+        snap = await rt.events.refresh()
+    assert snap.published == 1
 
 
 async def test_backpressure_slow_subscriber_builds_lag_not_memory(

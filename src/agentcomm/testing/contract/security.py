@@ -16,7 +16,7 @@ import pytest
 
 from ...agent import Agent
 from ...envelope import Envelope, encode_payload, new_id
-from ...errors import LimitExceeded, PermissionDenied
+from ...errors import LimitExceeded, PermissionDenied, RateLimited, RequestTimeout
 from ...flow import RateLimit
 from ...limits import Limits
 from ...policy import Policy
@@ -35,6 +35,7 @@ __all__ = [
     "test_policy_refuses_publish",
     "test_policy_refuses_send_and_request",
     "test_policy_refuses_subscribe",
+    "test_rate_limit_wait_never_outlasts_the_deadline",
     "test_replayed_message_is_refused",
     "test_signed_request_round_trip",
     "test_tampered_payload_is_refused",
@@ -313,3 +314,17 @@ async def test_flooding_sender_is_held_while_others_are_served(make_runtime: Mak
     assert sent <= 10 + 100.0 * elapsed + 1  # held at its rate, whatever the machine speed
     assert sent < 10_000
     assert [c for c in calls if c != "spam"] == [f"a{i}" for i in range(20)]
+
+
+async def test_rate_limit_wait_never_outlasts_the_deadline(make_runtime: MakeRuntime) -> None:
+    calls: list[Any] = []
+    limits = Limits(sender_rate=RateLimit(0.5, burst=1))  # the next token in 2 s
+    async with make_runtime(agents=[_bob(calls)], limits=limits) as rt:
+        me = rt.agent("me")
+        assert await me.request("bob", "echo", {"text": "first"}, timeout=DEADLINE) == "first"
+        with pytest.raises(RequestTimeout) as info:  # at once, not after holding it 2 s
+            await me.request("bob", "echo", {"text": "late"}, timeout=0.2)
+        assert info.value.timeout == pytest.approx(0.2)
+        with pytest.raises(RateLimited):  # a notification cannot wait past its ttl either
+            await me.send("bob", "echo", {"text": "late"}, ttl=0.2)
+    assert calls == ["first"]
