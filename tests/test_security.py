@@ -120,12 +120,18 @@ def test_sending_as_an_agent_without_identity_is_a_configuration_error() -> None
 def test_replay_cache_is_bounded_and_window_is_enforced() -> None:
     sec = Security(identities=[Identity.generate("alice")], window=10.0, skew=1.0, max_seen=100)
     now = time.time()
-    envs = [sec.sign(_env(created=now)) for _ in range(300)]
+    envs = [sec.sign(_env(created=now - 1 + i / 1000)) for i in range(300)]
     for e in envs:
         sec.verify(e, now=now)
     assert len(sec._seen) <= 100
     with pytest.raises(ReplayDetected, match="already received"):
         sec.verify(envs[-1], now=now)
+    # an id forgotten while still inside the window cannot be replayed either
+    with pytest.raises(ReplayDetected, match="forgotten by the full replay cache"):
+        sec.verify(envs[0], now=now)
+    with pytest.raises(ReplayDetected, match="forgotten by the full replay cache"):
+        sec.verify(envs[199], now=now)
+    sec.verify(sec.sign(_env(created=now)), now=now)  # a newer message still passes
     with pytest.raises(ReplayDetected, match="validity window"):
         sec.verify(sec.sign(_env(created=now - 11)), now=now)
     with pytest.raises(ReplayDetected, match="validity window"):

@@ -327,7 +327,9 @@ class Security:
     public keys are trusted automatically); ``keys`` the public keys of the others.
     ``window`` seconds bound how old a direct message may be (and how long its id is
     remembered), ``skew`` how far in the future its ``created`` time may be, and
-    ``max_seen`` the number of ids remembered (the oldest are forgotten first).
+    ``max_seen`` the number of ids remembered (the oldest are forgotten first; then
+    any message created at or before the newest forgotten one is refused, so a
+    forgotten id cannot be replayed inside the window).
 
     Example::
 
@@ -357,6 +359,8 @@ class Security:
         self.skew = skew
         self.max_seen = max_seen
         self._seen: OrderedDict[str, float] = OrderedDict()
+        # the created time of the newest id forgotten because the cache was full
+        self._floor = float("-inf")
         self.signed = self.verified = self.refused = self.replays = 0
 
     def identity(self, name: str) -> Identity:
@@ -434,9 +438,20 @@ class Security:
         seen = self._seen
         while seen:  # forget ids whose messages have left the window anyway
             oldest_id, expires = next(iter(seen.items()))
-            if expires > now and len(seen) < self.max_seen:
-                break
+            if expires > now:
+                if len(seen) < self.max_seen:
+                    break
+                # forgotten while still inside the window: refuse what is not newer
+                self._floor = max(self._floor, expires - self.window)
             del seen[oldest_id]
+        if created <= self._floor:
+            self.refused += 1
+            self.replays += 1
+            raise ReplayDetected(
+                f"{who} was created at {created!r}, not after {self._floor!r}, the newest "
+                f"message forgotten by the full replay cache (max_seen={self.max_seen}); "
+                "a replay, or raise max_seen"
+            )
         key = f"{env.sender}\x00{env.id}"
         if key in seen:
             self.refused += 1
