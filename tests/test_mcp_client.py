@@ -126,6 +126,21 @@ async def test_connect_failures_are_transport_errors() -> None:
             await rt.tools.connect("x", command="python server.py")  # type: ignore[arg-type]
 
 
+async def test_connect_timeout_bounds_a_server_that_never_answers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import gc
+
+    mute = [sys.executable, "-c", "import sys; sys.stdin.read()"]  # never answers initialize
+    async with Runtime() as rt:
+        async with asyncio.timeout(10):  # far below timeout=30: connect_timeout is honoured
+            with pytest.raises(TransportError, match=r"did not answer within 0\.3s"):
+                await rt.tools.connect("mute", command=mute, connect_timeout=0.3, timeout=30.0)
+        assert "mute" not in rt.agents
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
 async def test_stdio_server_that_goes_away() -> None:
     async with Runtime() as rt:
         conn = await rt.tools.connect(

@@ -207,13 +207,21 @@ class MCPConnection:
     async def _start(self, connect_timeout: float) -> None:
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
-        self._rt.task_group.create_task(self._run(ready), name=f"agentcomm:mcp-client:{self.name}")
+        # Whoever stops waiting first, its outcome is read, so asyncio never reports a
+        # "Future exception was never retrieved".
+        ready.add_done_callback(_retrieve)
+        task = self._rt.task_group.create_task(
+            self._run(ready), name=f"agentcomm:mcp-client:{self.name}"
+        )
         try:
             async with asyncio.timeout(connect_timeout):
                 await asyncio.shield(ready)
         except TimeoutError:
+            # The session may be stuck in its handshake, which only its own (longer)
+            # read timeout would end: cancel it. Its clean-up (ending a server process
+            # takes the SDK up to a few seconds) goes on in the runtime's task group.
             self._stop.set()
-            await self._done.wait()
+            task.cancel()
             raise TransportError(
                 f"MCP server {self.name!r} did not answer within {connect_timeout:g}s; "
                 "check the command or URL, or raise connect_timeout"
@@ -534,6 +542,11 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, MCPError):
         return exc.message
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _retrieve(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _version() -> str:
