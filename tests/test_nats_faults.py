@@ -15,10 +15,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agentcomm import Agent, RetryPolicy, Runtime
+from agentcomm import Agent, RetryPolicy, Runtime, TransportError
 from agentcomm.envelope import Envelope, encode_payload
 from agentcomm.testing.nats_server import NatsServer, require_nats_server
 from agentcomm.transports.streams import ConsumerConfig, StreamConfig
@@ -297,3 +298,71 @@ async def test_poison_event_is_tried_four_times_then_dead_lettered_once(
     assert (letter.attempts, letter.topic) == (4, "jobs.bad")
     assert letter.last_error is not None
     assert "poison" in letter.last_error
+
+
+@pytest.mark.timeout(90)
+async def test_kv_watch_warns_when_the_broker_goes_and_when_it_is_back(
+    broker: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    t = NatsTransport(broker.url, namespace="w" + os.urandom(4).hex())
+    await t.start()
+    try:
+        await t.kv_open("board", history=1)
+        watcher = await t.kv_watch("board", snapshot=False)
+        assert await watcher.__anext__() is None  # the end of the (empty) snapshot
+
+        async def first_change() -> Any:
+            return await watcher.__anext__()
+
+        got = asyncio.ensure_future(first_change())
+        warnings = lambda: [  # noqa: E731
+            r.getMessage() for r in caplog.records if r.getMessage().startswith("watch on")
+        ]
+        await asyncio.to_thread(broker.kill)
+        await asyncio.to_thread(broker.start)  # same port and store; the watch consumer is gone
+        for _ in range(600):  # bounded: until a put lands once JetStream answers again
+            try:
+                await t.kv_put("board", "k", b"v")
+                break
+            except TransportError:
+                await asyncio.sleep(0.1)
+        async with asyncio.timeout(30):
+            entry = await got
+        assert entry is not None
+        assert entry.key == "k"
+        await wait_until(lambda: any("recovered" in m for m in warnings()), 30, "recovery")
+        failed = [m for m in warnings() if "retrying until the broker answers" in m]
+        assert len(failed) == 1  # once per outage, not once per retry
+        await watcher.aclose()
+    finally:
+        await t.close()
+
+
+def test_no_stream_response_is_a_transport_error_unless_the_stream_is_missing() -> None:
+    import nats.js.errors
+
+    from agentcomm.errors import ConfigurationError
+    from agentcomm.transports._nats_errors import js_error
+
+    err = js_error(nats.js.errors.NoStreamResponseError(), "append to EVENTS")
+    assert isinstance(err, TransportError)
+    assert not isinstance(err, ConfigurationError)
+
+
+@pytest.mark.timeout(30)
+async def test_append_to_a_missing_stream_is_still_a_configuration_error(
+    broker: NatsServer,
+) -> None:
+    from agentcomm.errors import ConfigurationError
+
+    t = NatsTransport(broker.url, namespace="m" + os.urandom(4).hex())
+    await t.start()
+    try:
+        env = Envelope(id="e1", kind="event", sender="s", topic="a.b", payload=encode_payload({}))
+        with pytest.raises(ConfigurationError, match="ensure_stream"):
+            await t.append("NEVER", env)
+    finally:
+        await t.close()

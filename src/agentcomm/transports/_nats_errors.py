@@ -44,7 +44,13 @@ def js_error(exc: BaseException, what: str) -> AgentCommError:
             raise js_error(exc, "append to EVENTS") from exc
     """
     if isinstance(exc, nats.js.errors.NoStreamResponseError):
-        return ConfigurationError(f"{what}: no such stream; create it first")
+        # No stream took the message: it may be missing, but JetStream also answers
+        # so while it recovers after a broker restart. A caller that knows the stream
+        # is missing (it asked the stream's info) raises ConfigurationError instead.
+        return TransportError(
+            f"{what}: JetStream stored nothing (no stream answered); it may be starting "
+            "after a broker restart (retry shortly), or the stream was never created"
+        )
     if isinstance(exc, nats.js.errors.APIError) and exc.err_code == _STREAM_NOT_FOUND:
         return ConfigurationError(f"{what}: no such stream; create it first")
     if isinstance(exc, nats.errors.TimeoutError):

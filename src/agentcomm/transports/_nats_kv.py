@@ -157,6 +157,7 @@ class _NatsWatcher(KVStore.Watcher):
         self._closed = False
         self._wake = asyncio.Event()
         self.lagged = False
+        self._failing = False  # a failure was logged as a warning; recovery is too
 
     # -- consumer lifecycle ------------------------------------------------------------
     async def _create(self, deliver: api.DeliverPolicy, start_seq: int | None = None) -> int:
@@ -218,17 +219,33 @@ class _NatsWatcher(KVStore.Watcher):
         while not self._closed:
             try:
                 await self._create(api.DeliverPolicy.BY_START_SEQUENCE, self._last_stream + 1)
+                if self._failing:
+                    self._failing = False
+                    logger.warning("watch on %s: recovered; changes flow again", self._bucket)
                 return
             except ConfigurationError:
                 raise
             except (TransportError, *_ERRORS) as exc:
-                logger.debug("watch on %s: recreating its consumer failed: %s", self._bucket, exc)
+                self._failed("recreating its consumer failed", exc)
             try:
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
             except TimeoutError:
                 pass
             delay = min(delay * 2, 2.0)
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        """Log a failure: a warning the first time, debug while it goes on."""
+        if self._failing:
+            logger.debug("watch on %s: %s (%r); retrying", self._bucket, what, exc)
+            return
+        self._failing = True
+        logger.warning(
+            "watch on %s: %s (%r); retrying until the broker answers (changes are kept)",
+            self._bucket,
+            what,
+            exc,
+        )
 
     # -- reading ---------------------------------------------------------------------
     def _end_snapshot(self) -> None:
@@ -256,7 +273,7 @@ class _NatsWatcher(KVStore.Watcher):
         if isinstance(exc, TimeoutError):  # nats-py raises its own and plain asyncio ones
             return
         if exc is not None:
-            logger.debug("watch on %s: fetch failed (%r); recreating", self._bucket, exc)
+            self._failed("fetch failed", exc)
             await self._reset()
             return
         for msg in fetch.result():
@@ -386,8 +403,15 @@ class NatsKV:
             ack = await self._js().publish(
                 prefix + key, value, stream=stream, headers=dict(headers) or None
             )
-        except nats.js.errors.NoStreamResponseError:
-            raise self._no_bucket(bucket) from None
+        except nats.js.errors.NoStreamResponseError as exc:
+            # the bucket is missing, or JetStream is not answering yet after a restart
+            try:
+                await self._js().stream_info(stream)
+            except nats.js.errors.NotFoundError:
+                raise self._no_bucket(bucket) from None
+            except _ERRORS:
+                pass
+            raise js_error(exc, f"kv_put({bucket!r}, {key!r})") from exc
         return ack.seq
 
     async def kv_put(

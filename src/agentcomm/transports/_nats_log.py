@@ -279,9 +279,22 @@ class NatsEventLog:
             )
         except nats.errors.BadSubjectError:
             raise ConfigurationError(f"topic {topic!r} is not a valid subject") from None
+        except nats.js.errors.NoStreamResponseError as exc:
+            # missing, or JetStream not answering yet after a restart: ask which
+            await self._stream_missing(stream, js_name)
+            raise js_error(exc, f"append to {stream!r}") from exc
         except _ERRORS as exc:
             raise js_error(exc, f"append to {stream!r}") from exc
         return ack.seq, bool(ack.duplicate)
+
+    async def _stream_missing(self, stream: str, js_name: str) -> None:
+        """Raise ConfigurationError when JetStream says the stream does not exist."""
+        try:
+            await self._jsm().stream_info(js_name)
+        except nats.js.errors.NotFoundError:
+            raise ConfigurationError(f"no stream {stream!r}; call ensure_stream() first") from None
+        except _ERRORS:
+            return  # JetStream is not answering either: a transport error, not config
 
     async def stream_info(self, stream: str) -> StreamInfo:
         try:
