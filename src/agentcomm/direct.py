@@ -161,7 +161,8 @@ class DirectMessaging:
     async def _send(self, rt: Runtime, env: Envelope, block: bool, timeout: float | None) -> None:
         to = env.recipient or ""
         if rt._guard is not None:  # rate, limits and signature (docs/security.md)
-            env = await rt._guard.hold(env)
+            # a rate-limit wait never outlasts the caller's own bound on the send
+            env = await rt._guard.hold(env, None if timeout is None else time.time() + timeout)
         rt._record(env)
         self._sent += 1
         if timeout is None:

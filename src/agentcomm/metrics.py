@@ -191,6 +191,7 @@ SPECS: tuple[_Spec, ...] = (
         for f, d in (
             ("published", "Events published on the topic by this runtime."),
             ("unrouted", "Events published while no known subscription matched."),
+            ("duplicates", "Publishes dropped as duplicates of a recent message id."),
             ("delivered", "Deliveries of the topic's events to subscribers here."),
             ("acked", "Deliveries acknowledged (handled)."),
             ("retried", "Deliveries retried."),
