@@ -66,6 +66,12 @@ async def raw_request(url: str, n: int, in_flight: int) -> float:
 
     await server.subscribe(subject, cb=respond)
     await server.flush()
+    for _ in range(100):  # bounded: until the server routes the new interest to the client
+        try:
+            await client.request(subject, b'{"a": 0, "b": 0}', timeout=1)
+            break
+        except nats.errors.NoRespondersError:
+            await asyncio.sleep(0.01)
 
     async def call(i: int) -> None:
         msg = await client.request(subject, json.dumps({"a": i, "b": 1}).encode(), timeout=10)
