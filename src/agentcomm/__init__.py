@@ -23,7 +23,7 @@ Example::
 """
 
 from .agent import Agent, AgentStatistics
-from .blackboard import Blackboard, BoardStatistics, Change
+from .blackboard import Blackboard, BoardStatistics, Change, Entry, Watch
 from .context import Context
 from .envelope import Envelope, ErrorInfo, decode_envelope, encode_envelope, new_id
 from .errors import (
@@ -83,6 +83,7 @@ __all__ = [
     "DeadLetter",
     "DecodeError",
     "DeliveryError",
+    "Entry",
     "Envelope",
     "ErrorInfo",
     "Identity",
@@ -121,6 +122,7 @@ __all__ = [
     "TransportError",
     "UnknownHandler",
     "ValidationError",
+    "Watch",
     "__version__",
     "decode_envelope",
     "encode_envelope",
