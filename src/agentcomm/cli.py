@@ -10,6 +10,8 @@ import asyncio
 import sys
 from collections.abc import Callable, Sequence
 
+from .errors import AgentCommError
+
 __all__ = ["build_parser", "main"]
 
 Command = Callable[[argparse.Namespace], int]
@@ -351,3 +353,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except KeyboardInterrupt:
         return 130
+    except AgentCommError as exc:  # a typed error already says what to do
+        print(f"agentcomm: {exc}", file=sys.stderr)
+        return 1

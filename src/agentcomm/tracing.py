@@ -219,7 +219,14 @@ class TraceRecorder:
     """
 
     def __init__(self, max_spans: int = 10_000, *, otlp: bool | None = None) -> None:
-        from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+        try:
+            from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+        except ImportError as exc:
+            from .errors import ConfigurationError
+
+            raise ConfigurationError(
+                "recording traces needs OpenTelemetry: pip install 'agentcomm[otel]'"
+            ) from exc
 
         spans: deque[ReadableSpan] = deque(maxlen=max_spans)
         self._spans = spans
