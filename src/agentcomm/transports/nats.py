@@ -401,6 +401,7 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
         timeout = self.send_timeout if left is None else max(left, 0.001)
         try:
             ack = await nc.request(subject, encode_envelope(envelope), timeout=timeout)
+            _honour_cancellation()
         except nats.errors.NoRespondersError:
             raise NoResponders(envelope.recipient or "") from None
         except TimeoutError:  # nats-py raises its own and plain asyncio ones
@@ -416,6 +417,7 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
         subject = self._subject(envelope, "r")
         try:
             msg = await nc.request(subject, encode_envelope(envelope), timeout=timeout)
+            _honour_cancellation()
         except nats.errors.NoRespondersError:
             raise NoResponders(envelope.recipient or "") from None
         except TimeoutError:  # nats-py raises its own and plain asyncio ones
@@ -429,6 +431,18 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
             raise TransportError(
                 f"the response from {envelope.recipient!r} is not a valid envelope: {exc}"
             ) from None
+
+
+def _honour_cancellation() -> None:
+    """Re-raise a cancellation that nats-py's ``asyncio.wait_for`` swallowed.
+
+    On Python 3.11, ``wait_for`` returns the result instead of raising when the
+    reply and a ``cancel()`` arrive together; the task then carries on as if it
+    had not been cancelled (a cancelled sender loop would keep sending).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _url_user(url: str) -> str | None:
