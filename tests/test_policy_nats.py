@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agentcomm import Agent, Runtime
-from agentcomm.errors import PermissionDenied
+from agentcomm.errors import NoResponders, PermissionDenied
 from agentcomm.policy import Policy, nats_inbox_prefix
 from agentcomm.testing.nats_server import NatsServer
 
@@ -469,9 +469,18 @@ async def test_tool_calls_outside_the_policy_are_refused_on_nats(nats_server: Na
             await proxy_rt.tools.connect("remote-crm", url=url)
             await proxy_rt.transport.flush()  # type: ignore[attr-defined]
             clerk = clerk_rt.agent("clerk")
-            assert await clerk.request("remote-crm", "lookup", {"identifier": "c2"}) == (
-                "customer c2"
-            )
+            # Bounded wait until the proxy is reachable from the clerk's connection: in
+            # about one full-suite run in six the first request found no responder
+            # although the proxy had bound and flushed (under investigation).
+            answer: Any = None
+            for _ in range(50):
+                try:
+                    answer = await clerk.request("remote-crm", "lookup", {"identifier": "c2"})
+                    break
+                except NoResponders:
+                    await proxy_rt.transport.flush()  # type: ignore[attr-defined]
+                    await asyncio.sleep(0.1)
+            assert answer == "customer c2"
             # The proxy refuses it, and the caller gets the refusal as itself,
             # naming the rule.
             with pytest.raises(PermissionDenied) as info:
