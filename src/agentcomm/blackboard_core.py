@@ -111,10 +111,6 @@ def check_prefix(prefix: str) -> str:
         ) from None
 
 
-def _selects(prefix: str, key: str) -> bool:
-    return not prefix or (key.startswith(prefix) if prefix[-1] == "." else key == prefix)
-
-
 class Entry(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
     """One key's current value and metadata; frozen, its value decoded afresh per read.
 

@@ -19,8 +19,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .context import Context
 from .errors import Reject, Retry, TransportClosed, TransportError, ValidationError
@@ -463,6 +462,3 @@ class Subscription:
 def _resolve(fut: asyncio.Future[None] | None) -> None:
     if fut is not None and not fut.done():
         fut.set_result(None)
-
-
-Handler = Callable[..., Any]

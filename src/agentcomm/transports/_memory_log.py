@@ -89,11 +89,6 @@ class _Stream:
         e = self._head()
         return self.last_seq + 1 if e is None else e.seq
 
-    def add(self, e: _Entry) -> None:
-        self.entries[e.seq] = e
-        self.order.append(e)
-        self.bytes += e.size
-
     def remove(self, seq: int) -> _Entry | None:
         e = self.entries.pop(seq, None)
         if e is not None:
