@@ -73,6 +73,38 @@ logger = logging.getLogger("agentcomm")
 
 
 # -- the extension ------------------------------------------------------------------------
+
+
+def _event_envelope(
+    sender: str,
+    topic: str,
+    payload: Any,
+    key: str | None,
+    msg_id: str | None,
+    ttl: float | None,
+    headers: dict[str, str] | None,
+    cause: Envelope | None,
+    traceparent: str | None,
+    tracestate: str | None,
+) -> Envelope:
+    """An event envelope with every optional field (the common case builds fewer)."""
+    now = time.time()
+    return Envelope(
+        id=msg_id or new_id(),
+        kind="event",
+        sender=sender,
+        topic=topic,
+        payload=encode_payload(payload),
+        created=now,
+        deadline=None if ttl is None else now + ttl,
+        key=key,
+        causation_id=None if cause is None else cause.id,
+        traceparent=traceparent,
+        tracestate=tracestate,
+        headers=headers or {},
+    )
+
+
 class PubSub(DeadLetterOps):
     """A runtime's pub/sub (``rt.events``): publish, subscriptions, replay, dead letters.
 
@@ -344,33 +376,26 @@ class PubSub(DeadLetterOps):
                 key=key,
             )
         else:
-            now = time.time()
-            env = Envelope(
-                id=msg_id or new_id(),
-                kind="event",
-                sender=sender,
-                topic=topic,
-                payload=encode_payload(payload),
-                created=now,
-                deadline=None if ttl is None else now + ttl,
-                key=key,
-                causation_id=None if cause is None else cause.id,
-                traceparent=None if cause is None else cause.traceparent,
-                headers=headers or {},
-            )
+            tp = ts = None
+            if cause is not None:
+                tp, ts = cause.traceparent, cause.tracestate
+            env = _event_envelope(sender, topic, payload, key, msg_id, ttl, headers, cause, tp, ts)
         if rt._guard is not None:  # limits and signature (docs/security.md)
             env = rt._guard.seal(env)
         seq, duplicate = await rt.transport.append_checked(EVENT_STREAM, env, msg_id=msg_id)
+        self._count_stored(tc, env, duplicate)
+        return seq
+
+    def _count_stored(self, tc: _TopicCounters, env: Envelope, duplicate: bool) -> None:
         if duplicate:  # stored once already, within the dedupe window
             self.metrics.duplicates += 1
             tc.duplicates += 1
-            return seq
+            return
         self.metrics.published += 1
         tc.published += 1
         if not tc.routed:
             tc.unrouted += 1
-        rt.message_log.append(env)
-        return seq
+        self.runtime.message_log.append(env)
 
     async def _traced_publish(
         self,
@@ -389,39 +414,16 @@ class PubSub(DeadLetterOps):
         rt = self.runtime
         attrs = {"agentcomm.sender": sender, "agentcomm.key": key}
         with tracing.span("publish", topic, kind="producer", attributes=attrs) as span:
-            traceparent, tracestate = tracing.current_traceparent()
-            now = time.time()
-            env = Envelope(
-                id=msg_id or new_id(),
-                kind="event",
-                sender=sender,
-                topic=topic,
-                payload=encode_payload(payload),
-                created=now,
-                deadline=None if ttl is None else now + ttl,
-                key=key,
-                causation_id=None if cause is None else cause.id,
-                traceparent=traceparent,
-                tracestate=tracestate,
-                headers=headers or {},
-            )
+            tp, ts = tracing.current_traceparent()
+            env = _event_envelope(sender, topic, payload, key, msg_id, ttl, headers, cause, tp, ts)
             if rt._guard is not None:
                 env = rt._guard.seal(env)
             seq, duplicate = await rt.transport.append_checked(EVENT_STREAM, env, msg_id=msg_id)
-            span.set_attributes(
-                {k: v for k, v in tracing.message_attributes(env).items() if v is not None}
-            )
+            tracing.describe_current(env)
             span.set_attribute("agentcomm.sequence", seq)
             if duplicate:
                 span.set_attribute("agentcomm.duplicate", True)
-                self.metrics.duplicates += 1
-                tc.duplicates += 1
-                return seq
-            self.metrics.published += 1
-            tc.published += 1
-            if not tc.routed:
-                tc.unrouted += 1
-            rt.message_log.append(env)
+            self._count_stored(tc, env, duplicate)
             return seq
 
     async def _limit(self, sender: str, topic: str, wait: bool, deadline: float | None) -> None:
