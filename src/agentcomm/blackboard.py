@@ -351,10 +351,7 @@ class Blackboard:
                     bucket, key, data, expected_revision=expected_revision, ttl=ttl
                 )
         except RevisionConflict as exc:
-            core.conflicts += 1
-            raise RevisionConflict(
-                key, expected_revision, core.decode_or_none(exc.current, None)
-            ) from None
+            raise core.conflict(RevisionConflict, key, expected_revision, exc) from None
         core.remember(key, rev, created)
         core.writes += 1
         return rev
@@ -384,8 +381,7 @@ class Blackboard:
         try:
             rev = await kv.kv_put(core.bucket, key, data, create_only=True, ttl=ttl)
         except RevisionConflict as exc:
-            core.conflicts += 1
-            raise KeyExists(key, None, core.decode_or_none(exc.current, None)) from None
+            raise core.conflict(KeyExists, key, None, exc) from None
         core.remember(key, rev, now)
         core.writes += 1
         return rev
@@ -412,10 +408,7 @@ class Blackboard:
         try:
             rev = await kv.kv_delete(core.bucket, key, expected_revision=expected_revision)
         except RevisionConflict as exc:
-            core.conflicts += 1
-            raise RevisionConflict(
-                key, expected_revision, core.decode_or_none(exc.current, None)
-            ) from None
+            raise core.conflict(RevisionConflict, key, expected_revision, exc) from None
         core.known.pop(key, None)
         core.deletes += 1
         return rev

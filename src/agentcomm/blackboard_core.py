@@ -18,6 +18,7 @@ import msgspec
 from .envelope import _enc_hook
 from .errors import (
     ConfigurationError,
+    RevisionConflict,
     TransportClosed,
     ValidationError,
 )
@@ -351,6 +352,13 @@ class _Core:
             return self.decode(e, tp)
         except ValidationError:
             return None
+
+    def conflict(
+        self, cls: type[RevisionConflict], key: str, expected: int | None, exc: RevisionConflict
+    ) -> RevisionConflict:
+        """Count a lost compare-and-set and describe it with the entry that won."""
+        self.conflicts += 1
+        return cls(key, expected, self.decode_or_none(exc.current, None))
 
     def encode(
         self,
