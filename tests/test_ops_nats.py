@@ -393,3 +393,34 @@ async def test_presence_failures_never_fail_the_runtime(
             await wait_for(retried, "presence retries")
             assert await rt.agent("me").request("calc", "add", {"a": 1, "b": 2}) == 3
     assert caplog.text.count("cannot announce agents") == 1  # once, not at every retry
+
+
+@pytest.mark.timeout(60)
+async def test_a_handler_typed_object_is_announced_with_the_others(nats_server: NatsServer) -> None:
+    ns = "odd" + os.urandom(4).hex()
+    odd = Agent("odd")
+
+    @odd.handler
+    async def anything(value: object) -> object:
+        "Echo any JSON value."
+        return value
+
+    @odd.handler
+    async def plain(n: int) -> int:
+        return n
+
+    reader = NatsTransport(nats_server.url, namespace=ns)
+    await reader.start()
+    try:
+        async with Runtime(transport=NatsTransport(nats_server.url, namespace=ns), agents=[odd]):
+
+            async def announced() -> bool:
+                try:
+                    agents, _ = await read_presence(reader)
+                except Exception:  # the bucket may not exist yet
+                    return False
+                return any({t.handler for t in a.tools} == {"anything", "plain"} for a in agents)
+
+            await wait_for(announced, "odd announced with both handlers")
+    finally:
+        await reader.close()

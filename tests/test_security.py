@@ -194,3 +194,34 @@ async def test_an_agent_without_identity_never_breaks_its_runtime(
             await rt.agent("carol").send("calc", "add", {"a": 1, "b": 2})
         assert await alice.request("calc", "add", {"a": 1, "b": 2}) == 3
     assert "agent bob cannot sign its answer" in caplog.text
+
+
+def test_a_second_security_cannot_replace_a_trusted_key_nor_change_the_callers_ring() -> None:
+    planner = Identity.generate("planner")
+    ring = Keyring({"planner": planner.public_key})
+    receiver = Security(identities=[Identity.generate("calc")], keys=ring)
+    assert ring.names() == ["planner"]  # the caller's ring did not learn "calc"
+    impostor = Identity.generate("planner")
+    with pytest.raises(ConfigurationError, match="does not match the public key"):
+        Security(identities=[impostor], keys=ring)
+    with pytest.raises(ConfigurationError, match="rotate"):
+        ring.add("planner", impostor.public_key)
+    ring.add("planner", planner.public_key)  # the same key again: fine
+    # A request forged with the impostor's key is refused; the real planner still passes.
+    forged = Security(identities=[impostor]).sign(_env("planner", recipient="calc"))
+    with pytest.raises(AuthenticationError):
+        receiver.verify(forged)
+    real = Security(identities=[planner], keys=ring).sign(_env("planner", recipient="calc"))
+    receiver.verify(real)
+
+
+def test_keyring_rotation_is_explicit_and_copies_are_independent() -> None:
+    old, new = Identity.generate("alice"), Identity.generate("alice")
+    ring = Keyring({"alice": old.public_key})
+    copy = ring.copy()
+    ring.rotate("alice", new.public_key)
+    assert ring.verify("alice", new.sign(b"x"), b"x")
+    assert not ring.verify("alice", old.sign(b"x"), b"x")
+    assert copy.verify("alice", old.sign(b"x"), b"x")  # the copy kept the old key
+    with pytest.raises(ConfigurationError, match="two identities"):
+        Security(identities=[old, new])

@@ -13,6 +13,7 @@ import pytest
 
 from agentcomm import Agent, ConfigurationError, Runtime, UnknownHandler
 from agentcomm.cli import main
+from agentcomm.schema import ANY_JSON
 from agentcomm.tools import (
     ToolInfo,
     anthropic_tool,
@@ -198,3 +199,28 @@ async def test_cli_mcp_serve_over_http() -> None:
         proc.terminate()
         async with asyncio.timeout(30):
             await proc.wait()
+
+
+async def test_a_handler_typed_object_is_any_json_and_never_hides_the_others() -> None:
+    odd = Agent("odd")
+
+    @odd.handler
+    async def anything(value: object) -> object:
+        "Echo any JSON value."
+        return value
+
+    @odd.handler
+    async def plain(n: int) -> int:
+        return n + 1
+
+    async with Runtime(agents=[odd]) as rt:
+        infos = {t.handler: t for t in rt.tools.catalogue()}
+        assert set(infos) == {"anything", "plain"}
+        assert infos["anything"].input_schema["properties"]["value"] == ANY_JSON
+        assert infos["anything"].output_schema is not None
+        assert infos["anything"].output_schema["properties"]["result"] == ANY_JSON
+        caller = rt.agent("caller")
+        got = await caller.request("odd", "anything", {"value": [1, {"a": None}]}, timeout=5)
+        assert got == [1, {"a": None}]
+        assert await caller.request("odd", "plain", {"n": 1}, timeout=5) == 2
+        assert json.loads(json.dumps([openai_tool(t) for t in infos.values()]))

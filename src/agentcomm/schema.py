@@ -135,7 +135,21 @@ class Codec:
         """
         if self._adapter is not None:
             return dict(self._adapter.json_schema())
-        return _inline_ref(msgspec.json.schema(self.type))
+        try:
+            return _inline_ref(msgspec.json.schema(self.type, schema_hook=_schema_hook))
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"no JSON Schema for {self.name}: {exc}") from None
+
+
+#: The JSON Schema of a value typed ``object``: any JSON value.
+ANY_JSON: dict[str, Any] = {"description": "any JSON value"}
+
+
+def _schema_hook(tp: Any) -> dict[str, Any]:
+    """A field typed ``object`` accepts any JSON value (msgspec decodes it as ``Any``)."""
+    if tp is object:
+        return dict(ANY_JSON)
+    raise NotImplementedError
 
 
 _SCALARS = frozenset({int, str, float, bool, type(None)})

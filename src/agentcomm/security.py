@@ -258,20 +258,62 @@ class Keyring:
 
     def __init__(self, keys: Mapping[str, bytes | str] | None = None) -> None:
         self._keys: dict[str, Any] = {}
+        self._raw_keys: dict[str, bytes] = {}
         for name, key in (keys or {}).items():
             self.add(name, key)
 
     def add(self, name: str, key: bytes | str) -> None:
         """Trust ``key`` (32 raw bytes or base64 text) as the public key of ``name``.
 
+        Adding the key already trusted for ``name`` again is a no-op; a *different*
+        key for a name already trusted raises :class:`ConfigurationError`, since a
+        silent replacement would let anyone who can build a ``Security`` impersonate
+        that agent. Replace a key on purpose with :meth:`rotate`.
+
         Example::
 
             ring.add("alice", alice.public_key)
         """
+        raw = self._raw(name, key)
+        have = self._raw_keys.get(name)
+        if have is not None and have != raw:
+            raise ConfigurationError(
+                f"the keyring already trusts a different public key for {name!r}; "
+                f"call rotate({name!r}, new_key) to replace it on purpose"
+            )
+        self._store(name, raw)
+
+    def rotate(self, name: str, key: bytes | str) -> None:
+        """Replace the key trusted for ``name`` (or trust it, if none was).
+
+        Example::
+
+            ring.rotate("alice", new_alice.public_key)
+        """
+        self._store(name, self._raw(name, key))
+
+    def copy(self) -> Keyring:
+        """An independent copy: keys added to one are not added to the other.
+
+        Example::
+
+            mine = ring.copy()
+        """
+        ring = Keyring()
+        ring._keys = dict(self._keys)
+        ring._raw_keys = dict(self._raw_keys)
+        return ring
+
+    @staticmethod
+    def _raw(name: str, key: bytes | str) -> bytes:
         raw = key if isinstance(key, bytes) else _decode_key_text(key, f"public key of {name!r}")
         if len(raw) != 32:
             raise ConfigurationError(f"public key of {name!r} must be 32 bytes, got {len(raw)}")
+        return raw
+
+    def _store(self, name: str, raw: bytes) -> None:
         self._keys[name] = _crypto().Ed25519PublicKey.from_public_bytes(raw)
+        self._raw_keys[name] = raw
 
     @classmethod
     def from_directory(cls, directory: str | os.PathLike[str]) -> Keyring:
@@ -325,6 +367,9 @@ class Security:
 
     ``identities`` are the private keys of the agents this process sends as (their
     public keys are trusted automatically); ``keys`` the public keys of the others.
+    The ``keys`` passed in are copied, never changed; an identity whose name the
+    keyring already trusts with a different key is refused
+    (:class:`ConfigurationError`): one ``Security`` cannot replace another agent's key.
     ``window`` seconds bound how old a direct message may be (and how long its id is
     remembered), ``skew`` how far in the future its ``created`` time may be, and
     ``max_seen`` the number of ids remembered (the oldest are forgotten first; then
@@ -350,11 +395,22 @@ class Security:
     ) -> None:
         if window <= 0 or skew < 0 or max_seen < 1:
             raise ConfigurationError("window must be > 0, skew >= 0 and max_seen >= 1")
-        self.keys = keys if isinstance(keys, Keyring) else Keyring(keys)
+        # A copy: the caller's keyring is shared with other runtimes (or other Security
+        # objects) and must not learn this process's identities behind its back.
+        self.keys = keys.copy() if isinstance(keys, Keyring) else Keyring(keys)
         self._identities: dict[str, Identity] = {}
         for ident in identities:
+            if ident.name in self._identities:
+                raise ConfigurationError(f"two identities named {ident.name!r}")
             self._identities[ident.name] = ident
-            self.keys.add(ident.name, ident.public_key)
+            try:
+                self.keys.add(ident.name, ident.public_key)
+            except ConfigurationError:
+                raise ConfigurationError(
+                    f"identity {ident.name!r} does not match the public key the keyring "
+                    f"trusts for {ident.name!r}; load the right key file, or rotate the "
+                    "keyring's key on purpose (Keyring.rotate)"
+                ) from None
         self.window = window
         self.skew = skew
         self.max_seen = max_seen

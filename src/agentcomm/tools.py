@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .errors import ConfigurationError, RemoteError, TransportClosed
+from .errors import AgentCommError, ConfigurationError, RemoteError, TransportClosed
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -98,6 +98,17 @@ class ToolInfo(msgspec.Struct, frozen=True, kw_only=True):
     source: str = "agent"
     server: str | None = None
     exposed: bool = True
+
+
+#: What a handler whose types have no JSON Schema is described with: any JSON object.
+_ANY_OBJECT: Mapping[str, Any] = {"type": "object", "properties": {}, "additionalProperties": True}
+_schema_warned: set[tuple[str, str]] = set()
+
+
+def _warn_schema_once(agent: str, handler: str, exc: Exception) -> None:
+    if (agent, handler) not in _schema_warned and len(_schema_warned) < 1024:
+        _schema_warned.add((agent, handler))
+        logger.warning("%s.%s is described as any JSON object: %s", agent, handler, exc)
 
 
 def _object_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -222,7 +233,11 @@ class Tools:
                 continue
             for hname in sorted(agent.handlers):
                 spec = agent.handlers[hname]
-                inp, outp, _ = tool_schemas(spec)
+                try:
+                    inp, outp, _ = tool_schemas(spec)
+                except AgentCommError as exc:  # one odd handler never hides the others
+                    _warn_schema_once(agent.name, hname, exc)
+                    inp, outp = dict(_ANY_OBJECT), None
                 mcp_name = agent.mcp_name(hname)
                 out.append(
                     ToolInfo(
