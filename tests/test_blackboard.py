@@ -9,8 +9,8 @@ import msgspec
 import pytest
 
 from agentcomm import Agent, Context, Runtime
-from agentcomm.blackboard import Blackboard, Change, check_key, check_prefix
-from agentcomm.errors import (
+from agentcomm.blackboard.board import Blackboard, Change, check_key, check_prefix
+from agentcomm.core.errors import (
     ConfigurationError,
     RevisionConflict,
     TransportClosed,
@@ -241,7 +241,7 @@ async def test_shutdown_cancels_a_stuck_callback_after_the_drain_timeout() -> No
 async def test_memory_engine_forgets_the_oldest_deleted_keys(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from agentcomm.transports import _memory_kv
+    from agentcomm.transports.memory import kv as _memory_kv
 
     monkeypatch.setattr(_memory_kv, "MAX_ABSENT_KEYS", 3)
     async with Runtime() as rt:
@@ -292,7 +292,7 @@ async def test_last_writer_wins_when_someone_else_wrote_since_this_board_did() -
 
 
 async def test_an_engine_failure_ends_the_subscription_and_is_reported() -> None:
-    from agentcomm.errors import TransportError
+    from agentcomm.core.errors import TransportError
     from agentcomm.transports.base import KVStore
 
     class Broken(KVStore.Watcher):

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from agentcomm import Runtime
-from agentcomm.blackboard import Blackboard
-from agentcomm.errors import KeyExists, RevisionConflict
+from agentcomm.blackboard.board import Blackboard
+from agentcomm.core.errors import KeyExists, RevisionConflict
 
 T = TypeVar("T")
 

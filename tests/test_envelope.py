@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from agentcomm import DecodeError, Envelope, ErrorInfo, ValidationError, decode_envelope, new_id
-from agentcomm.envelope import encode_envelope, encode_payload
+from agentcomm.core.envelope import encode_envelope, encode_payload
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "envelope.schema.json").read_text())
 

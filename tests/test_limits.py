@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agentcomm.envelope import Envelope, encode_payload, new_id
-from agentcomm.errors import ConfigurationError, LimitExceeded, ValidationError
-from agentcomm.limits import Limits, json_depth
+from agentcomm.core.envelope import Envelope, encode_payload, new_id
+from agentcomm.core.errors import ConfigurationError, LimitExceeded, ValidationError
+from agentcomm.core.limits import Limits, json_depth
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from agentcomm import (  # noqa: E402
     UnknownHandler,
     ValidationError,
 )
-from agentcomm.tools import ToolError  # noqa: E402
+from agentcomm.tools.catalogue import ToolError  # noqa: E402
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent

@@ -17,8 +17,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from agentcomm import Agent, Reject, Runtime
-from agentcomm.errors import ConfigurationError
-from agentcomm.metrics import SPECS, export, prometheus_text, serve_prometheus
+from agentcomm.core.errors import ConfigurationError
+from agentcomm.observability.metrics import SPECS, export, prometheus_text, serve_prometheus
 
 
 def make_agents() -> list[Agent]:
@@ -119,7 +119,7 @@ async def test_prometheus_text_and_endpoint() -> None:
 
 
 def test_label_values_are_escaped() -> None:
-    from agentcomm.metrics import _label
+    from agentcomm.observability.metrics import _label
 
     assert _label('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from agentcomm import Agent, RetryPolicy, Runtime, TransportError
-from agentcomm.envelope import Envelope, encode_payload
+from agentcomm.core.envelope import Envelope, encode_payload
 from agentcomm.testing.nats_server import NatsServer, require_nats_server
 from agentcomm.transports.streams import ConsumerConfig, StreamConfig
 
@@ -34,8 +34,8 @@ pytestmark = [pytest.mark.nats, pytest.mark.slow]
 WORKER = r"""
 import asyncio, json, sys
 from agentcomm import Runtime
-from agentcomm.envelope import Envelope, encode_payload
-from agentcomm.errors import TransportError
+from agentcomm.core.envelope import Envelope, encode_payload
+from agentcomm.core.errors import TransportError
 from agentcomm.transports.nats import NatsTransport
 from agentcomm.transports.streams import ConsumerConfig
 
@@ -344,8 +344,8 @@ async def test_kv_watch_warns_when_the_broker_goes_and_when_it_is_back(
 def test_no_stream_response_is_a_transport_error_unless_the_stream_is_missing() -> None:
     import nats.js.errors
 
-    from agentcomm.errors import ConfigurationError
-    from agentcomm.transports._nats_errors import js_error
+    from agentcomm.core.errors import ConfigurationError
+    from agentcomm.transports.nats.errors import js_error
 
     err = js_error(nats.js.errors.NoStreamResponseError(), "append to EVENTS")
     assert isinstance(err, TransportError)
@@ -356,7 +356,7 @@ def test_no_stream_response_is_a_transport_error_unless_the_stream_is_missing() 
 async def test_append_to_a_missing_stream_is_still_a_configuration_error(
     broker: NatsServer,
 ) -> None:
-    from agentcomm.errors import ConfigurationError
+    from agentcomm.core.errors import ConfigurationError
 
     t = NatsTransport(broker.url, namespace="m" + os.urandom(4).hex())
     await t.start()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agentcomm import Agent, Runtime
-from agentcomm.errors import (
+from agentcomm.core.errors import (
     ConfigurationError,
     NoResponders,
     RequestTimeout,

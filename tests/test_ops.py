@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from agentcomm import Agent, Runtime
-from agentcomm.cli import build_parser
-from agentcomm.ops import _table, _tail_match
+from agentcomm.cli.main import build_parser
+from agentcomm.cli.ops import _table, _tail_match
 
 
 def test_table_falls_back_to_plain_text_without_rich(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("nats")
 
 from agentcomm import Agent, Reject, Runtime
-from agentcomm.presence import Presence, read_presence
+from agentcomm.observability.presence import Presence, read_presence
 from agentcomm.testing.nats_server import NatsServer
 from agentcomm.transports.nats import NatsTransport
 

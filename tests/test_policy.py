@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agentcomm.errors import ConfigurationError, PermissionDenied
-from agentcomm.policy import Policy, Rules
+from agentcomm.core.errors import ConfigurationError, PermissionDenied
+from agentcomm.security.policy import Policy, Rules
 
 POLICY = """
 trusted = ["runtime"]

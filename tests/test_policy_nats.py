@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from agentcomm import Agent, Runtime
-from agentcomm.errors import NoResponders, PermissionDenied
-from agentcomm.policy import Policy, nats_inbox_prefix
+from agentcomm.core.errors import NoResponders, PermissionDenied
+from agentcomm.security.policy import Policy, nats_inbox_prefix
 from agentcomm.testing.nats_server import NatsServer
 
 nats = pytest.importorskip("nats")
@@ -197,9 +197,9 @@ async def test_receiver_refuses_a_flooder_that_bypasses_its_rate_limit(
     nats_server: NatsServer,
 ) -> None:
     """On NATS the receiver holds each remote sender to the rate (twice the burst)."""
-    from agentcomm.envelope import Envelope, encode_payload, new_id
-    from agentcomm.flow import RateLimit
-    from agentcomm.limits import Limits
+    from agentcomm.core.envelope import Envelope, encode_payload, new_id
+    from agentcomm.core.flow import RateLimit
+    from agentcomm.core.limits import Limits
 
     calls: list[str] = []
     calc, _ = _agents(calls)
@@ -238,8 +238,8 @@ async def test_signed_message_replayed_to_another_agent_is_refused(
     nats_server: NatsServer,
 ) -> None:
     """A captured signed request for calc, published raw on bob's subject, is refused."""
-    from agentcomm.envelope import decode_envelope, encode_envelope
-    from agentcomm.security import Identity, Security
+    from agentcomm.core.envelope import decode_envelope, encode_envelope
+    from agentcomm.security.signing import Identity, Security
 
     ids = [Identity.generate(n) for n in ("alice", "bob", "calc")]
     calls: list[str] = []
@@ -279,7 +279,7 @@ def _port(server: NatsServer) -> int:
 
 async def test_each_agent_reads_replies_only_under_its_own_inbox(auth_server: NatsServer) -> None:
     """Replies go to ``_INBOX.<ns>.<agent>``; the broker keeps other agents out of it."""
-    from agentcomm.errors import ConfigurationError
+    from agentcomm.core.errors import ConfigurationError
 
     policy = Policy.from_toml(POLICY)
     calls: list[str] = []
@@ -333,7 +333,7 @@ async def test_jetstream_use_is_limited_to_what_the_policy_needs(
     auth_server: NatsServer,
 ) -> None:
     """The library's own JetStream traffic passes; the same user's raw detours are refused."""
-    from agentcomm.flow import RetryPolicy
+    from agentcomm.core.flow import RetryPolicy
 
     policy = Policy.from_toml(POLICY)
     seen: list[str] = []

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from agentcomm import Agent, ConfigurationError, Envelope, RateLimited, RetryPolicy, Runtime
-from agentcomm.context import Context
-from agentcomm.flow import RateLimit, TokenBucket
-from agentcomm.topics import check_pattern, check_topic, topic_matches
+from agentcomm.core.flow import RateLimit, TokenBucket
+from agentcomm.core.topics import check_pattern, check_topic, topic_matches
+from agentcomm.host.context import Context
 from agentcomm.transports.memory import MemoryTransport
 from agentcomm.transports.streams import ConsumerConfig, StreamConfig
 
@@ -99,7 +99,7 @@ async def test_group_members_must_share_a_pattern() -> None:
 
 
 def _env(topic: str, n: int = 0) -> Envelope:
-    from agentcomm.envelope import encode_payload
+    from agentcomm.core.envelope import encode_payload
 
     return Envelope(id=f"e{n}", kind="event", sender="t", topic=topic, payload=encode_payload(n))
 
@@ -224,7 +224,7 @@ async def test_shutdown_leaves_unfinished_events_unacked_for_the_next_run() -> N
 
 async def test_long_held_events_are_reported_in_progress() -> None:
 
-    from agentcomm.subscription import Subscription
+    from agentcomm.pubsub.subscription import Subscription
 
     class Held:
         touched = 0
@@ -255,7 +255,7 @@ async def test_long_held_events_are_reported_in_progress() -> None:
 
 
 def test_has_subscriptions() -> None:
-    from agentcomm.pubsub_declare import has_subscriptions
+    from agentcomm.pubsub.declare import has_subscriptions
 
     quiet, listening = Agent("quiet"), Agent("listening")
 
@@ -267,7 +267,7 @@ def test_has_subscriptions() -> None:
 
 
 def test_rate_buckets_keep_an_active_bucket_and_drop_the_least_recently_used() -> None:
-    from agentcomm.flow import RateBuckets
+    from agentcomm.core.flow import RateBuckets
 
     limit = RateLimit(0.001, burst=1)  # a token per 1000 s: a reset would show
     buckets = RateBuckets(max_size=3)
@@ -287,7 +287,7 @@ def test_rate_buckets_keep_an_active_bucket_and_drop_the_least_recently_used() -
 async def test_subscription_whose_transport_closes_says_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from agentcomm.errors import TransportClosed
+    from agentcomm.core.errors import TransportClosed
     from agentcomm.transports.streams import LogConsumer, LogMessage
 
     closed = asyncio.Event()

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from agentcomm.cli import main
-from agentcomm.demo import _pubsub_section
+from agentcomm.cli.demo import _pubsub_section
 
 
 def test_dlq_list_show_redrive(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,7 @@ from agentcomm import (
     Runtime,
     TransportClosed,
 )
-from agentcomm.envelope import Envelope
+from agentcomm.core.envelope import Envelope
 from agentcomm.transports.memory import MemoryTransport
 
 

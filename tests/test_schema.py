@@ -10,7 +10,7 @@ import pydantic
 import pytest
 
 from agentcomm import Agent, ConfigurationError, Context, RemoteError, Runtime, ValidationError
-from agentcomm.schema import codec_for, inspect_handler
+from agentcomm.core.schema import codec_for, inspect_handler
 
 
 class Order(msgspec.Struct):

@@ -11,9 +11,15 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from agentcomm.envelope import Envelope, decode_envelope, encode_envelope, encode_payload, new_id
-from agentcomm.errors import AuthenticationError, ConfigurationError, ReplayDetected
-from agentcomm.security import (
+from agentcomm.core.envelope import (
+    Envelope,
+    decode_envelope,
+    encode_envelope,
+    encode_payload,
+    new_id,
+)
+from agentcomm.core.errors import AuthenticationError, ConfigurationError, ReplayDetected
+from agentcomm.security.signing import (
     SIGNATURE_HEADER,
     Identity,
     Keyring,

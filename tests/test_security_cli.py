@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from agentcomm.cli import main
-from agentcomm.policy import Policy
-from agentcomm.security import Identity, Keyring
+from agentcomm.security.policy import Policy
+from agentcomm.security.signing import Identity, Keyring
 
 
 def test_keys_generate_writes_files_and_never_prints_the_private_key(

@@ -27,8 +27,8 @@ def test_security_example_runs() -> None:
 def test_docs_policy_block_loads_and_behaves_as_described() -> None:
     import re
 
-    from agentcomm.errors import PermissionDenied
-    from agentcomm.policy import Policy
+    from agentcomm.core.errors import PermissionDenied
+    from agentcomm.security.policy import Policy
 
     text = (ROOT / "docs" / "security.md").read_text()
     block = re.search(r"```toml\n(.*?)```", text, re.S)

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentcomm import Agent, Runtime
-from agentcomm.envelope import decode_envelope, encode_envelope
-from agentcomm.errors import ValidationError
-from agentcomm.limits import Limits
-from agentcomm.security import Identity, Security
+from agentcomm.core.envelope import decode_envelope, encode_envelope
+from agentcomm.core.errors import ValidationError
+from agentcomm.core.limits import Limits
+from agentcomm.security.signing import Identity, Security
 
 BASE: dict[str, Any] = {
     "id": "m1",

@@ -8,9 +8,9 @@ from typing import Any
 import msgspec
 
 from agentcomm import Agent
-from agentcomm.envelope import encode_payload
-from agentcomm.flow import RetryPolicy
-from agentcomm.security import Identity, Security
+from agentcomm.core.envelope import encode_payload
+from agentcomm.core.flow import RetryPolicy
+from agentcomm.security.signing import Identity, Security
 from agentcomm.testing.fixtures import MakeRuntime
 
 DEADLINE = 10.0

@@ -13,8 +13,8 @@ import pytest
 
 from agentcomm import Agent, ConfigurationError, Runtime, UnknownHandler
 from agentcomm.cli import main
-from agentcomm.schema import ANY_JSON
-from agentcomm.tools import (
+from agentcomm.core.schema import ANY_JSON
+from agentcomm.tools.catalogue import (
     ToolInfo,
     anthropic_tool,
     llm_tool_name,

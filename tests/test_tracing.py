@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from agentcomm import Agent, Context, RemoteError, Runtime
-from agentcomm.tracing import TraceRecorder
+from agentcomm.observability.tracing import TraceRecorder
 
 
 def _agents(done: asyncio.Event) -> list[Agent]:

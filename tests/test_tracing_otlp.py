@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from agentcomm import Agent, Runtime
-from agentcomm.tracing import TraceRecorder
+from agentcomm.observability.tracing import TraceRecorder
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from agentcomm import Agent, Context, RetryPolicy, Runtime
-from agentcomm.tracing import TraceRecorder
+from agentcomm.observability.tracing import TraceRecorder
 
 FAST = RetryPolicy(max_attempts=3, backoff=0.001, max_backoff=0.002, jitter=0.0)
 

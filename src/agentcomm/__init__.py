@@ -22,11 +22,9 @@ Example::
     asyncio.run(main())
 """
 
-from .agent import Agent, AgentStatistics
-from .blackboard import Blackboard, BoardStatistics, Change, Entry, Watch
-from .context import Context
-from .envelope import Envelope, ErrorInfo, decode_envelope, encode_envelope, new_id
-from .errors import (
+from agentcomm.blackboard.board import Blackboard, BoardStatistics, Change, Entry, Watch
+from agentcomm.core.envelope import Envelope, ErrorInfo, decode_envelope, encode_envelope, new_id
+from agentcomm.core.errors import (
     AgentCommError,
     AuthenticationError,
     BlackboardError,
@@ -50,10 +48,13 @@ from .errors import (
     UnknownHandler,
     ValidationError,
 )
-from .flow import RateLimit, Retention, RetryPolicy
-from .limits import Limits
-from .policy import Policy, Rules
-from .pubsub import (
+from agentcomm.core.flow import RateLimit, Retention, RetryPolicy
+from agentcomm.core.limits import Limits
+from agentcomm.core.version import __version__
+from agentcomm.host.agent import Agent, AgentStatistics
+from agentcomm.host.context import Context
+from agentcomm.host.runtime import MessageLog, Runtime, RuntimeStatistics
+from agentcomm.pubsub.bus import (
     Alert,
     DeadLetter,
     PubSub,
@@ -61,12 +62,10 @@ from .pubsub import (
     SubscriptionStatistics,
     TopicStatistics,
 )
-from .runtime import MessageLog, Runtime, RuntimeStatistics
-from .security import Identity, Keyring, Security, quote_untrusted
-from .tools import ToolError, ToolInfo, Tools
-from .transports.base import Transport
-
-__version__ = "0.1.0"
+from agentcomm.security.policy import Policy, Rules
+from agentcomm.security.signing import Identity, Keyring, Security, quote_untrusted
+from agentcomm.tools.catalogue import ToolError, ToolInfo, Tools
+from agentcomm.transports.base import Transport
 
 __all__ = [
     "Agent",

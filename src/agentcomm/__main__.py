@@ -1,6 +1,6 @@
 """``python -m agentcomm``: the same as the ``agentcomm`` command."""
 
-from .cli import main
+from agentcomm.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

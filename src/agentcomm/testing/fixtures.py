@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from ..agent import Agent
-from ..runtime import Runtime
-from ..transports.base import Transport
-from .nats_server import nats_server, nats_url  # noqa: F401  (fixtures of this plugin)
+from agentcomm.host.agent import Agent
+from agentcomm.host.runtime import Runtime
+from agentcomm.testing.nats_server import nats_server, nats_url  # noqa: F401  (fixtures of this plugin)
+from agentcomm.transports.base import Transport
 
 __all__ = [
     "TRANSPORT_FACTORIES",
@@ -35,7 +35,7 @@ TRANSPORT_FACTORIES: dict[str, Callable[[pytest.FixtureRequest], Transport]] = {
 
 
 def _memory_factory(request: pytest.FixtureRequest) -> Transport:
-    from ..transports.memory import MemoryTransport
+    from agentcomm.transports.memory.transport import MemoryTransport
 
     return MemoryTransport()
 
@@ -44,10 +44,10 @@ TRANSPORT_FACTORIES["memory"] = _memory_factory
 
 
 def _nats_factory(request: pytest.FixtureRequest) -> Transport:
-    from .nats_server import NatsServer, require_nats_client
+    from agentcomm.testing.nats_server import NatsServer, require_nats_client
 
     require_nats_client()
-    from ..transports.nats import NatsTransport
+    from agentcomm.transports.nats.transport import NatsTransport
 
     server: NatsServer = request.getfixturevalue("nats_server")
     # One namespace per test (shared by the runtimes one test makes), so tests never

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import msgspec
 
 if TYPE_CHECKING:
-    from .._deadlines import Expirable
-    from ..envelope import Envelope
-    from .streams import ConsumerConfig, LogConsumer, StreamConfig, StreamInfo
+    from agentcomm.core.deadlines import Expirable
+    from agentcomm.core.envelope import Envelope
+    from agentcomm.transports.streams import ConsumerConfig, LogConsumer, StreamConfig, StreamInfo
 
 __all__ = ["Delivery", "EventLog", "Inbox", "KVStore", "Transport"]
 

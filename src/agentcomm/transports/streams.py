@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 if TYPE_CHECKING:
-    from ..envelope import Envelope
+    from agentcomm.core.envelope import Envelope
 
 __all__ = [
     "ConsumerConfig",

@@ -13,17 +13,17 @@ from typing import Any
 import msgspec
 import pytest
 
-from ...agent import Agent
-from ...blackboard import Blackboard, Change, Watch
-from ...errors import (
+from agentcomm.blackboard.board import Blackboard, Change, Watch
+from agentcomm.core.errors import (
     ConfigurationError,
     KeyExists,
     PermissionDenied,
     RevisionConflict,
     ValidationError,
 )
-from ...transports.base import KVStore
-from ..fixtures import MakeRuntime
+from agentcomm.host.agent import Agent
+from agentcomm.testing.fixtures import MakeRuntime
+from agentcomm.transports.base import KVStore
 
 __all__ = [
     "requires_kv",

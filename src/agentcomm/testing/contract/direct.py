@@ -12,9 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from ...agent import Agent
-from ...context import Context
-from ...errors import (
+from agentcomm.core.errors import (
     MailboxFull,
     NoResponders,
     RemoteError,
@@ -22,7 +20,9 @@ from ...errors import (
     UnknownHandler,
     ValidationError,
 )
-from ..fixtures import MakeRuntime
+from agentcomm.host.agent import Agent
+from agentcomm.host.context import Context
+from agentcomm.testing.fixtures import MakeRuntime
 
 __all__ = [
     "test_causation_and_deadline_travel",

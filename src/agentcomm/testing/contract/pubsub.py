@@ -15,13 +15,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from ...agent import Agent
-from ...context import Context
-from ...errors import ConfigurationError, RateLimited, Reject, Retry
-from ...flow import RateLimit, Retention, RetryPolicy
-from ...pubsub import Alert, PubSub
-from ...runtime import Runtime
-from ..fixtures import MakeRuntime
+from agentcomm.core.errors import ConfigurationError, RateLimited, Reject, Retry
+from agentcomm.core.flow import RateLimit, Retention, RetryPolicy
+from agentcomm.host.agent import Agent
+from agentcomm.host.context import Context
+from agentcomm.host.runtime import Runtime
+from agentcomm.pubsub.bus import Alert, PubSub
+from agentcomm.testing.fixtures import MakeRuntime
 
 __all__ = [
     "test_backpressure_slow_subscriber_builds_lag_not_memory",

@@ -14,15 +14,15 @@ from typing import Any
 import msgspec
 import pytest
 
-from ...agent import Agent
-from ...envelope import Envelope, encode_payload, new_id
-from ...errors import LimitExceeded, PermissionDenied, RateLimited, RequestTimeout
-from ...flow import RateLimit
-from ...limits import Limits
-from ...policy import Policy
-from ...runtime import Runtime
-from ...security import Identity, Security
-from ..fixtures import MakeRuntime
+from agentcomm.core.envelope import Envelope, encode_payload, new_id
+from agentcomm.core.errors import LimitExceeded, PermissionDenied, RateLimited, RequestTimeout
+from agentcomm.core.flow import RateLimit
+from agentcomm.core.limits import Limits
+from agentcomm.host.agent import Agent
+from agentcomm.host.runtime import Runtime
+from agentcomm.security.policy import Policy
+from agentcomm.security.signing import Identity, Security
+from agentcomm.testing.fixtures import MakeRuntime
 
 __all__ = [
     "test_deeply_nested_payload_refused_by_the_receiver",

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from ...agent import Agent
-from ...blackboard import Change
-from ...context import Context
-from ..fixtures import MakeRuntime
+from agentcomm.blackboard.board import Change
+from agentcomm.host.agent import Agent
+from agentcomm.host.context import Context
+from agentcomm.testing.fixtures import MakeRuntime
 
 __all__ = ["test_one_trace_across_direct_pubsub_and_blackboard"]
 
@@ -65,7 +65,7 @@ def _five_agents(seen: dict[str, Any], done: asyncio.Event) -> list[Agent]:
 
 async def test_one_trace_across_direct_pubsub_and_blackboard(make_runtime: MakeRuntime) -> None:
     pytest.importorskip("opentelemetry.sdk")
-    from ...tracing import TraceRecorder
+    from agentcomm.observability.tracing import TraceRecorder
 
     recorder = TraceRecorder()
     seen: dict[str, Any] = {}

@@ -1,0 +1,358 @@
+"""The ``agentcomm`` command line: thin over the public API.
+
+Run ``agentcomm --help`` for the commands; each has its own ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+from agentcomm.core.errors import AgentCommError
+
+__all__ = ["build_parser", "main"]
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.nats:
+        from agentcomm.cli.demo import run_nats_demo
+
+        return asyncio.run(run_nats_demo(args.nats, sys.stdout))
+    from agentcomm.cli.demo import run_demo
+
+    return asyncio.run(run_demo(out=sys.stdout, trace=args.trace))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
+    from agentcomm.core.errors import ConfigurationError
+    from agentcomm.host.runtime import Runtime
+    from agentcomm.tools.catalogue import load_agents
+
+    try:
+        from agentcomm.transports.nats.transport import NatsTransport
+    except ImportError:
+        print("agentcomm run: the NATS transport needs: pip install 'agentcomm[nats]'")
+        return 2
+    agents = [a for target in args.target for a in load_agents(target)]
+    if args.only:
+        agents = [a for a in agents if a.name in args.only]
+        missing = sorted(set(args.only) - {a.name for a in agents})
+        if missing:
+            raise ConfigurationError(f"no agent named {missing} in {args.target}")
+    if not agents:
+        raise ConfigurationError(f"{args.target} names no agents")
+
+    async def run() -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        transport = NatsTransport(args.nats, namespace=args.namespace)
+        try:
+            async with Runtime(
+                transport=transport, agents=agents, drain_timeout=args.drain_timeout
+            ):
+                await transport.flush()  # reachable from other processes from here on
+                names = ", ".join(a.name for a in agents)
+                print(
+                    f"agentcomm: running {names} on {args.nats}; SIGINT/SIGTERM stops", flush=True
+                )
+                await stop.wait()
+                # Leaving the runtime finishes in-flight work (up to the drain timeout);
+                # unfinished events stay unacked and are redelivered, never half done.
+                print("agentcomm: stopping", file=sys.stderr, flush=True)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        return 0
+
+    return asyncio.run(run())
+
+
+def _cmd_mcp_serve(args: argparse.Namespace) -> int:
+    from agentcomm.tools.catalogue import serve_agents
+
+    return asyncio.run(serve_agents(args.target, http=args.http, name=args.name))
+
+
+def _cmd_tools(args: argparse.Namespace) -> int:
+    if args.nats:
+        from agentcomm.cli.ops import run
+
+        return run("tools", args)
+    from agentcomm.tools.catalogue import list_tools_cli
+
+    return asyncio.run(
+        list_tools_cli(
+            args.target, urls=args.url, commands=args.command, as_json=args.json, llm=args.llm
+        )
+    )
+
+
+def _cmd_ops(args: argparse.Namespace) -> int:
+    from agentcomm.cli.ops import run
+
+    return run(args.command, args)
+
+
+def _cmd_dlq(args: argparse.Namespace) -> int:
+    if args.nats:
+        from agentcomm.cli.ops import run as run_ops
+
+        return run_ops("dlq", args)
+    import msgspec
+
+    from agentcomm.cli.demo import pubsub_demo
+
+    async def run() -> int:
+        async with pubsub_demo() as rt:
+            events = rt.events
+            if args.action == "list":
+                dls = await events.dead_letters(subscription=args.subscription, limit=args.limit)
+                print(f"{'seq':>5}  {'subscription':<24}{'topic':<20}{'reason':<14}attempts  error")
+                for dl in dls:
+                    print(
+                        f"{dl.sequence:>5}  {dl.subscription:<24}{dl.topic:<20}{dl.reason:<14}"
+                        f"{dl.attempts:>8}  {dl.last_error or ''}"
+                    )
+                return 0
+            if args.sequence is None:
+                print(f"agentcomm dlq {args.action}: give a sequence number", file=sys.stderr)
+                return 2
+            if args.action == "show":
+                found = await events.dead_letter(args.sequence)
+                if found is None:
+                    print(f"no dead letter #{args.sequence}", file=sys.stderr)
+                    return 1
+                data = msgspec.json.encode(found)
+                print(msgspec.json.format(data, indent=2).decode())
+                return 0
+            ok = await events.redrive(args.sequence)
+            print(f"dead letter #{args.sequence} redriven: {'handled' if ok else 'failed again'}")
+            return 0 if ok else 1
+
+    return asyncio.run(run())
+
+
+def _cmd_keys_generate(args: argparse.Namespace) -> int:
+    from agentcomm.core.errors import ConfigurationError
+    from agentcomm.security.signing import Identity
+
+    try:
+        for name in args.name:
+            ident = Identity.generate(name)
+            path = ident.save(args.out, overwrite=args.force)
+            # The private key goes to the file only, never to the terminal or a log.
+            print(f"{name}: private key {path} (mode 0600), public key {ident.public_key_b64()}")
+    except ConfigurationError as exc:
+        print(f"agentcomm keys generate: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_policy(args: argparse.Namespace) -> int:
+    from agentcomm.core.errors import ConfigurationError
+    from agentcomm.security.policy import Policy
+
+    try:
+        policy = Policy.from_file(args.file)
+        if args.policy_command == "check":
+            warnings = policy.check()
+            for w in warnings:
+                print(f"warning: {w}")
+            print(
+                f"{args.file}: {len(policy.agents)} agents, {len(policy.trusted)} trusted, "
+                f"{len(warnings)} warnings"
+            )
+            return 0
+        text = policy.nats_config(namespace=args.namespace, buckets=args.bucket or ["blackboard"])
+    except ConfigurationError as exc:
+        print(f"agentcomm policy {args.policy_command}: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_version(args: argparse.Namespace) -> int:
+    from agentcomm.core.version import __version__
+
+    print(f"agentcomm {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``agentcomm`` command.
+
+    Example::
+
+        build_parser().parse_args(["demo"])
+    """
+    parser = argparse.ArgumentParser(
+        prog="agentcomm",
+        description="Agents talking to each other: direct messages, a shared blackboard, "
+        "pub/sub events and MCP tools, in-process or on NATS.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run a small multi-agent scenario in-process and narrate it")
+    demo.add_argument(
+        "--trace",
+        action="store_true",
+        help="print the OpenTelemetry trace of one request through every agent it touched",
+    )
+    demo.add_argument(
+        "--nats",
+        metavar="URL",
+        help="run the agents as separate processes on this NATS server (nats://host:4222)",
+    )
+    demo.set_defaults(func=_cmd_demo)
+
+    run = sub.add_parser(
+        "run",
+        help="run agents from a Python module on NATS until SIGINT/SIGTERM",
+        description="Start the agents named by TARGET (module:attr or file.py:attr: an Agent, "
+        "a list of agents, or a function returning them) on a NATS server; a clean "
+        "shutdown on SIGINT/SIGTERM finishes in-flight work or leaves it for redelivery.",
+    )
+    run.add_argument("target", nargs="+", help="module:attr or file.py:attr naming agents")
+    run.add_argument("--nats", required=True, metavar="URL", help="NATS server, nats://host:4222")
+    run.add_argument(
+        "--namespace",
+        default="agentcomm",
+        help="subject/stream prefix shared by cooperating processes",
+    )
+    run.add_argument(
+        "--only", action="append", metavar="NAME", help="run only this agent (repeatable)"
+    )
+    run.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long shutdown waits for in-flight work (default 10)",
+    )
+    run.set_defaults(func=_cmd_run)
+
+    mcp = sub.add_parser("mcp", help="serve agents as MCP tools")
+    mcp_sub = mcp.add_subparsers(dest="mcp_command", metavar="MCP_COMMAND", required=True)
+    serve = mcp_sub.add_parser(
+        "serve", help="serve agents' handlers as MCP tools (stdio unless --http is given)"
+    )
+    serve.add_argument(
+        "target", nargs="+", help="module:attr or file.py:attr naming an Agent, list or Runtime"
+    )
+    serve.add_argument(
+        "--http", metavar="HOST:PORT", help="serve streamable HTTP here (e.g. 127.0.0.1:8000)"
+    )
+    serve.add_argument("--name", help="the MCP server name (default: the agent's name)")
+    serve.set_defaults(func=_cmd_mcp_serve)
+
+    tools = sub.add_parser("tools", help="list the tool catalogue of agents and MCP servers")
+    tools.add_argument("target", nargs="*", help="module:attr or file.py:attr naming agents")
+    tools.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="also import an MCP server's tools over streamable HTTP",
+    )
+    tools.add_argument(
+        "--command",
+        action="append",
+        default=[],
+        metavar="NAME=CMD",
+        help="also import an MCP server's tools over stdio (CMD is shell-split)",
+    )
+    tools.add_argument("--json", action="store_true", help="print the catalogue as JSON")
+    tools.add_argument(
+        "--nats", metavar="URL", help="list what the agents connected to this NATS server offer"
+    )
+    tools.add_argument("--namespace", help="their namespace (with --nats; $AGENTCOMM_NAMESPACE)")
+    tools.add_argument(
+        "--llm",
+        choices=["openai", "anthropic"],
+        help="print LLM function-calling tool definitions instead",
+    )
+    tools.set_defaults(func=_cmd_tools)
+
+    dlq = sub.add_parser(
+        "dlq",
+        help="list, show or redrive pub/sub dead letters (on NATS with --nats)",
+        description="Dead letters of a system on NATS (--nats URL, --namespace), or without "
+        "--nats of the in-process demo runtime (`agentcomm demo`'s pub/sub scenario).",
+    )
+    dlq.add_argument("action", choices=["list", "show", "redrive"])
+    dlq.add_argument("sequence", nargs="?", type=int, help="dead letter number (show, redrive)")
+    dlq.add_argument("--subscription", help="only this subscription's dead letters (list)")
+    dlq.add_argument("--limit", type=int, default=100, help="at most this many (list)")
+    dlq.add_argument(
+        "--nats", metavar="URL", help="the dead letters of a system on this NATS server"
+    )
+    dlq.add_argument("--namespace", help="its namespace (with --nats; $AGENTCOMM_NAMESPACE)")
+    dlq.add_argument("--json", action="store_true", help="print JSON (with --nats)")
+    dlq.set_defaults(func=_cmd_dlq)
+
+    from agentcomm.cli.ops import add_commands
+
+    add_commands(sub, _cmd_ops)
+
+    keys = sub.add_parser("keys", help="agent signing keys (Ed25519)")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND", required=True)
+    gen = keys_sub.add_parser(
+        "generate", help="write NAME.key (private, mode 0600) and NAME.pub for each agent"
+    )
+    gen.add_argument("name", nargs="+", help="agent names")
+    gen.add_argument("--out", default=".", help="directory for the key files (default: .)")
+    gen.add_argument("--force", action="store_true", help="overwrite existing key files")
+    gen.set_defaults(func=_cmd_keys_generate)
+
+    pol = sub.add_parser("policy", help="check an access policy, or turn it into NATS config")
+    pol_sub = pol.add_subparsers(dest="policy_command", metavar="POLICY_COMMAND", required=True)
+    check = pol_sub.add_parser("check", help="load a TOML policy and report problems")
+    check.add_argument("file", help="the policy file (TOML)")
+    check.set_defaults(func=_cmd_policy)
+    natsc = pol_sub.add_parser(
+        "nats-config",
+        help="print the NATS server authorization block for the policy (one user per agent)",
+    )
+    natsc.add_argument("file", help="the policy file (TOML)")
+    natsc.add_argument("--namespace", default="agentcomm", help="the NatsTransport namespace")
+    natsc.add_argument("--bucket", action="append", help="blackboard buckets (default: blackboard)")
+    natsc.add_argument("-o", "--output", help="write to this file instead of stdout")
+    natsc.set_defaults(func=_cmd_policy)
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=_cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``agentcomm`` console script.
+
+    Example::
+
+        main(["demo"])
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Command | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        return 130
+    except AgentCommError as exc:  # a typed error already says what to do
+        print(f"agentcomm: {exc}", file=sys.stderr)
+        return 1

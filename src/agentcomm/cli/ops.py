@@ -1,0 +1,546 @@
+"""Operator commands against a running system on NATS: tail, stats, dlq, board, agents, tools.
+
+Each command connects as its own NATS client (``--nats URL``, default
+``$AGENTCOMM_NATS`` or ``nats://127.0.0.1:4222``; ``--namespace``, default
+``$AGENTCOMM_NAMESPACE`` or ``agentcomm``), prints tables for a person (rich when
+installed, colour only on a terminal) or JSON with ``--json``, and says what to do
+when something is missing. See ``docs/operations.md``.
+
+Example::
+
+    agentcomm agents --nats nats://127.0.0.1:4222
+    agentcomm tail billing --count 10 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+import msgspec
+
+from agentcomm.core.errors import ConfigurationError, TransportError
+
+if TYPE_CHECKING:
+    from agentcomm.transports.nats.transport import NatsTransport
+
+__all__ = ["add_commands", "add_nats_arguments", "run"]
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+_MAX_TAIL_QUEUE = 10_000
+
+
+class _Fail(Exception):
+    """A command failed with a message that says what to do (exit code 1)."""
+
+
+def add_nats_arguments(p: argparse.ArgumentParser, *, default: bool = True) -> None:
+    """Add ``--nats``, ``--namespace`` and ``--json`` to a subcommand.
+
+    Example::
+
+        add_nats_arguments(parser.add_parser("agents"))
+    """
+    p.add_argument(
+        "--nats",
+        metavar="URL",
+        default=os.environ.get("AGENTCOMM_NATS", DEFAULT_URL) if default else None,
+        help="NATS server (default: $AGENTCOMM_NATS or nats://127.0.0.1:4222)",
+    )
+    p.add_argument(
+        "--namespace",
+        default=os.environ.get("AGENTCOMM_NAMESPACE", "agentcomm"),
+        help="the runtimes' namespace (default: $AGENTCOMM_NAMESPACE or agentcomm)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON (one object per line)")
+
+
+def add_commands(sub: Any, func: Callable[[argparse.Namespace], int]) -> None:
+    """Add the operator subcommands (tail, stats, board, agents) to the ``agentcomm`` parser.
+
+    Example::
+
+        add_commands(parser.add_subparsers(), lambda args: run(args.command, args))
+    """
+    tail = sub.add_parser(
+        "tail",
+        help="watch messages live on NATS (direct, events, dead letters)",
+        description="Print every message of the namespace as it passes: time, sender, "
+        "recipient or topic, kind, size and a payload preview. FILTER keeps messages from "
+        "or to an agent, or on topics matching a pattern (orders.*, orders.>).",
+    )
+    tail.add_argument("filter", nargs="?", help="an agent name or a topic pattern")
+    tail.add_argument("--count", type=int, help="stop after this many messages")
+    tail.add_argument("--seconds", type=float, help="stop after this many seconds")
+    tail.add_argument("--width", type=int, default=60, help="payload preview width")
+    add_nats_arguments(tail)
+    stats = sub.add_parser(
+        "stats", help="per-agent and per-topic rates, lag, in flight and dead letters"
+    )
+    stats.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    stats.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    stats.add_argument("--count", type=int, help="with --watch: stop after this many refreshes")
+    add_nats_arguments(stats)
+    board = sub.add_parser("board", help="read, list, watch the blackboard on NATS")
+    board.add_argument("action", choices=["get", "list", "watch", "history"])
+    board.add_argument("key", nargs="?", default="", help="key (get, history) or prefix")
+    board.add_argument("--bucket", default="blackboard", help="the bucket (default blackboard)")
+    board.add_argument("--count", type=int, help="watch: stop after this many changes")
+    add_nats_arguments(board)
+    agents = sub.add_parser("agents", help="who is connected on NATS (from presence)")
+    add_nats_arguments(agents)
+    for p in (tail, stats, board, agents):
+        p.set_defaults(func=func)
+
+
+def run(command: str, args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run one operator command; returns the exit code.
+
+    Example::
+
+        run("agents", build_parser().parse_args(["agents", "--json"]))
+    """
+    impl = _COMMANDS[command]
+    o = out or sys.stdout
+    if getattr(args, "namespace", None) is None:  # tools/dlq take --nats only when asked
+        args.namespace = os.environ.get("AGENTCOMM_NAMESPACE", "agentcomm")
+    try:
+        return asyncio.run(_with_transport(impl, args, o))
+    except _Fail as exc:
+        print(f"agentcomm {command}: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _with_transport(
+    impl: Callable[[NatsTransport, argparse.Namespace, TextIO], Coroutine[Any, Any, int]],
+    args: argparse.Namespace,
+    out: TextIO,
+) -> int:
+    try:
+        from agentcomm.transports.nats.transport import NatsTransport
+    except ImportError:
+        raise _Fail("the NATS commands need: pip install 'agentcomm[nats]'") from None
+    url = args.nats
+    t = NatsTransport(url, namespace=args.namespace, connect_timeout=3.0)
+    try:
+        await t.start()
+    except (TransportError, ConfigurationError) as exc:
+        raise _Fail(
+            f"cannot reach NATS at {url}: start `nats-server -js` there, or pass "
+            "--nats URL (or set AGENTCOMM_NATS)"
+        ) from exc
+    try:
+        return await impl(t, args, out)
+    except ConfigurationError as exc:
+        raise _Fail(str(exc)) from None
+    except TransportError as exc:
+        raise _Fail(f"{exc} (NATS at {url})") from None
+    finally:
+        await t.close()
+
+
+# -- output ---------------------------------------------------------------------------------
+def _json_line(out: TextIO, obj: Any) -> None:
+    out.write(msgspec.json.encode(obj).decode() + "\n")
+    out.flush()
+
+
+def _table(out: TextIO, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A table for a person: rich when installed (colour on a terminal), else plain text."""
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+        out.write(f"{title}\n")
+        out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + "\n")
+        for r in cells:
+            out.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) + "\n")
+        out.flush()
+        return
+    table = Table(title=title, title_justify="left")
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for r in cells:
+        table.add_row(*r)
+    Console(file=out, width=max(100, _term_width(out))).print(table)
+
+
+def _term_width(out: TextIO) -> int:
+    try:
+        return os.get_terminal_size(out.fileno()).columns if out.isatty() else 160
+    except (OSError, ValueError, AttributeError):
+        return 160
+
+
+def _ago(ts: float) -> str:
+    d = max(time.time() - ts, 0.0)
+    return f"{d:.0f}s" if d < 120 else f"{d / 60:.0f}m" if d < 7200 else f"{d / 3600:.0f}h"
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+
+
+# -- agents and tools ---------------------------------------------------------------------------
+async def _presence(t: NatsTransport) -> tuple[list[Any], list[Any]]:
+    from agentcomm.observability.presence import BUCKET, read_presence
+
+    if not await _has_stream(t.client.jetstream(), f"KV_{t.namespace}_{BUCKET}"):
+        return [], []  # no runtime ever announced itself in this namespace
+    return await read_presence(t)
+
+
+def _none_running(t: NatsTransport) -> str:
+    return (
+        f"no agents announce themselves in namespace {t.namespace!r}: start them "
+        "(`agentcomm run ... --nats URL`) or pass the --namespace they use"
+    )
+
+
+async def cmd_agents(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> int:
+    """``agentcomm agents``: who is connected (one row per agent instance)."""
+    agents, _ = await _presence(t)
+    if args.json:
+        for rec in agents:
+            _json_line(out, rec)
+        return 0
+    if not agents:
+        print(_none_running(t), file=sys.stderr)
+        return 0
+    rows = [
+        (
+            r.agent,
+            f"{r.host}:{r.pid}",
+            ", ".join(x.handler for x in r.tools) or "-",
+            ", ".join(s.pattern for s in r.subscriptions) or "-",
+            _ago(r.started),
+            r.statistics.handled,
+            r.statistics.failed,
+            r.statistics.queued,
+            f"{_ago(r.updated)} ago",
+        )
+        for r in agents
+    ]
+    cols = ["agent", "host:pid", "handlers", "subscribes", "up", "handled", "failed", "queued"]
+    _table(out, f"agents in {t.namespace!r}", [*cols, "seen"], rows)
+    return 0
+
+
+async def cmd_tools(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> int:
+    """``agentcomm tools --nats``: the tool catalogue of every connected agent."""
+    agents, _ = await _presence(t)
+    seen: dict[tuple[str, str], Any] = {}
+    for rec in agents:
+        for info in rec.tools:
+            seen.setdefault((info.agent, info.handler), info)
+    tools = [seen[k] for k in sorted(seen)]
+    if args.json:
+        for info in tools:
+            _json_line(out, info)
+        return 0
+    if not tools:
+        print(_none_running(t), file=sys.stderr)
+        return 0
+    rows = []
+    for info in tools:
+        props = info.input_schema.get("properties", {})
+        params = ", ".join(f"{n}: {p.get('type', 'any')}" for n, p in props.items())
+        rows.append((info.agent, info.handler, params, info.description.split("\n")[0]))
+    _table(out, f"tools in {t.namespace!r}", ["agent", "handler", "input", "description"], rows)
+    return 0
+
+
+# -- tail ---------------------------------------------------------------------------------------
+def _tail_record(
+    subject: str, data: bytes, ns: str, width: int, inbox: bool = False
+) -> dict[str, Any] | None:
+    from agentcomm.core.envelope import decode_envelope
+    from agentcomm.core.errors import DecodeError
+
+    try:
+        env = decode_envelope(data)
+    except DecodeError:
+        return None  # acknowledgements, JetStream API replies: not envelopes
+    kind: str = env.kind
+    topic = env.topic
+    if inbox and kind != "response":
+        return None  # an event fetched by a subscriber or read back: shown when published
+    if subject.startswith(f"{ns}.s.DLQ."):
+        kind = "dead-letter"
+    elif subject.startswith(f"{ns}.a.") and subject.endswith(".nb"):
+        kind = "notification"
+    preview = bytes(env.payload).decode("utf-8", "replace")
+    if len(preview) > width:
+        preview = preview[: max(width - 3, 0)] + "..."
+    return {
+        "time": env.created,
+        "id": env.id,
+        "kind": kind,
+        "sender": env.sender,
+        "recipient": env.recipient,
+        "handler": env.handler,
+        "topic": topic,
+        "size": len(data),
+        "subject": subject,
+        "correlation_id": env.correlation_id,
+        "preview": preview,
+    }
+
+
+def _tail_match(rec: dict[str, Any], filt: str | None) -> bool:
+    if not filt:
+        return True
+    if filt in (rec["sender"], rec["recipient"]):
+        return True
+    topic = rec["topic"]
+    if topic is None:
+        return False
+    from agentcomm.core.topics import topic_matches
+
+    try:
+        return topic == filt or topic_matches(filt, topic)
+    except ConfigurationError:
+        return False
+
+
+async def cmd_tail(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> int:
+    """``agentcomm tail [filter]``: print messages as they pass."""
+    ns = t.namespace
+    nc = t.client
+    queue: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue(_MAX_TAIL_QUEUE)
+    dropped = 0
+
+    def put(msg: Any, inbox: bool) -> None:
+        nonlocal dropped
+        try:
+            queue.put_nowait((msg.subject, msg.data, inbox))
+        except asyncio.QueueFull:
+            dropped += 1  # bounded: a slow terminal loses lines, never memory
+
+    async def on_msg(msg: Any) -> None:
+        put(msg, False)
+
+    async def on_inbox(msg: Any) -> None:  # responses; JetStream deliveries land here too
+        put(msg, True)
+
+    subs = [await nc.subscribe(s, cb=on_msg) for s in (f"{ns}.a.>", f"{ns}.s.>")]
+    subs.append(await nc.subscribe("_INBOX.>", cb=on_inbox))
+    await nc.flush()
+    colour = out.isatty() and not args.json
+    print(
+        f"agentcomm tail: watching {ns!r} on {args.nats}"
+        + (f" for {args.filter!r}" if args.filter else "")
+        + " (Ctrl-C stops)",
+        file=sys.stderr,
+        flush=True,
+    )
+    shown = 0
+    loop = asyncio.get_running_loop()
+    end = None if args.seconds is None else loop.time() + args.seconds
+    try:
+        while args.count is None or shown < args.count:
+            left = None if end is None else end - loop.time()
+            if left is not None and left <= 0:
+                break
+            try:
+                async with asyncio.timeout(left):
+                    subject, data, inbox = await queue.get()
+            except TimeoutError:
+                break
+            rec = _tail_record(subject, data, ns, args.width, inbox)
+            if rec is None or not _tail_match(rec, args.filter):
+                continue
+            shown += 1
+            if args.json:
+                _json_line(out, rec)
+                continue
+            to = rec["topic"] if rec["recipient"] is None else rec["recipient"]
+            if rec["handler"]:
+                to = f"{to}.{rec['handler']}"
+            line = (
+                f"{_clock(rec['time'])}  {rec['sender']:>12} -> {to:<24} "
+                f"{rec['kind']:<12} {rec['size']:>6}B  {rec['preview']}"
+            )
+            if colour:
+                line = f"\x1b[2m{line[:12]}\x1b[0m{line[12:]}"
+            out.write(line + "\n")
+            out.flush()
+    finally:
+        for s in subs:
+            await s.unsubscribe()
+    if dropped:
+        print(f"agentcomm tail: {dropped} messages not shown (output too slow)", file=sys.stderr)
+    return 0
+
+
+# -- stats --------------------------------------------------------------------------------------
+async def collect_stats(t: NatsTransport) -> dict[str, Any]:
+    """One snapshot of the namespace: agents, topics, subscriptions, streams.
+
+    Example::
+
+        snap = await collect_stats(transport); print(snap["dead_letters"])
+    """
+    import nats.js.errors
+
+    agents, runtimes = await _presence(t)
+    js = t.client.jetstream(timeout=t.api_timeout)
+    subs: list[dict[str, Any]] = []
+    streams: dict[str, Any] = {}
+    dead_by_sub: dict[str, int] = {}
+    for rec in agents:
+        for s in rec.subscriptions:
+            dead_by_sub[s.name] = dead_by_sub.get(s.name, 0) + s.dead_lettered
+    for name in ("EVENTS", "DLQ"):
+        try:
+            si = await js.stream_info(f"{t.namespace}_{name}")
+            streams[name] = {"messages": si.state.messages, "bytes": si.state.bytes}
+        except nats.js.errors.NotFoundError:
+            streams[name] = {"messages": 0, "bytes": 0}
+    if streams["EVENTS"]["messages"] or await _has_stream(js, f"{t.namespace}_EVENTS"):
+        prefix = f"{t.namespace}.s.EVENTS."
+        for ci in await js.consumers_info(f"{t.namespace}_EVENTS"):
+            filt = ci.config.filter_subject or ">"
+            subs.append(
+                {
+                    "subscription": ci.name,
+                    "pattern": filt[len(prefix) :] if filt.startswith(prefix) else filt,
+                    "lag": ci.num_pending or 0,
+                    "in_flight": ci.num_ack_pending or 0,
+                    "redelivered": ci.num_redelivered or 0,
+                    "dead_lettered": dead_by_sub.get(ci.name or "", 0),
+                }
+            )
+    topics: dict[str, dict[str, Any]] = {}
+    for r in runtimes:
+        for tp in r.pubsub.topics if r.pubsub else ():
+            row = topics.setdefault(
+                tp.topic,
+                {"topic": tp.topic, "published": 0, "publish_rate": 0.0, "delivered": 0,
+                 "deliver_rate": 0.0, "retried": 0, "dead_lettered": 0},
+            )  # fmt: skip
+            for k in ("published", "publish_rate", "delivered", "deliver_rate", "retried"):
+                row[k] += getattr(tp, k)
+            row["dead_lettered"] += tp.dead_lettered
+    per_agent: dict[str, dict[str, Any]] = {}
+    for rec in agents:
+        a = rec.statistics
+        row = per_agent.setdefault(
+            rec.agent,
+            {"agent": rec.agent, "instances": 0, "received": 0, "handled": 0, "failed": 0,
+             "handled_rate": 0.0, "queued": 0, "in_flight": 0},
+        )  # fmt: skip
+        row["instances"] += 1
+        for k in ("received", "handled", "failed", "queued", "in_flight"):
+            row[k] += getattr(a, k)
+        row["handled_rate"] += rec.handled_rate
+    return {
+        "time": time.time(),
+        "namespace": t.namespace,
+        "agents": [per_agent[k] for k in sorted(per_agent)],
+        "topics": [topics[k] for k in sorted(topics)],
+        "subscriptions": sorted(subs, key=lambda s: s["subscription"]),
+        "events_stored": streams["EVENTS"]["messages"],
+        "dead_letters": streams["DLQ"]["messages"],
+    }
+
+
+async def _has_stream(js: Any, name: str) -> bool:
+    import nats.js.errors
+
+    try:
+        await js.stream_info(name)
+    except nats.js.errors.NotFoundError:
+        return False
+    return True
+
+
+def _print_stats(out: TextIO, snap: dict[str, Any]) -> None:
+    _table(
+        out,
+        f"agents in {snap['namespace']!r}",
+        ["agent", "instances", "handled", "handled/s", "failed", "queued", "in flight"],
+        [
+            (a["agent"], a["instances"], a["handled"], f"{a['handled_rate']:.1f}", a["failed"],
+             a["queued"], a["in_flight"])
+            for a in snap["agents"]
+        ],
+    )  # fmt: skip
+    _table(
+        out,
+        "topics",
+        ["topic", "published", "pub/s", "delivered", "deliv/s", "retried", "dead"],
+        [
+            (x["topic"], x["published"], f"{x['publish_rate']:.1f}", x["delivered"],
+             f"{x['deliver_rate']:.1f}", x["retried"], x["dead_lettered"])
+            for x in snap["topics"]
+        ],
+    )  # fmt: skip
+    _table(
+        out,
+        "subscriptions",
+        ["subscription", "pattern", "lag", "in flight", "redelivered", "dead"],
+        [
+            (s["subscription"], s["pattern"], s["lag"], s["in_flight"], s["redelivered"],
+             s["dead_lettered"])
+            for s in snap["subscriptions"]
+        ],
+    )  # fmt: skip
+    out.write(f"events stored: {snap['events_stored']}   dead letters: {snap['dead_letters']}\n")
+    out.flush()
+
+
+async def cmd_stats(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> int:
+    """``agentcomm stats [--watch]``: rates, lag, in flight, dead letters."""
+    if args.interval <= 0:
+        raise ConfigurationError("--interval must be positive seconds")
+    shown = 0
+    while True:
+        snap = await collect_stats(t)
+        shown += 1
+        if args.json:
+            _json_line(out, snap)
+        else:
+            if args.watch and out.isatty():
+                out.write("\x1b[2J\x1b[H")  # clear the screen between refreshes
+            _print_stats(out, snap)
+            if args.watch:
+                out.write(f"(every {args.interval:g}s, Ctrl-C stops)\n\n")
+                out.flush()
+        if not args.watch or (args.count is not None and shown >= args.count):
+            return 0
+        await asyncio.sleep(args.interval)
+
+
+# -- dead letters and the blackboard (in ops_store) -------------------------------------------
+async def cmd_dlq(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> int:
+    """``agentcomm dlq list|show|redrive --nats``: see :mod:`agentcomm.ops_store`."""
+    from agentcomm.cli.ops_store import cmd_dlq as impl
+
+    return await impl(t, args, out)
+
+
+async def cmd_board(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> int:
+    """``agentcomm board get|list|watch|history``: see :mod:`agentcomm.ops_store`."""
+    from agentcomm.cli.ops_store import cmd_board as impl
+
+    return await impl(t, args, out)
+
+
+_COMMANDS: dict[
+    str, Callable[[NatsTransport, argparse.Namespace, TextIO], Coroutine[Any, Any, int]]
+] = {
+    "agents": cmd_agents,
+    "tools": cmd_tools,
+    "tail": cmd_tail,
+    "stats": cmd_stats,
+    "dlq": cmd_dlq,
+    "board": cmd_board,
+}

@@ -1,0 +1,186 @@
+"""The message envelope shared by every pattern, and its JSON codec.
+
+One frozen :class:`Envelope` carries requests, responses, notifications and events.
+The payload travels as raw JSON bytes (``msgspec.Raw``): it is encoded once by the
+sender and decoded by the receiver into the receiver's own declared type, so two
+agents can never share a mutable object. The wire format is documented in
+``docs/wire-format.md`` and ``docs/envelope.schema.json``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from typing import Any, Literal
+
+import msgspec
+
+from agentcomm.core.errors import DecodeError, ValidationError
+
+__all__ = [
+    "Envelope",
+    "ErrorInfo",
+    "Kind",
+    "decode_envelope",
+    "encode_envelope",
+    "encode_payload",
+    "new_id",
+]
+
+Kind = Literal["request", "response", "notification", "event"]
+
+WIRE_VERSION = 1
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """Why a request failed, carried by an error response.
+
+    ``code`` is one of ``"error"`` (the handler raised), ``"validation"`` (the payload
+    did not match the handler's schema; the handler never ran), ``"unknown_handler"``,
+    ``"timeout"`` (the receiver gave up at the deadline), ``"permission"``,
+    ``"limit"``, ``"authentication"`` or ``"transport"`` (a proxy agent's engine,
+    such as an MCP server, failed).
+
+    Example::
+
+        ErrorInfo(code="error", type="ZeroDivisionError", message="division by zero")
+    """
+
+    code: str = "error"
+    type: str
+    message: str
+
+
+# gc=False: an envelope holds only strings, numbers, bytes and a str->str dict, so it
+# can never be part of a reference cycle; untracked, the logs that retain millions of
+# envelopes cost the cyclic garbage collector nothing.
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """The one message type of agentcomm; immutable.
+
+    Example::
+
+        env = Envelope(id=new_id(), kind="notification", sender="a", recipient="b",
+                       handler="note", payload=encode_payload({"text": "hi"}))
+        assert decode_envelope(encode_envelope(env)) == env
+    """
+
+    id: str
+    kind: Kind
+    sender: str
+    recipient: str | None = None
+    topic: str | None = None
+    handler: str | None = None
+    payload: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
+    schema: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    traceparent: str | None = None
+    tracestate: str | None = None
+    created: float = msgspec.field(default_factory=time.time)
+    deadline: float | None = None
+    sequence: int | None = None
+    key: str | None = None
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    error: ErrorInfo | None = None
+    v: int = WIRE_VERSION
+
+    def remaining(self, now: float | None = None) -> float | None:
+        """Seconds left before the deadline (never negative), or ``None`` without one.
+
+        Example::
+
+            if (left := env.remaining()) is not None and left == 0: ...
+        """
+        if self.deadline is None:
+            return None
+        left = self.deadline - (time.time() if now is None else now)
+        return left if left > 0 else 0.0
+
+    def expired(self, now: float | None = None) -> bool:
+        """True when the envelope has a deadline (or TTL) that has passed.
+
+        Example::
+
+            if env.expired(): drop_it()
+        """
+        return self.deadline is not None and (time.time() if now is None else now) >= self.deadline
+
+    def payload_size(self) -> int:
+        """Size of the encoded payload in bytes.
+
+        Example::
+
+            assert env.payload_size() < 1_000_000
+        """
+        return len(self.payload)
+
+
+_envelope_encoder = msgspec.json.Encoder()
+_envelope_decoder = msgspec.json.Decoder(Envelope)
+
+_prefix = os.urandom(6).hex()
+_counter = itertools.count()
+
+
+def new_id() -> str:
+    """A process-unique, globally unlikely-to-collide message id (fast; not a UUID).
+
+    Example::
+
+        assert new_id() != new_id()
+    """
+    return _prefix + hex(next(_counter))  # e.g. "3f9a1c0b2d4e0x1a"
+
+
+def encode_envelope(env: Envelope) -> bytes:
+    """Encode an envelope to its JSON wire form.
+
+    Example::
+
+        data = encode_envelope(env)
+    """
+    return _envelope_encoder.encode(env)
+
+
+def decode_envelope(data: bytes | bytearray | memoryview | str) -> Envelope:
+    """Decode JSON wire bytes into an :class:`Envelope`; raises :class:`DecodeError`.
+
+    Example::
+
+        env = decode_envelope(b'{"id": "1", "kind": "event", "sender": "a"}')
+    """
+    try:
+        return _envelope_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"not a valid agentcomm envelope: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"envelope is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # a string with bytes that are not UTF-8 (fuzz-found)
+        raise DecodeError(f"envelope is not valid UTF-8 JSON: {exc}") from None
+
+
+def _enc_hook(obj: Any) -> Any:
+    dump = getattr(obj, "model_dump", None)  # pydantic v2 models
+    if dump is not None:
+        return dump(mode="json")
+    raise NotImplementedError(
+        f"cannot encode {type(obj).__name__} as a payload; use a dict, a msgspec Struct, "
+        "a dataclass or a pydantic model"
+    )
+
+
+_payload_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+
+def encode_payload(obj: Any) -> msgspec.Raw:
+    """Encode a payload object (dict, Struct, dataclass, pydantic model...) to raw JSON.
+
+    Example::
+
+        raw = encode_payload({"query": "llm agents"})
+    """
+    try:
+        return msgspec.Raw(_payload_encoder.encode(obj))
+    except (NotImplementedError, TypeError, msgspec.EncodeError) as exc:
+        raise ValidationError(f"payload cannot be encoded as JSON: {exc}") from None

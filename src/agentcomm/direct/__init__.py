@@ -1,0 +1,4 @@
+"""Direct messages: send and request/response between agents.
+
+A pattern over the host; imports the host, the transports and the core.
+"""

@@ -1,0 +1,4 @@
+"""Observability: tracing, metrics, presence.
+
+Cross-cutting: reached through hooks the host calls.
+"""

@@ -1,0 +1,508 @@
+"""Pub/sub events: topics, consumer groups, a durable bounded log, replay, dead letters.
+
+Agents publish events to topics and subscribe to topic patterns (NATS rules, see
+:mod:`agentcomm.topics`). Every event is stored in a bounded log (by count, bytes and
+age) before anyone handles it, so a subscriber that starts later can replay it, and
+events published to a topic nobody subscribes to are kept and counted (there is no
+"no subscribers" dead letter). Each subscribing agent gets every event (fan-out);
+the members of a consumer group share them. Failing handlers are retried with
+exponential backoff and jitter; after the last attempt, on
+:class:`~agentcomm.errors.Reject`, or when the event's TTL passed, the event becomes a
+dead letter that can be listed, inspected and redriven.
+
+Example::
+
+    from agentcomm import Agent, Runtime, RetryPolicy
+
+    billing = Agent("billing")
+
+    @billing.on("orders.*", retry=RetryPolicy(max_attempts=3))
+    async def charge(order_id: str, amount: float) -> None:
+        ...
+
+    async with Runtime(agents=[billing]) as rt:
+        shop = rt.agent("shop")
+        seq = await shop.publish("orders.created", {"order_id": "o-1", "amount": 9.5})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from agentcomm.core.envelope import Envelope, encode_payload, new_id
+from agentcomm.core.errors import ConfigurationError, TransportClosed
+from agentcomm.core.flow import RateBuckets, RateLimit, Retention
+from agentcomm.core.topics import check_topic, compile_pattern
+from agentcomm.pubsub.dead_letters import (
+    DEAD_LETTER_STREAM,
+    EVENT_STREAM,
+    DeadLetter,
+    DeadLetterOps,
+)
+from agentcomm.pubsub.declare import Start, _ack_wait, _deliver, _SubSpec, declare_subscription
+from agentcomm.pubsub.metrics import (
+    MAX_TRACKED_TOPICS,
+    Alert,
+    Metrics,
+    PubSubStatistics,
+    SubscriptionStatistics,
+    TopicStatistics,
+    _TopicCounters,
+)
+from agentcomm.pubsub.subscription import Subscription
+from agentcomm.transports.streams import ConsumerConfig, StreamConfig, StreamInfo
+
+if TYPE_CHECKING:
+    from agentcomm.host.agent import Agent
+    from agentcomm.host.runtime import Runtime
+    from agentcomm.observability.tracing import Tracing
+
+__all__ = [
+    "DEAD_LETTER_STREAM",
+    "EVENT_STREAM",
+    "Alert",
+    "DeadLetter",
+    "PubSub",
+    "PubSubStatistics",
+    "Start",
+    "SubscriptionStatistics",
+    "TopicStatistics",
+    "declare_subscription",
+]
+
+logger = logging.getLogger("agentcomm")
+
+
+# -- the extension ------------------------------------------------------------------------
+
+
+def _event_envelope(
+    sender: str,
+    topic: str,
+    payload: Any,
+    key: str | None,
+    msg_id: str | None,
+    ttl: float | None,
+    headers: dict[str, str] | None,
+    cause: Envelope | None,
+    traceparent: str | None,
+    tracestate: str | None,
+) -> Envelope:
+    """An event envelope with every optional field (the common case builds fewer)."""
+    now = time.time()
+    return Envelope(
+        id=msg_id or new_id(),
+        kind="event",
+        sender=sender,
+        topic=topic,
+        payload=encode_payload(payload),
+        created=now,
+        deadline=None if ttl is None else now + ttl,
+        key=key,
+        causation_id=None if cause is None else cause.id,
+        traceparent=traceparent,
+        tracestate=tracestate,
+        headers=headers or {},
+    )
+
+
+class PubSub(DeadLetterOps):
+    """A runtime's pub/sub (``rt.events``): publish, subscriptions, replay, dead letters.
+
+    One instance per runtime, created on first use; configure it with
+    :meth:`install` before that. Subscriptions declared with ``@agent.on`` start with
+    the first pub/sub operation of the runtime; a process that only subscribes calls
+    ``await rt.events.start()``.
+
+    Example::
+
+        PubSub.install(rt, retention=Retention(max_events=10_000),
+                       topic_limits={"orders.*": RateLimit(100.0, burst=10)})
+        await rt.events.start()
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        retention: Retention | None = None,
+        publisher_limit: RateLimit | None = None,
+        topic_limits: dict[str, RateLimit] | None = None,
+        monitor_interval: float = 1.0,
+    ) -> None:
+        self.runtime = runtime
+        self.retention = retention or Retention()
+        self.publisher_limit = publisher_limit
+        self._topic_limits = [
+            (compile_pattern(p), p, lim) for p, lim in (topic_limits or {}).items()
+        ]
+        if monitor_interval <= 0:
+            raise ConfigurationError("monitor_interval must be positive seconds")
+        self.monitor_interval = monitor_interval
+        self._limited = publisher_limit is not None or bool(self._topic_limits)
+        self._buckets = RateBuckets(MAX_TRACKED_TOPICS)
+        self._subs: dict[tuple[str, str], Subscription] = {}
+        self._groups: dict[str, str] = {}
+        self.metrics = Metrics()
+        self._topics = self.metrics.topics
+        self._lock = asyncio.Lock()
+        self._started = False
+        self._closed = False
+        # True until start() ran, and again when an agent running here declares a
+        # subscription (Agent.on tells us, see declared()); detach_agent() stops one.
+        self._dirty = True
+        self._monitor: asyncio.Task[None] | None = None
+        self._stream_info: StreamInfo | None = None
+        self._dlq_info: StreamInfo | None = None
+        self._dlq_deleted = 0
+
+    @classmethod
+    def install(cls, runtime: Runtime, **options: Any) -> PubSub:
+        """Create the runtime's pub/sub with options; call before the runtime starts.
+
+        (A runtime whose agents subscribe starts pub/sub when it starts.)
+
+        Example::
+
+            PubSub.install(rt, retention=Retention(max_events=1000, max_age=60.0))
+        """
+        if "pubsub" in runtime._extensions:
+            raise ConfigurationError(
+                "this runtime's pub/sub already exists; call PubSub.install(rt, ...) before "
+                "`async with rt` (and before the first publish or rt.events use)"
+            )
+        ps: PubSub = runtime.extension("pubsub", lambda rt: cls(rt, **options))
+        return ps
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Create the streams and start every declared subscription not yet running.
+
+        Idempotent; also picks up agents attached and subscriptions declared since.
+
+        Example::
+
+            await rt.events.start()
+        """
+        rt = self.runtime
+        async with self._lock:
+            if self._closed or not rt.running:
+                raise TransportClosed("the runtime is not running; use it inside `async with`")
+            t = rt.transport
+            if not self._started:
+                ret = self.retention
+                self._stream_info = await t.ensure_stream(
+                    StreamConfig(
+                        name=EVENT_STREAM,
+                        max_msgs=ret.max_events,
+                        max_bytes=ret.max_bytes,
+                        max_age=ret.max_age,
+                        duplicate_window=ret.dedupe_window,
+                    )
+                )
+                self._dlq_info = await t.ensure_stream(
+                    StreamConfig(name=DEAD_LETTER_STREAM, max_msgs=ret.max_dead_letters)
+                )
+                self._started = True
+                self._monitor = rt.task_group.create_task(
+                    self._run_monitor(), name="agentcomm:pubsub:monitor"
+                )
+            self._dirty = False  # a declaration during the awaits below sets it again
+            agents = rt._agents
+            for (aname, _), sub in list(self._subs.items()):
+                if agents.get(aname) is not sub.agent:  # safety net; detach_agent() is the way
+                    del self._subs[(aname, sub.durable)]
+                    await sub.stop(asyncio.get_running_loop().time())
+            for agent in list(agents.values()):
+                for spec in agent._subscriptions:
+                    durable = spec.durable(agent.name)
+                    if (agent.name, durable) not in self._subs:
+                        await self._start_subscription(agent, spec, durable)
+            self._reroute()
+
+    def _reroute(self) -> None:
+        for tc in self._topics.values():
+            tc.routed = self._routed(tc.topic)
+
+    def declared(self, agent: Agent) -> None:
+        """Called by ``Agent.on`` when ``agent``, running here, declares a subscription.
+
+        Starts it soon, in the runtime's task group (a failure is logged), and at the
+        latest before this runtime's next pub/sub operation.
+
+        Example::
+
+            rt.events.declared(agent)
+        """
+        self._dirty = True
+        rt = self.runtime
+        if rt.running and not self._closed:
+            rt.task_group.create_task(self._start_quietly(), name="agentcomm:pubsub:sync")
+
+    async def _start_quietly(self) -> None:
+        try:
+            await self.start()
+        except Exception:
+            logger.exception("pub/sub: starting a subscription declared at run time failed")
+
+    async def detach_agent(self, agent: Agent) -> None:
+        """Stop ``agent``'s subscriptions (``Runtime.detach`` calls it before the agent stops).
+
+        Running handlers get until the runtime's ``drain_timeout``; events not
+        finished stay unacked and go to the consumer's next user.
+
+        Example::
+
+            await rt.events.detach_agent(agent)
+        """
+        subs = [k for k, s in self._subs.items() if s.agent is agent]
+        if not subs:
+            return
+        deadline = asyncio.get_running_loop().time() + self.runtime.drain_timeout
+        stopping = [self._subs.pop(k) for k in subs]
+        self._reroute()
+        await asyncio.gather(*(s.stop(deadline) for s in stopping))
+
+    async def _start_subscription(self, agent: Agent, spec: _SubSpec, durable: str) -> None:
+        rt = self.runtime
+        rt._authorize(agent.name, "subscribe", spec.pattern)
+        if spec.group is not None:
+            known = self._groups.setdefault(spec.group, spec.pattern)
+            if known != spec.pattern:
+                raise ConfigurationError(
+                    f"consumer group {spec.group!r} subscribes to {known!r}; member "
+                    f"{agent.name!r} asks for {spec.pattern!r}: a group has one pattern"
+                )
+        deliver, seq, at = _deliver(spec.start)
+        config = ConsumerConfig(
+            name=durable,
+            filter_subject=spec.pattern,
+            deliver=deliver,
+            opt_start_seq=seq,
+            opt_start_time=at,
+            max_ack_pending=spec.max_in_flight,
+            ack_wait=_ack_wait(spec.retry),
+        )
+        consumer = await rt.transport.open_consumer(EVENT_STREAM, config)
+        sub = Subscription(
+            self,
+            agent,
+            spec.handler,
+            pattern=spec.pattern,
+            durable=durable,
+            group=spec.group,
+            retry=spec.retry,
+            concurrency=spec.concurrency,
+            max_in_flight=spec.max_in_flight,
+        )
+        sub.ack_wait = config.ack_wait
+        self._subs[(agent.name, durable)] = sub
+        sub.start(rt.task_group, consumer)
+
+    async def _ensure(self) -> None:
+        if self._dirty:
+            await self.start()
+
+    async def aclose(self) -> None:
+        """Stop every subscription (called by the runtime at shutdown).
+
+        Running handlers get until the runtime's ``drain_timeout`` to finish; events
+        not finished stay unacked and are delivered again when the consumer is next used.
+        """
+        self._closed = True
+        if self._monitor is not None:
+            self._monitor.cancel()
+        deadline = asyncio.get_running_loop().time() + self.runtime.drain_timeout
+        subs = list(self._subs.values())
+        self._subs.clear()
+        await asyncio.gather(*(s.stop(deadline) for s in subs))
+
+    # -- publishing ---------------------------------------------------------------------
+    def _routed(self, topic: str) -> bool:
+        return any(compile_pattern(s.pattern)(topic) for s in self._subs.values())
+
+    def _topic(self, topic: str) -> _TopicCounters:
+        return self.metrics.topic(topic, self._routed)
+
+    async def publish(
+        self,
+        sender: str,
+        topic: str,
+        payload: Any = None,
+        *,
+        key: str | None = None,
+        msg_id: str | None = None,
+        ttl: float | None = None,
+        wait: bool = True,
+        headers: dict[str, str] | None = None,
+        cause: Envelope | None = None,
+    ) -> int:
+        """Store an event and return its sequence number (use ``agent.publish``).
+
+        A ``msg_id`` already stored within the dedupe window stores nothing and
+        returns the first one's sequence (counted in ``duplicates``, not
+        ``published``). A rate-limit wait never passes the event's ``ttl``: when the
+        next token comes later, :class:`~agentcomm.errors.RateLimited` is raised at once.
+
+        Example::
+
+            seq = await rt.events.publish("shop", "orders.created", {"id": 1})
+        """
+        rt = self.runtime
+        if self._dirty:
+            await self.start()  # first use, or subscriptions declared since
+        tc = self._topics.get(topic)
+        if tc is None:
+            check_topic(topic)
+            tc = self._topic(topic)
+        if rt.access is not None:
+            rt._authorize(sender, "publish", topic)
+        if key is not None and not isinstance(key, str):
+            raise ConfigurationError(f"key must be a string, got {type(key).__name__}")
+        if ttl is not None and ttl <= 0:
+            raise ConfigurationError(f"ttl must be positive seconds, got {ttl}")
+        if self._limited:  # a wait never outlasts the event's ttl
+            await self._limit(sender, topic, wait, None if ttl is None else time.time() + ttl)
+        if rt.tracing is not None:  # docs/tracing.md
+            return await self._traced_publish(
+                rt.tracing, tc, sender, topic, payload, key, msg_id, ttl, headers, cause
+            )
+        if ttl is None and cause is None and headers is None:  # the common case, fewer fields
+            env = Envelope(
+                id=msg_id or new_id(),
+                kind="event",
+                sender=sender,
+                topic=topic,
+                payload=encode_payload(payload),
+                key=key,
+            )
+        else:
+            tp = ts = None
+            if cause is not None:
+                tp, ts = cause.traceparent, cause.tracestate
+            env = _event_envelope(sender, topic, payload, key, msg_id, ttl, headers, cause, tp, ts)
+        if rt._guard is not None:  # limits and signature (docs/security.md)
+            env = rt._guard.seal(env)
+        seq, duplicate = await rt.transport.append_checked(EVENT_STREAM, env, msg_id=msg_id)
+        self._count_stored(tc, env, duplicate)
+        return seq
+
+    def _count_stored(self, tc: _TopicCounters, env: Envelope, duplicate: bool) -> None:
+        if duplicate:  # stored once already, within the dedupe window
+            self.metrics.duplicates += 1
+            tc.duplicates += 1
+            return
+        self.metrics.published += 1
+        tc.published += 1
+        if not tc.routed:
+            tc.unrouted += 1
+        self.runtime.message_log.append(env)
+
+    async def _traced_publish(
+        self,
+        tracing: Tracing,
+        tc: _TopicCounters,
+        sender: str,
+        topic: str,
+        payload: Any,
+        key: str | None,
+        msg_id: str | None,
+        ttl: float | None,
+        headers: dict[str, str] | None,
+        cause: Envelope | None,
+    ) -> int:
+        """:meth:`publish` with a ``"publish <topic>"`` span whose context the event carries."""
+        rt = self.runtime
+        attrs = {"agentcomm.sender": sender, "agentcomm.key": key}
+        with tracing.span("publish", topic, kind="producer", attributes=attrs) as span:
+            tp, ts = tracing.current_traceparent()
+            env = _event_envelope(sender, topic, payload, key, msg_id, ttl, headers, cause, tp, ts)
+            if rt._guard is not None:
+                env = rt._guard.seal(env)
+            seq, duplicate = await rt.transport.append_checked(EVENT_STREAM, env, msg_id=msg_id)
+            tracing.describe_current(env)
+            span.set_attribute("agentcomm.sequence", seq)
+            if duplicate:
+                span.set_attribute("agentcomm.duplicate", True)
+            self._count_stored(tc, env, duplicate)
+            return seq
+
+    async def _limit(self, sender: str, topic: str, wait: bool, deadline: float | None) -> None:
+        lim = self.publisher_limit
+        if lim is not None:
+            what = f"publisher {sender!r}"
+            await self._buckets.get(what, lim).take(what, wait=wait, deadline=deadline)
+        for match, pattern, tlim in self._topic_limits:
+            if match(topic):
+                what = f"topic {topic!r} (limit {pattern!r})"
+                await self._buckets.get(what, tlim).take(what, wait=wait, deadline=deadline)
+
+    # -- metrics ----------------------------------------------------------------------------
+    def statistics(self) -> PubSubStatistics:
+        """A frozen snapshot of counters (stream figures and lag as of the last refresh).
+
+        Example::
+
+            print(rt.events.statistics().published)
+        """
+        return self.metrics.snapshot(
+            self._subs.values(), self._stream_info, self._dlq_info, self._dlq_deleted
+        )
+
+    async def refresh(self) -> PubSubStatistics:
+        """Refresh stream figures, lag and rates now, check alerts, return a snapshot.
+
+        Example::
+
+            snap = await rt.events.refresh(); print(snap.subscriptions[0].lag)
+        """
+        await self._ensure()
+        t = self.runtime.transport
+        for s in list(self._subs.values()):
+            if s.consumer is not None:
+                s.lag = (await s.consumer.info()).num_pending
+        # the streams last, nearest the live counters the snapshot also reads
+        self._stream_info = await t.stream_info(EVENT_STREAM)
+        self._dlq_info = await t.stream_info(DEAD_LETTER_STREAM)
+        self.metrics.update_rates(self._subs.values())
+        snap = self.statistics()
+        self.metrics.check(snap)
+        return snap
+
+    def alert(
+        self,
+        metric: str,
+        *,
+        above: float,
+        callback: Callable[[Alert], Any],
+        subject: str | None = None,
+    ) -> None:
+        """Call ``callback(Alert)`` when a metric of a topic or subscription rises above a limit.
+
+        ``metric`` is a numeric field of :class:`SubscriptionStatistics` (``lag``,
+        ``in_flight``, ``dead_lettered``, ``ack_rate``...) or of
+        :class:`TopicStatistics` (``published``, ``publish_rate``...); ``subject``
+        restricts it to one subscription name or topic. Checked at every refresh;
+        fires once per crossing (again only after the value fell back).
+
+        Example::
+
+            rt.events.alert("lag", above=10_000, callback=lambda a: log.warning("%s", a))
+        """
+        self.metrics.alert(metric, above, callback, subject)
+
+    async def _run_monitor(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self.monitor_interval)
+            try:
+                await self.refresh()
+                for s in list(self._subs.values()):
+                    await s.touch_held(self.monitor_interval, s.ack_wait)
+            except TransportClosed:
+                return
+            except Exception:
+                logger.exception("pub/sub monitor failed; retrying at the next interval")

@@ -1,0 +1,299 @@
+"""Replay, dead letters and redrive of a runtime's pub/sub (methods of :class:`PubSub`).
+
+Internal to :mod:`agentcomm.pubsub`: :class:`DeadLetterOps` is a base class of
+:class:`~agentcomm.pubsub.PubSub`, so ``rt.events.replay()``, ``dead_letters()``,
+``dead_letter()`` and ``redrive()`` are used as before; this module only keeps them
+out of the module that publishes and starts subscriptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from agentcomm.core.envelope import Envelope, encode_payload, new_id
+from agentcomm.core.errors import ConfigurationError
+from agentcomm.core.topics import check_pattern
+from agentcomm.pubsub.declare import Start, _deliver
+from agentcomm.transports.streams import ConsumerConfig, LogMessage
+
+if TYPE_CHECKING:
+    from agentcomm.host.agent import Agent
+    from agentcomm.host.runtime import Runtime
+    from agentcomm.pubsub.metrics import _TopicCounters
+    from agentcomm.pubsub.subscription import Subscription
+
+__all__ = ["DEAD_LETTER_STREAM", "EVENT_STREAM", "DeadLetter", "DeadLetterOps"]
+
+EVENT_STREAM = "EVENTS"
+DEAD_LETTER_STREAM = "DLQ"
+
+#: A replay consumer not used for this long is deleted by the engine (JetStream's
+#: ``inactive_threshold``), so one left behind by a crashed process does not linger.
+REPLAY_INACTIVE = 600.0
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """An event a subscriber could not handle, kept in the bounded dead-letter queue.
+
+    ``reason`` is ``"max_attempts"`` (every retry failed), ``"rejected"`` (the
+    handler raised Reject), ``"expired"`` (its TTL passed) or ``"invalid"`` (the
+    payload does not match the handler's schema). ``sequence`` is its number in
+    the dead-letter queue; ``event`` the original event (with its own sequence).
+
+    Example::
+
+        for dl in await rt.events.dead_letters():
+            print(dl.sequence, dl.subscription, dl.reason, dl.last_error)
+    """
+
+    sequence: int = 0
+    reason: str
+    attempts: int
+    last_error: str | None
+    agent: str
+    subscription: str
+    group: str | None = None
+    topic: str
+    event: Envelope
+    failed_at: float
+
+
+_dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
+
+
+class _LocalMessage(LogMessage):
+    """A dead letter handed back to its subscriber by redrive (no engine behind it)."""
+
+    __slots__ = ("delay", "envelope", "num_delivered", "outcome", "sequence")
+
+    def __init__(self, envelope: Envelope) -> None:
+        self.envelope = envelope
+        self.sequence = envelope.sequence or 0
+        self.num_delivered = 1
+        self.outcome = ""
+        self.delay = 0.0
+
+    async def ack(self) -> None:
+        self.outcome = "ack"
+
+    async def term(self) -> None:
+        self.outcome = "term"
+
+    async def nak(self, delay: float | None = None) -> None:
+        self.outcome = "nak"
+        self.delay = delay or 0.0
+
+    async def in_progress(self) -> None:
+        return None
+
+
+class DeadLetterOps:
+    """Replay, dead letters and redrive; a base class of :class:`~agentcomm.pubsub.PubSub`.
+
+    Example::
+
+        count = await rt.events.replay("auditor", start="all")
+        for dl in await rt.events.dead_letters():
+            await rt.events.redrive(dl.sequence)
+    """
+
+    runtime: Runtime
+    _subs: dict[tuple[str, str], Subscription]
+    _dlq_deleted: int
+
+    if TYPE_CHECKING:  # PubSub's
+
+        async def _ensure(self) -> None: ...
+
+        def _topic(self, topic: str) -> _TopicCounters: ...
+
+    # -- replay ---------------------------------------------------------------------------
+    def _find(self, agent: Agent | str, name: str | None) -> Subscription:
+        aname = agent if isinstance(agent, str) else agent.name
+        subs = [s for (a, _), s in self._subs.items() if a == aname]
+        if name is not None:
+            subs = [s for s in subs if s.spec.name == name or s.durable == name]
+        if len(subs) != 1:
+            have = sorted(s.spec.name for (a, _), s in self._subs.items() if a == aname)
+            raise ConfigurationError(
+                f"agent {aname!r} has {len(subs)} running subscriptions matching {name!r} "
+                f"(it has {have}); name exactly one"
+            )
+        return subs[0]
+
+    async def replay(
+        self, agent: Agent | str, name: str | None = None, *, start: Start = "all"
+    ) -> int:
+        """Hand retained events to one subscription again, without re-publishing them.
+
+        Only this subscription runs its handler (with its retry policy and dead
+        letters); the log and the other subscribers see nothing. Replays the events
+        stored when it starts, from ``start``, and returns how many were handled
+        (events published meanwhile are left to the subscription itself). Each call
+        uses a consumer of its own, named with a fresh id, so replays in several
+        processes never share one, and it is deleted when the replay ends (by the
+        engine after a while of disuse if the process dies first).
+
+        Example::
+
+            count = await rt.events.replay("auditor", start=datetime.now(UTC) - timedelta(hours=1))
+        """
+        await self._ensure()
+        sub = self._find(agent, name)
+        self.runtime._authorize(sub.agent.name, "subscribe", sub.pattern)
+        deliver, seq, at = _deliver(start)
+        t = self.runtime.transport
+        target = (await t.stream_info(EVENT_STREAM)).last_seq
+        durable = f"{sub.durable}__replay_{new_id()}"
+        consumer = await t.open_consumer(
+            EVENT_STREAM,
+            ConsumerConfig(
+                name=durable,
+                filter_subject=sub.pattern,
+                deliver=deliver,
+                opt_start_seq=seq,
+                opt_start_time=at,
+                max_ack_pending=sub.max_in_flight,
+                ack_wait=sub.ack_wait,
+                inactive_threshold=max(REPLAY_INACTIVE, 2 * sub.ack_wait),
+            ),
+        )
+        handled = 0
+        try:
+            while True:
+                msgs = await consumer.fetch(64, 0.05)
+                past = not msgs
+                for m in msgs:
+                    if m.sequence > target:  # published after the replay began: not ours
+                        await m.ack()
+                        past = True
+                        continue
+                    c = sub.counters
+                    tc = self._topic(m.envelope.topic or "")
+                    c.delivered += 1
+                    tc.delivered += 1
+                    outcome = await sub.run_once(m, m.num_delivered, c, tc, local_retry=False)
+                    if outcome != "nak":
+                        handled += 1
+                if past:
+                    info = await consumer.info()
+                    if info.num_ack_pending == 0 and (
+                        info.num_pending == 0 or info.delivered_seq >= target
+                    ):
+                        return handled
+        finally:
+            await consumer.close()
+            await t.delete_consumer(EVENT_STREAM, durable)
+
+    # -- dead letters -----------------------------------------------------------------------
+    async def _store_dead_letter(
+        self, sub: Subscription, event: Envelope, reason: str, error: str | None, attempts: int
+    ) -> None:
+        dl = DeadLetter(
+            reason=reason,
+            attempts=attempts,
+            last_error=error,
+            agent=sub.agent.name,
+            subscription=sub.durable,
+            group=sub.group,
+            topic=event.topic or "",
+            event=event,
+            failed_at=time.time(),
+        )
+        env = Envelope(
+            id=new_id(),
+            kind="event",
+            sender=sub.agent.name,
+            topic=f"dlq.{sub.durable}",
+            payload=encode_payload(dl),
+            causation_id=event.id,
+            traceparent=event.traceparent,
+        )
+        await self.runtime.transport.append(DEAD_LETTER_STREAM, env)
+
+    @staticmethod
+    def _decode_dead_letter(env: Envelope) -> DeadLetter:
+        dl = _dead_letter_decoder.decode(env.payload)
+        return msgspec.structs.replace(dl, sequence=env.sequence or 0)
+
+    async def dead_letters(
+        self, *, subscription: str | None = None, start: int = 1, limit: int = 100
+    ) -> list[DeadLetter]:
+        """Dead letters, oldest first (of one subscription's durable name, if given).
+
+        Example::
+
+            for dl in await rt.events.dead_letters(subscription="billing__charge"):
+                print(dl.sequence, dl.reason, dl.attempts, dl.last_error)
+        """
+        await self._ensure()
+        subject = "dlq.>" if subscription is None else f"dlq.{subscription}"
+        check_pattern(subject)
+        envs = await self.runtime.transport.read_messages(
+            DEAD_LETTER_STREAM, start_seq=start, limit=limit, filter_subject=subject
+        )
+        return [self._decode_dead_letter(e) for e in envs]
+
+    async def dead_letter(self, sequence: int) -> DeadLetter | None:
+        """One dead letter by its sequence, or ``None`` if it is gone.
+
+        Example::
+
+            dl = await rt.events.dead_letter(3)
+        """
+        await self._ensure()
+        env = await self.runtime.transport.get_message(DEAD_LETTER_STREAM, sequence)
+        return None if env is None else self._decode_dead_letter(env)
+
+    async def redrive(self, sequence: int) -> bool:
+        """Hand a dead letter back to its subscriber, with a fresh retry budget.
+
+        The event goes back without its TTL (redriving is a deliberate decision to
+        handle it after all); a signed event is verified as stored first, since the
+        TTL is a signed field (docs/security.md). The subscriber must run in this
+        runtime. Returns True when the handler then succeeded; either way the dead
+        letter leaves the queue (a new one replaces it if the event fails again).
+        Raises ConfigurationError if it is gone.
+
+        Example::
+
+            ok = await rt.events.redrive(dl.sequence)
+        """
+        dl = await self.dead_letter(sequence)
+        if dl is None:
+            raise ConfigurationError(f"no dead letter with sequence {sequence}; list them first")
+        subs = [s for s in self._subs.values() if s.durable == dl.subscription]
+        if not subs:
+            raise ConfigurationError(
+                f"subscription {dl.subscription!r} does not run in this runtime; redrive "
+                "from the runtime where its agent runs"
+            )
+        sub = subs[0]
+        self.runtime._authorize(sub.agent.name, "subscribe", sub.pattern)
+        guard = self.runtime._guard
+        if guard is None:
+            event = msgspec.structs.replace(dl.event, deadline=None)
+        else:
+            event = guard.redrive(dl.event)  # verified as stored, then without its TTL
+        m = _LocalMessage(event)
+        c = sub.counters
+        tc = self._topic(dl.topic)
+        try:
+            while True:
+                c.delivered += 1
+                tc.delivered += 1
+                await sub.run_once(m, m.num_delivered, c, tc, local_retry=False)
+                if m.outcome != "nak":
+                    break
+                await asyncio.sleep(m.delay)
+                m.num_delivered += 1
+        finally:
+            if guard is not None:
+                guard.release(event)
+        if await self.runtime.transport.delete_message(DEAD_LETTER_STREAM, sequence):
+            self._dlq_deleted += 1
+        return m.outcome == "ack"

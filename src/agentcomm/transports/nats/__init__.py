@@ -1,0 +1,8 @@
+"""The NATS JetStream engine: core request/reply, streams, key/value.
+
+Imports only the core and the contracts (and nats-py).
+"""
+
+from agentcomm.transports.nats.transport import NatsStatistics, NatsTransport
+
+__all__ = ["NatsStatistics", "NatsTransport"]

@@ -1,0 +1,67 @@
+"""How nats-py exceptions map onto agentcomm's error tree (shared by the NATS modules)."""
+
+from __future__ import annotations
+
+import nats.errors
+import nats.js.errors
+
+from agentcomm.core.errors import (
+    AgentCommError,
+    ConfigurationError,
+    TransportClosed,
+    TransportError,
+)
+
+__all__ = ["NATS_ERRORS", "js_error", "nats_error"]
+
+#: The exceptions a nats-py call may raise for engine reasons.
+NATS_ERRORS = (nats.errors.Error, OSError)
+
+_STREAM_NOT_FOUND = 10059
+
+
+def nats_error(exc: BaseException, what: str) -> AgentCommError:
+    """Translate a nats-py exception into the agentcomm error tree.
+
+    Example::
+
+        except nats.errors.Error as exc:
+            raise nats_error(exc, "publish to orders") from exc
+    """
+    if isinstance(exc, nats.errors.ConnectionClosedError):
+        return TransportClosed(f"{what}: the NATS connection is closed")
+    if isinstance(exc, nats.errors.OutboundBufferLimitError):
+        return TransportError(
+            f"{what}: the NATS connection is down and its outgoing buffer is full; "
+            "the broker is unreachable, retry once it is back"
+        )
+    if isinstance(exc, nats.errors.ConnectionReconnectingError):
+        return TransportError(f"{what}: the NATS connection is reconnecting; retry shortly")
+    return TransportError(f"{what} failed on NATS: {type(exc).__name__}: {exc}")
+
+
+def js_error(exc: BaseException, what: str) -> AgentCommError:
+    """Translate a JetStream (or nats-py) exception into the agentcomm error tree.
+
+    Example::
+
+        except nats.errors.Error as exc:
+            raise js_error(exc, "append to EVENTS") from exc
+    """
+    if isinstance(exc, nats.js.errors.NoStreamResponseError):
+        # No stream took the message: it may be missing, but JetStream also answers
+        # so while it recovers after a broker restart. A caller that knows the stream
+        # is missing (it asked the stream's info) raises ConfigurationError instead.
+        return TransportError(
+            f"{what}: JetStream stored nothing (no stream answered); it may be starting "
+            "after a broker restart (retry shortly), or the stream was never created"
+        )
+    if isinstance(exc, nats.js.errors.APIError) and exc.err_code == _STREAM_NOT_FOUND:
+        return ConfigurationError(f"{what}: no such stream; create it first")
+    if isinstance(exc, nats.errors.TimeoutError):
+        return TransportError(
+            f"{what}: JetStream did not answer in time; is the NATS server up and started with -js?"
+        )
+    if isinstance(exc, nats.js.errors.APIError):
+        return TransportError(f"{what}: JetStream refused: {exc.description} ({exc.err_code})")
+    return nats_error(exc, what)

@@ -1,0 +1,470 @@
+"""The NATS transport: the same agents across processes and machines.
+
+Direct messages use core NATS request/reply on per-agent subjects; the blackboard
+and pub/sub use JetStream (see ``docs/nats.md`` for the mapping and for where the
+guarantees differ from the in-memory engine).
+
+Subjects, all under the transport's ``namespace`` (default ``"agentcomm"``)::
+
+    <ns>.a.<agent>.r     requests; the response goes to the NATS reply subject
+    <ns>.a.<agent>.n     notifications that wait for room in a full mailbox
+    <ns>.a.<agent>.nb    notifications that fail at once on a full mailbox
+
+A notification is sent as a NATS request too: the receiving process answers with a
+tiny acknowledgement once the envelope is queued in the agent's mailbox (or with
+``full`` when the mailbox is full and the sender asked not to wait). So a
+notification to an absent agent fails at once with :class:`NoResponders` (the
+server's no-responders status), a full mailbox pushes back on the sender exactly as
+in memory, and a returned ``send`` means the envelope reached the receiver's process.
+
+An agent name bound in several processes forms a NATS queue group: each message goes
+to one of them, which is how an agent scales out.
+
+Example::
+
+    async with Runtime(transport="nats://127.0.0.1:4222", agents=[billing]) as rt: ...
+    # or, with a connection you configured yourself (as agent billing's NATS user,
+    # with its own reply inbox: see docs/security.md):
+    nc = await nats.connect("nats://broker:4222", user_credentials="billing.creds",
+                            inbox_prefix=nats_inbox_prefix("billing", namespace="prod"))
+    async with Runtime(transport=NatsTransport(nc, namespace="prod")) as rt: ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+import msgspec
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.client import JetStreamContext
+
+from agentcomm.core.envelope import decode_envelope, encode_envelope
+from agentcomm.core.errors import (
+    AgentCommError,
+    ConfigurationError,
+    DecodeError,
+    MailboxFull,
+    NoResponders,
+    RequestTimeout,
+    TransportClosed,
+    TransportError,
+)
+from agentcomm.security.policy import nats_inbox_prefix
+from agentcomm.transports.base import Delivery, Inbox, Transport
+from agentcomm.transports.nats.errors import nats_error
+from agentcomm.transports.nats.kv import NatsKV
+from agentcomm.transports.nats.log import NatsEventLog
+
+if TYPE_CHECKING:
+    from agentcomm.core.envelope import Envelope
+
+__all__ = ["NatsStatistics", "NatsTransport"]
+
+logger = logging.getLogger("agentcomm.nats")
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_ACK = b""
+_FULL = b"full"
+
+
+class NatsStatistics(msgspec.Struct, frozen=True):
+    """A frozen snapshot of a :class:`NatsTransport`.
+
+    ``malformed`` counts inbound messages that were not valid envelopes (dropped and
+    logged, never fatal); ``reply_failures`` counts responses that could not be sent.
+
+    Example::
+
+        snap = transport.statistics(); print(snap.connected, snap.reconnects)
+    """
+
+    url: str
+    namespace: str
+    connected: bool
+    reconnects: int
+    disconnects: int
+    malformed: int
+    reply_failures: int
+    bound: tuple[str, ...]
+
+
+class _NatsDelivery(Delivery):
+    __slots__ = ("_reply", "_transport")
+
+    def __init__(self, envelope: Envelope, transport: NatsTransport, reply: str) -> None:
+        self.envelope = envelope
+        self._transport = transport
+        self._reply = reply
+
+    async def reply(self, response: Envelope) -> None:
+        if not self._reply:
+            return
+        try:
+            await self._transport.client.publish(self._reply, encode_envelope(response))
+        except (nats.errors.Error, OSError, AgentCommError) as exc:
+            # Never raise into the agent's worker: the requester times out instead.
+            self._transport._reply_failures += 1
+            logger.warning("response to %s not sent: %s", self.envelope.sender, exc)
+
+
+class NatsTransport(NatsKV, NatsEventLog, Transport):
+    """Engine on a NATS server (core NATS for direct messages, JetStream for the rest).
+
+    ``url_or_client`` is a ``nats://`` URL (the transport connects, reconnects forever
+    with short waits, and closes on shutdown) or a connected ``nats.aio.client.Client``
+    that you configured (credentials, TLS, cluster URLs); the transport then neither
+    reconnects it differently nor closes it. ``namespace`` prefixes every subject,
+    stream and bucket, so several applications (or tests) share one server.
+
+    Replies come back under the connection's inbox prefix. ``inbox_prefix`` sets it
+    for a URL connection; by default it is ``_INBOX.<namespace>.<user>`` when the URL
+    names a user (``nats://alice:pw@host``, see :func:`~agentcomm.policy.nats_inbox_prefix`),
+    which is what the server config from ``agentcomm policy nats-config`` allows that
+    user, and nats-py's ``_INBOX`` otherwise. A client you connect yourself must be
+    connected with that prefix (``nats.connect(..., inbox_prefix=...)``); when you also
+    pass ``inbox_prefix`` here, start() checks that it is.
+
+    Deadlines: ``connect_timeout`` bounds the first connection; ``send_timeout`` bounds
+    a blocking notification that carries no deadline of its own (``RequestTimeout``
+    after it); ``api_timeout`` bounds each JetStream call (``TransportError`` after it,
+    e.g. while the broker is down).
+
+    Example::
+
+        async with Runtime(transport=NatsTransport("nats://127.0.0.1:4222")) as rt: ...
+    """
+
+    name = "nats"
+
+    def __init__(
+        self,
+        url_or_client: str | Client,
+        *,
+        namespace: str = "agentcomm",
+        connect_timeout: float = 5.0,
+        send_timeout: float = 30.0,
+        api_timeout: float = 5.0,
+        inbox_prefix: str | None = None,
+    ) -> None:
+        if not _NAME.match(namespace):
+            raise ConfigurationError(
+                f"namespace {namespace!r} must match [A-Za-z0-9_-]+ (it is a subject token "
+                "and part of stream and bucket names)"
+            )
+        if isinstance(url_or_client, str):
+            self._url: str | None = url_or_client
+            self._nc: Client | None = None
+        else:
+            self._url = None
+            self._nc = url_or_client
+        self._owns_client = self._url is not None
+        if inbox_prefix is None and self._url is not None:
+            user = _url_user(self._url)
+            if user is not None:
+                inbox_prefix = nats_inbox_prefix(user, namespace=namespace)
+        self.inbox_prefix = inbox_prefix
+        self.namespace = namespace
+        self.connect_timeout = connect_timeout
+        self.send_timeout = send_timeout
+        self.api_timeout = api_timeout
+        self._jsctx: JetStreamContext | None = None
+        self._prefix = f"{namespace}.a."
+        self._subs: dict[str, Subscription] = {}
+        self._running = False
+        self._malformed = 0
+        self._reply_failures = 0
+        self._reconnects = 0
+        self._disconnects = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+    @property
+    def client(self) -> Client:
+        """The nats-py connection (raises TransportClosed before start)."""
+        nc = self._nc
+        if nc is None or not self._running:
+            raise TransportClosed("the NATS transport is not started; use it inside the runtime")
+        return nc
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        if self._url is not None:
+            self._nc = await self._connect(self._url)
+        elif self._nc is None or not (self._nc.is_connected or self._nc.is_reconnecting):
+            raise TransportClosed("the NATS client given to NatsTransport is not connected")
+        elif self.inbox_prefix is not None:
+            have = bytes(self._nc._inbox_prefix).decode()
+            if have != self.inbox_prefix:
+                raise ConfigurationError(
+                    f"the NATS client given to NatsTransport uses the inbox prefix {have!r}, "
+                    f"not {self.inbox_prefix!r}; connect it with "
+                    f"nats.connect(..., inbox_prefix={self.inbox_prefix!r})"
+                )
+        self._running = True
+        await self._start_extras()
+
+    async def _start_extras(self) -> None:
+        """Hook for the JetStream halves (buckets, streams) to prepare themselves."""
+
+    async def _close_extras(self) -> None:
+        """Hook for the JetStream halves to stop their consumers and watchers."""
+
+    async def _connect(self, url: str) -> Client:
+        nc = Client()
+
+        async def on_error(exc: Exception) -> None:
+            logger.debug("NATS error on %s: %s", url, exc)
+
+        async def on_disconnect() -> None:
+            if self._running:  # nats-py also reports the disconnect of a deliberate close
+                self._disconnects += 1
+                logger.warning("disconnected from NATS at %s; reconnecting", url)
+
+        async def on_reconnect() -> None:
+            self._reconnects += 1
+            logger.warning("reconnected to NATS at %s", url)
+
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await nc.connect(
+                    url,
+                    name="agentcomm",
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnect,
+                    reconnected_cb=on_reconnect,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.25,  # type: ignore[arg-type]  # int in the stubs
+                    connect_timeout=max(1, int(self.connect_timeout)),
+                    inbox_prefix=self.inbox_prefix or "_INBOX",  # nats-py's default
+                )
+        except TimeoutError:
+            await _quiet_close(nc)
+            raise TransportError(
+                f"could not connect to NATS at {url} within {self.connect_timeout:g}s; "
+                "is nats-server running there (with -js for the blackboard and pub/sub)?"
+            ) from None
+        except (nats.errors.Error, OSError) as exc:
+            await _quiet_close(nc)
+            raise nats_error(exc, f"connecting to {url}") from exc
+        return nc
+
+    async def close(self) -> None:
+        if not self._running:
+            return
+        try:
+            await self._close_extras()
+            for sub in list(self._subs.values()):
+                await _quiet_unsubscribe(sub)
+            self._subs.clear()
+        finally:
+            self._running = False
+            self._jsctx = None
+            if self._owns_client and self._nc is not None:
+                nc, self._nc = self._nc, None
+                await _quiet_close(nc)  # flushes what is pending (replies, acks) first
+
+    def _js(self) -> JetStreamContext:
+        js = self._jsctx
+        if js is None:
+            js = self._jsctx = self.client.jetstream(timeout=self.api_timeout)
+        return js
+
+    def _count_malformed(self) -> None:
+        self._malformed += 1
+
+    def statistics(self) -> NatsStatistics:
+        """A frozen snapshot of the connection and counters.
+
+        Example::
+
+            print(transport.statistics().malformed)
+        """
+        nc = self._nc
+        url = self._url
+        if url is None and nc is not None and nc.connected_url is not None:
+            url = nc.connected_url.geturl()
+        return NatsStatistics(
+            url=url or "",
+            namespace=self.namespace,
+            connected=bool(nc is not None and nc.is_connected),
+            reconnects=self._reconnects,
+            disconnects=self._disconnects,
+            malformed=self._malformed,
+            reply_failures=self._reply_failures,
+            bound=tuple(sorted(self._subs)),
+        )
+
+    # -- direct messages ---------------------------------------------------------
+    async def bind(self, address: str, inbox: Inbox) -> None:
+        nc = self.client
+        if not _NAME.match(address):
+            raise ConfigurationError(f"agent name {address!r} must match [A-Za-z0-9_-]+")
+        if address in self._subs:
+            raise ConfigurationError(
+                f"address {address!r} is already bound; agent names are unique"
+            )
+
+        async def on_message(msg: Msg) -> None:
+            await self._deliver(inbox, msg)
+
+        # No flush here: binding completes without a round trip (``rt.agent()`` needs
+        # that), and this connection's own messages are ordered after the SUB anyway.
+        # Other processes should be told an agent exists only after ``await flush()``.
+        try:
+            sub = await nc.subscribe(f"{self._prefix}{address}.*", queue=address, cb=on_message)
+        except (nats.errors.Error, OSError) as exc:
+            raise nats_error(exc, f"binding agent {address!r}") from exc
+        self._subs[address] = sub
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait until the server has processed everything sent so far (bindings too).
+
+        Call it before telling other processes that this one's agents are reachable.
+
+        Example::
+
+            async with Runtime(transport=nats_transport, agents=[billing]) as rt:
+                await nats_transport.flush()
+                print("ready")
+        """
+        try:
+            await self.client.flush(timeout=max(1, round(timeout)))
+        except (nats.errors.Error, OSError) as exc:
+            raise nats_error(exc, "flush") from exc
+
+    async def unbind(self, address: str) -> None:
+        sub = self._subs.pop(address, None)
+        if sub is not None:
+            await _quiet_unsubscribe(sub)
+
+    async def _deliver(self, inbox: Inbox, msg: Msg) -> None:
+        """Subscription callback: decode, queue, acknowledge. Never raises."""
+        try:
+            env = decode_envelope(msg.data)
+        except DecodeError as exc:
+            self._malformed += 1
+            logger.warning("dropped a malformed message on %s: %s", msg.subject, exc)
+            return
+        kind = msg.subject.rsplit(".", 1)[-1]
+        try:
+            if kind == "r":
+                delivery = _NatsDelivery(env, self, msg.reply)
+                try:
+                    inbox.put_nowait(delivery)
+                except MailboxFull:
+                    # Wait for room, but no longer than the requester waits.
+                    left = env.remaining()
+                    async with asyncio.timeout(self.send_timeout if left is None else left):
+                        await inbox.put(delivery)
+                return
+            delivery = _NatsDelivery(env, self, "")
+            try:
+                inbox.put_nowait(delivery)
+            except MailboxFull:
+                if kind == "nb":
+                    await self._ack(msg, _FULL + b" %d" % inbox.capacity)
+                    return
+                await inbox.put(delivery)
+            await self._ack(msg, _ACK)
+        except TimeoutError:
+            logger.warning("request %s expired while %s's mailbox was full", env.id, env.recipient)
+        except Exception:
+            logger.exception("delivery of %s to %s failed", env.id, env.recipient)
+
+    async def _ack(self, msg: Msg, data: bytes) -> None:
+        if msg.reply:
+            try:
+                await self.client.publish(msg.reply, data)
+            except (nats.errors.Error, OSError, AgentCommError) as exc:
+                self._reply_failures += 1
+                logger.warning("acknowledgement on %s not sent: %s", msg.subject, exc)
+
+    def _subject(self, env: Envelope, kind: str) -> str:
+        to = env.recipient or ""
+        if not _NAME.match(to):
+            raise NoResponders(to)  # nobody can be bound to such a name
+        return f"{self._prefix}{to}.{kind}"
+
+    async def send(self, envelope: Envelope, *, block: bool = True) -> None:
+        nc = self.client
+        subject = self._subject(envelope, "n" if block else "nb")
+        left = envelope.remaining()
+        timeout = self.send_timeout if left is None else max(left, 0.001)
+        try:
+            ack = await nc.request(subject, encode_envelope(envelope), timeout=timeout)
+            _honour_cancellation()
+        except nats.errors.NoRespondersError:
+            raise NoResponders(envelope.recipient or "") from None
+        except TimeoutError:  # nats-py raises its own and plain asyncio ones
+            raise RequestTimeout(envelope.recipient or "?", envelope.handler, timeout) from None
+        except (nats.errors.Error, OSError) as exc:
+            raise nats_error(exc, f"sending to {envelope.recipient!r}") from exc
+        if ack.data.startswith(_FULL):
+            capacity = ack.data[len(_FULL) :].strip()
+            raise MailboxFull(envelope.recipient or "", int(capacity) if capacity else -1)
+
+    async def request(self, envelope: Envelope, timeout: float) -> Envelope:
+        nc = self.client
+        subject = self._subject(envelope, "r")
+        try:
+            msg = await nc.request(subject, encode_envelope(envelope), timeout=timeout)
+            _honour_cancellation()
+        except nats.errors.NoRespondersError:
+            raise NoResponders(envelope.recipient or "") from None
+        except TimeoutError:  # nats-py raises its own and plain asyncio ones
+            raise RequestTimeout(envelope.recipient or "?", envelope.handler, timeout) from None
+        except (nats.errors.Error, OSError) as exc:
+            raise nats_error(exc, f"request to {envelope.recipient!r}") from exc
+        try:
+            return decode_envelope(msg.data)
+        except DecodeError as exc:
+            self._malformed += 1
+            raise TransportError(
+                f"the response from {envelope.recipient!r} is not a valid envelope: {exc}"
+            ) from None
+
+
+def _honour_cancellation() -> None:
+    """Re-raise a cancellation that nats-py's ``asyncio.wait_for`` swallowed.
+
+    On Python 3.11, ``wait_for`` returns the result instead of raising when the
+    reply and a ``cancel()`` arrive together; the task then carries on as if it
+    had not been cancelled (a cancelled sender loop would keep sending).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _url_user(url: str) -> str | None:
+    """The user named in the first server URL (``nats://alice:pw@host`` gives ``alice``)."""
+    first = url.split(",", 1)[0].strip()
+    try:
+        user = urlsplit(first if "://" in first else "nats://" + first).username
+    except ValueError:
+        return None
+    return unquote(user) if user else None
+
+
+async def _quiet_unsubscribe(sub: Subscription) -> None:
+    try:
+        await sub.unsubscribe()
+    except (nats.errors.Error, OSError) as exc:
+        logger.debug("unsubscribe failed: %s", exc)
+
+
+async def _quiet_close(nc: Client) -> None:
+    try:
+        async with asyncio.timeout(5):
+            await nc.close()
+    except (nats.errors.Error, OSError, TimeoutError) as exc:
+        logger.debug("closing the NATS connection failed: %s", exc)
