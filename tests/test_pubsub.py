@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from agentcomm import Agent, ConfigurationError, Envelope, RateLimited, RetryPolicy, Runtime
+from agentcomm.api import Context
 from agentcomm.core.flow import RateLimit, TokenBucket
 from agentcomm.core.topics import check_pattern, check_topic, topic_matches
-from agentcomm.host.context import Context
 from agentcomm.transports.memory import MemoryTransport
 from agentcomm.transports.streams import ConsumerConfig, StreamConfig
 

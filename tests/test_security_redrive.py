@@ -47,11 +47,11 @@ async def test_redrive_of_a_signed_event_with_a_ttl_runs_the_handler(
         broken[0] = False
         assert await rt.events.redrive(dl.sequence) is True
         assert got == [7]
-        assert rt._guard is not None
-        assert rt._guard._redriven == []  # released after the redrive
+        assert rt.guard is not None
+        assert rt.guard._redriven == []  # released after the redrive
 
         # A dead letter whose stored event was tampered with is not trusted by redrive.
-        guard = rt._guard
+        guard = rt.guard
         tampered = msgspec.structs.replace(dl.event, payload=encode_payload({"id": 666}))
         assert guard.redrive(tampered) is tampered
         bad = guard.admit_event("audit", tampered)

@@ -22,6 +22,7 @@ Example::
     asyncio.run(main())
 """
 
+from agentcomm.api import Agent, Context, Runtime
 from agentcomm.blackboard.board import Blackboard, BoardStatistics, Change, Entry, Watch
 from agentcomm.core.envelope import Envelope, ErrorInfo, decode_envelope, encode_envelope, new_id
 from agentcomm.core.errors import (
@@ -51,9 +52,8 @@ from agentcomm.core.errors import (
 from agentcomm.core.flow import RateLimit, Retention, RetryPolicy
 from agentcomm.core.limits import Limits
 from agentcomm.core.version import __version__
-from agentcomm.host.agent import Agent, AgentStatistics
-from agentcomm.host.context import Context
-from agentcomm.host.runtime import MessageLog, Runtime, RuntimeStatistics
+from agentcomm.host.agent import AgentStatistics
+from agentcomm.host.runtime import MessageLog, RuntimeStatistics
 from agentcomm.pubsub.bus import (
     Alert,
     DeadLetter,

@@ -198,7 +198,7 @@ class Blackboard:
         """
         core = self._core
         check_key(key)
-        core.rt._authorize(self.author, "read", key)
+        core.rt.authorize(self.author, "read", key)
         kv = await core.ready()
         e = await kv.kv_get(core.bucket, key)
         core.reads += 1
@@ -215,7 +215,7 @@ class Blackboard:
         """
         core = self._core
         check_prefix(prefix)
-        core.rt._authorize(self.author, "read", prefix)
+        core.rt.authorize(self.author, "read", prefix)
         kv = await core.ready()
         entries = await kv.kv_entries(core.bucket, prefix)
         core.reads += 1
@@ -230,7 +230,7 @@ class Blackboard:
         """
         core = self._core
         check_prefix(prefix)
-        core.rt._authorize(self.author, "read", prefix)
+        core.rt.authorize(self.author, "read", prefix)
         kv = await core.ready()
         return sorted(await kv.kv_keys(core.bucket, prefix))
 
@@ -246,7 +246,7 @@ class Blackboard:
         """
         core = self._core
         check_key(key)
-        core.rt._authorize(self.author, "read", key)
+        core.rt.authorize(self.author, "read", key)
         kv = await core.ready()
         core.reads += 1
         return [
@@ -293,7 +293,7 @@ class Blackboard:
             )
         if type(key) is not str or key not in _valid_keys:
             check_key(key)
-        rt._authorize(self.author, "write", key)
+        rt.authorize(self.author, "write", key)
         if ttl is not None:
             core.check_ttl(ttl)
         if expected_revision is not None and expected_revision < 1:
@@ -371,7 +371,7 @@ class Blackboard:
         if tracing is not None and not _in_span.get():
             return await self._traced("create", key, self.create(key, value, ttl=ttl))
         check_key(key)
-        core.rt._authorize(self.author, "write", key)
+        core.rt.authorize(self.author, "write", key)
         if ttl is not None:
             core.check_ttl(ttl)
         now = time.time()
@@ -403,7 +403,7 @@ class Blackboard:
                 "delete", key, self.delete(key, expected_revision=expected_revision)
             )
         check_key(key)
-        core.rt._authorize(self.author, "write", key)
+        core.rt.authorize(self.author, "write", key)
         kv = await core.ready()
         try:
             rev = await kv.kv_delete(core.bucket, key, expected_revision=expected_revision)
@@ -444,8 +444,8 @@ class Blackboard:
                 self.update(key, fn, type=type, max_attempts=max_attempts, ttl=ttl),
             )
         check_key(key)
-        core.rt._authorize(self.author, "write", key)
-        core.rt._authorize(self.author, "read", key)
+        core.rt.authorize(self.author, "write", key)
+        core.rt.authorize(self.author, "read", key)
         if ttl is not None:
             core.check_ttl(ttl)
         kv = await core.ready()
@@ -514,7 +514,7 @@ class Blackboard:
         """
         core = self._core
         check_prefix(prefix)
-        core.rt._authorize(self.author, "read", prefix)
+        core.rt.authorize(self.author, "read", prefix)
         if max_pending < 1:
             raise ConfigurationError(f"max_pending must be at least 1, got {max_pending}")
         return Watch(core, prefix, snapshot, type, max_pending)

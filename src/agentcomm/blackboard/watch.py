@@ -23,7 +23,7 @@ from agentcomm.core.errors import (
 from agentcomm.transports.base import KVStore
 
 if TYPE_CHECKING:
-    from agentcomm.observability.tracing import Tracing
+    from agentcomm.host.hooks import TracingHook
 
 from agentcomm.blackboard.core import Change, Entry, _Core
 
@@ -276,7 +276,7 @@ class Subscription:
             core.subscriptions.discard(self)
             await w.aclose()
 
-    async def _traced(self, tracing: Tracing, change: Change[Any]) -> None:
+    async def _traced(self, tracing: TracingHook, change: Change[Any]) -> None:
         entry = change.entry
         attrs = {
             "agentcomm.key": change.key,

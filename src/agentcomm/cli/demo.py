@@ -14,10 +14,8 @@ from typing import TextIO
 
 import msgspec
 
+from agentcomm.api import Agent, Context, Runtime
 from agentcomm.core.errors import NoResponders, RemoteError, RequestTimeout, ValidationError
-from agentcomm.host.agent import Agent
-from agentcomm.host.context import Context
-from agentcomm.host.runtime import Runtime
 
 __all__ = ["build_agents", "demo_agents", "pubsub_demo", "run_demo", "run_nats_demo"]
 

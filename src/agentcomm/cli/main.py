@@ -30,8 +30,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     import signal
 
+    from agentcomm.api import Runtime
     from agentcomm.core.errors import ConfigurationError
-    from agentcomm.host.runtime import Runtime
     from agentcomm.tools.catalogue import load_agents
 
     try:
@@ -76,7 +76,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_mcp_serve(args: argparse.Namespace) -> int:
-    from agentcomm.tools.catalogue import serve_agents
+    from agentcomm.cli.tools_cmd import serve_agents
 
     return asyncio.run(serve_agents(args.target, http=args.http, name=args.name))
 
@@ -86,7 +86,7 @@ def _cmd_tools(args: argparse.Namespace) -> int:
         from agentcomm.cli.ops import run
 
         return run("tools", args)
-    from agentcomm.tools.catalogue import list_tools_cli
+    from agentcomm.cli.tools_cmd import list_tools_cli
 
     return asyncio.run(
         list_tools_cli(

@@ -86,8 +86,8 @@ async def cmd_dlq(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> in
 # -- blackboard ---------------------------------------------------------------------------------
 async def cmd_board(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> int:
     """``agentcomm board get|list|watch|history``: the blackboard on NATS."""
+    from agentcomm.api import Runtime
     from agentcomm.blackboard.board import Blackboard
-    from agentcomm.host.runtime import Runtime
     from agentcomm.observability.presence import Presence
 
     if not await _has_stream(t.client.jetstream(), f"KV_{t.namespace}_{args.bucket}"):

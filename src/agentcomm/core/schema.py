@@ -61,6 +61,20 @@ def _inline_ref(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+class HandlerContext:
+    """Base of the per-message context a handler may declare (``ctx: Context``).
+
+    A parameter annotated with a subclass is filled by the runtime, never decoded
+    from the payload (``agentcomm.Context`` is the one applications use).
+
+    Example::
+
+        assert issubclass(agentcomm.Context, HandlerContext)
+    """
+
+    __slots__ = ()
+
+
 class Codec:
     """Encodes and validates one payload type; built once, reused for every message.
 
@@ -289,8 +303,6 @@ def inspect_handler(fn: Callable[..., Any], name: str | None = None) -> HandlerS
         spec = inspect_handler(add)
         assert spec.mode == "args"
     """
-    from agentcomm.host.context import Context
-
     hname = name or fn.__name__
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
@@ -312,7 +324,7 @@ def inspect_handler(fn: Callable[..., Any], name: str | None = None) -> HandlerS
                 "declare each argument with a type"
             )
         ann = hints.get(p.name, Any)
-        if ann is Context or (isinstance(ann, type) and issubclass(ann, Context)):
+        if isinstance(ann, type) and issubclass(ann, HandlerContext):
             context_arg = p.name
             continue
         if p.name not in hints:

@@ -1,9 +1,11 @@
 """Direct messages: ``send`` (a notification) and ``request`` (request/response).
 
-:class:`DirectMessaging` is the talking half of :class:`~agentcomm.agent.Agent`; the
-serving half (mailbox, workers, handlers) lives in :mod:`agentcomm.agent`. Each
-request has its own future (no re-queue loop), a deadline that travels in the
-envelope, and typed errors.
+:class:`DirectMessages` is the talking half of an agent (``agent.send``,
+``agent.request`` delegate to it); the serving half (mailbox, workers, handlers)
+is the host's (:mod:`agentcomm.host.agent`). Each request has its own future (no
+re-queue loop), a deadline that travels in the envelope, and typed errors. The
+public Runtime installs it as ``rt.requests``, so every pattern can call an agent
+without importing this one.
 """
 
 from __future__ import annotations
@@ -11,90 +13,40 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from agentcomm.core.envelope import Envelope, ErrorInfo, encode_payload, new_id
-from agentcomm.core.errors import (
-    AuthenticationError,
-    LimitExceeded,
-    MailboxFull,
-    PermissionDenied,
-    RemoteError,
-    ReplayDetected,
-    RequestTimeout,
-    TransportError,
-    UnknownHandler,
-    ValidationError,
-)
+from agentcomm.core.envelope import Envelope, encode_payload, new_id
+from agentcomm.core.errors import MailboxFull
+from agentcomm.core.responses import raise_remote
 from agentcomm.core.schema import codec_for
 
 if TYPE_CHECKING:
+    from agentcomm.host.agent import Agent
     from agentcomm.host.runtime import Runtime
 
-__all__ = ["DirectMessaging", "error_response", "raise_remote"]
-
-T = TypeVar("T")
+__all__ = ["DirectMessages"]
 
 _json_decode = msgspec.json.Decoder().decode
 
 
-def error_response(env: Envelope, sender: str, code: str, exc_type: str, message: str) -> Envelope:
-    """The response envelope that reports a failed request."""
-    return Envelope(
-        id=new_id(),
-        kind="response",
-        sender=sender,
-        recipient=env.sender,
-        correlation_id=env.id,
-        causation_id=env.id,
-        traceparent=env.traceparent,
-        error=ErrorInfo(code=code, type=exc_type, message=message),
-    )
-
-
-def raise_remote(resp: Envelope, request: Envelope, timeout: float) -> None:
-    """Raise the typed error that an error response describes."""
-    err = resp.error
-    assert err is not None
-    if err.code == "timeout":
-        raise RequestTimeout(request.recipient or resp.sender, request.handler, timeout)
-    if err.code == "validation":
-        raise ValidationError(f"{resp.sender} refused the payload: {err.message}")
-    if err.code == "unknown_handler":
-        raise UnknownHandler(err.message)
-    if err.code == "permission":
-        raise PermissionDenied(err.message)
-    if err.code == "transport":
-        raise TransportError(f"{resp.sender}: {err.message}")
-    if err.code == "limit":
-        raise LimitExceeded(f"{resp.sender} refused the message: {err.message}")
-    if err.code == "authentication":
-        cls = ReplayDetected if err.type == "ReplayDetected" else AuthenticationError
-        raise cls(f"{resp.sender} refused the message: {err.message}")
-    raise RemoteError(resp.sender, err.type, err.message)
-
-
-class DirectMessaging:
-    """The talking half of an agent: :meth:`send` and :meth:`request`.
+class DirectMessages:
+    """Sends notifications and requests as an agent; one per runtime (``rt.requests``).
 
     Example::
 
-        answer = await agent.request("calc", "add", {"a": 1, "b": 2})
+        answer = await rt.requests.request(agent, "calc", "add", {"a": 1, "b": 2})
     """
 
-    name: str
-    _runtime: Runtime | None
-    _sent: int
-    _requested: int
+    __slots__ = ("runtime",)
 
-    @property
-    def runtime(self) -> Runtime:  # overridden by Agent
-        raise NotImplementedError
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
 
     def _envelope(
         self,
+        agent: Agent,
         kind: Any,
         to: str,
         handler: str,
@@ -107,7 +59,7 @@ class DirectMessaging:
         env = Envelope(
             id=new_id(),
             kind=kind,
-            sender=self.name,
+            sender=agent.name,
             recipient=to,
             handler=handler,
             payload=encode_payload(payload),
@@ -125,6 +77,7 @@ class DirectMessaging:
 
     async def send(
         self,
+        agent: Agent,
         to: str,
         handler: str,
         payload: Any = None,
@@ -135,7 +88,7 @@ class DirectMessaging:
         headers: dict[str, str] | None = None,
         cause: Envelope | None = None,
     ) -> None:
-        """Fire-and-forget notification to ``to``'s ``handler``.
+        """Fire-and-forget notification from ``agent`` to ``to``'s ``handler``.
 
         Raises :class:`NoResponders` at once if ``to`` is absent. With a full mailbox
         it waits for room, for at most ``timeout`` seconds (then :class:`MailboxFull`),
@@ -145,26 +98,29 @@ class DirectMessaging:
 
         Example::
 
-            await alice.send("bob", "note", {"text": "build finished"}, timeout=5, ttl=60)
+            await rt.requests.send(alice, "bob", "note", {"text": "hi"}, timeout=5, ttl=60)
         """
         rt = self.runtime
-        rt._authorize(self.name, "send", f"{to}.{handler}")
+        rt.authorize(agent.name, "send", f"{to}.{handler}")
         if rt.tracing is not None:
-            attrs = {"agentcomm.sender": self.name, "agentcomm.handler": handler}
+            attrs = {"agentcomm.sender": agent.name, "agentcomm.handler": handler}
             with rt.tracing.span("send", to, kind="producer", attributes=attrs):
-                env = self._envelope("notification", to, handler, payload, ttl, headers, cause)
-                await self._send(rt, env, block, timeout)
+                env = self._envelope(
+                    agent, "notification", to, handler, payload, ttl, headers, cause
+                )
+                await self._send(agent, env, block, timeout)
             return
-        env = self._envelope("notification", to, handler, payload, ttl, headers, cause)
-        await self._send(rt, env, block, timeout)
+        env = self._envelope(agent, "notification", to, handler, payload, ttl, headers, cause)
+        await self._send(agent, env, block, timeout)
 
-    async def _send(self, rt: Runtime, env: Envelope, block: bool, timeout: float | None) -> None:
+    async def _send(self, agent: Agent, env: Envelope, block: bool, timeout: float | None) -> None:
+        rt = self.runtime
         to = env.recipient or ""
-        if rt._guard is not None:  # rate, limits and signature (docs/security.md)
+        if rt.guard is not None:  # rate, limits and signature (docs/security.md)
             # a rate-limit wait never outlasts the caller's own bound on the send
-            env = await rt._guard.hold(env, None if timeout is None else time.time() + timeout)
-        rt._record(env)
-        self._sent += 1
+            env = await rt.guard.hold(env, None if timeout is None else time.time() + timeout)
+        rt.record(env)
+        agent._sent += 1
         if timeout is None:
             await rt.transport.send(env, block=block)
             return
@@ -174,34 +130,9 @@ class DirectMessaging:
         except TimeoutError:
             raise MailboxFull(to, None, waited=timeout) from None
 
-    @overload
     async def request(
         self,
-        to: str,
-        handler: str,
-        payload: Any = None,
-        *,
-        timeout: float | None = None,
-        returns: None = None,
-        headers: dict[str, str] | None = None,
-        cause: Envelope | None = None,
-    ) -> Any: ...
-
-    @overload
-    async def request(
-        self,
-        to: str,
-        handler: str,
-        payload: Any = None,
-        *,
-        timeout: float | None = None,
-        returns: type[T],
-        headers: dict[str, str] | None = None,
-        cause: Envelope | None = None,
-    ) -> T: ...
-
-    async def request(
-        self,
+        agent: Agent,
         to: str,
         handler: str,
         payload: Any = None,
@@ -211,7 +142,7 @@ class DirectMessaging:
         headers: dict[str, str] | None = None,
         cause: Envelope | None = None,
     ) -> Any:
-        """Call ``to``'s ``handler`` and return its answer (decoded as ``returns`` if given).
+        """As ``agent``, call ``to``'s ``handler``; its answer, decoded as ``returns`` if given.
 
         Raises :class:`NoResponders` at once when ``to`` is absent,
         :class:`RequestTimeout` after ``timeout`` seconds (default: the runtime's),
@@ -220,13 +151,11 @@ class DirectMessaging:
 
         Example::
 
-            total = await alice.request("calc", "add", {"a": 1, "b": 2}, returns=int)
+            total = await rt.requests.request(alice, "calc", "add", {"a": 1, "b": 2}, returns=int)
         """
-        rt = self._runtime
-        if rt is None:
-            rt = self.runtime  # raises TransportClosed with advice
+        rt = self.runtime
         if rt.access is not None:
-            rt.access(self.name, "send", f"{to}.{handler}")
+            rt.access(agent.name, "send", f"{to}.{handler}")
         if timeout is None:
             timeout = rt.default_timeout
         tracing = rt.tracing
@@ -240,7 +169,7 @@ class DirectMessaging:
                 "request",
                 to,
                 kind="client",
-                attributes={"agentcomm.sender": self.name, "agentcomm.handler": handler},
+                attributes={"agentcomm.sender": agent.name, "agentcomm.handler": handler},
             )
             span.__enter__()
             tp, ts = tracing.current_traceparent()
@@ -249,7 +178,7 @@ class DirectMessaging:
             env = Envelope(
                 id=new_id(),
                 kind="request",
-                sender=self.name,
+                sender=agent.name,
                 recipient=to,
                 handler=handler,
                 payload=encode_payload(payload),
@@ -262,11 +191,11 @@ class DirectMessaging:
             )
             if tracing is not None:
                 tracing.describe_current(env)
-            guard = rt._guard
+            guard = rt.guard
             if guard is not None:  # rate, limits and signature (docs/security.md)
                 env = await guard.hold(env)
             rt.message_log.append(env)
-            self._requested += 1
+            agent._requested += 1
             resp = await rt.transport.request(env, timeout)
             if guard is not None:
                 guard.check_response(env, resp)

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 import msgspec
 
@@ -37,18 +36,15 @@ from agentcomm.core.errors import (
     TransportError,
     ValidationError,
 )
+from agentcomm.core.names import check_name
+from agentcomm.core.responses import error_response
 from agentcomm.core.schema import HandlerSpec, inspect_handler
-from agentcomm.direct.messaging import DirectMessaging, error_response
 from agentcomm.host.context import Context
 from agentcomm.host.mailbox import Mailbox
 from agentcomm.transports.base import Delivery
 
 if TYPE_CHECKING:
-    from agentcomm.blackboard.board import Blackboard
-    from agentcomm.core.flow import RetryPolicy
     from agentcomm.host.runtime import Runtime
-    from agentcomm.pubsub.bus import Start
-    from agentcomm.pubsub.declare import _SubSpec
 
 __all__ = ["Agent", "AgentStatistics"]
 
@@ -56,18 +52,6 @@ logger = logging.getLogger("agentcomm")
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
-
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$")
-
-
-def check_name(kind: str, name: str) -> str:
-    """Validate an agent or handler name: letters, digits, ``_`` and ``-``, 1-128 chars."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise ConfigurationError(
-            f"invalid {kind} name {name!r}: use 1-128 letters, digits, '_' or '-' "
-            "(no dots, spaces or wildcards, so the name maps onto a NATS subject token)"
-        )
-    return name
 
 
 class AgentStatistics(msgspec.Struct, frozen=True):
@@ -108,7 +92,7 @@ class _Running:
         self.task.cancel()
 
 
-class Agent(DirectMessaging):
+class Agent:
     """A named agent. Declare handlers with :meth:`handler`; talk with :meth:`request`.
 
     ``concurrency`` handlers of this agent run at once; ``mailbox_size`` bounds the
@@ -123,6 +107,9 @@ class Agent(DirectMessaging):
             "Say hello."
             return f"hello {name}"
     """
+
+    #: The context class handlers get (the public Agent's adds onward calls).
+    context_class: ClassVar[type[Context]] = Context
 
     def __init__(
         self, name: str, *, concurrency: int = 16, mailbox_size: int = 1024, description: str = ""
@@ -141,7 +128,9 @@ class Agent(DirectMessaging):
         self._expired = self._sent = self._requested = 0
         self._on_change: list[Callable[[Agent], None]] = []
         self._mcp_names: dict[str, bool | str] = {}
-        self._subscriptions: list[_SubSpec] = []  # declared with on(), started by pub/sub
+        #: Declarations of the patterns, by pattern name (e.g. pub/sub's subscriptions,
+        #: declared with ``@agent.on``); the host keeps them, the pattern reads them.
+        self.declarations: dict[str, list[Any]] = {}
         #: True for an agent that stands in for a remote engine (an MCP server): when
         #: its handler raises TransportError, callers get TransportError, not RemoteError.
         self.proxy = False
@@ -249,18 +238,6 @@ class Agent(DirectMessaging):
         """True while the agent is bound and its workers run."""
         return self._mailbox is not None
 
-    @property
-    def board(self) -> Blackboard:
-        """The runtime's blackboard, writing (and authorized) as this agent.
-
-        Example::
-
-            await researcher.board.write("research.q1", {"findings": []})
-        """
-        from agentcomm.blackboard.board import Blackboard
-
-        return Blackboard(self.runtime, author=self.name)
-
     async def _start(self, runtime: Runtime, tg: asyncio.TaskGroup) -> None:
         box = self._prepare(runtime)
         await runtime.transport.bind(self.name, box)
@@ -332,7 +309,7 @@ class Agent(DirectMessaging):
         items = box._items
         run = _Running(task)  # reused: one handler at a time per worker
         tracing = self.runtime.tracing
-        guard = self.runtime._guard  # limits, signatures, policy (docs/security.md)
+        guard = self.runtime.guard  # limits, signatures, policy (docs/security.md)
         span: AbstractContextManager[Any] | None = None
         while True:
             delivery = items.popleft() if items else await box.get()
@@ -370,7 +347,7 @@ class Agent(DirectMessaging):
                     await self._answer_error(delivery, "validation", "ValidationError", str(exc))
                     continue
                 if spec.context_arg is not None:
-                    kwargs[spec.context_arg] = Context(self, env)
+                    kwargs[spec.context_arg] = self.context_class(self, env)
                 armed = False
                 try:
                     if spec.is_async:
@@ -457,14 +434,14 @@ class Agent(DirectMessaging):
             tracing.record_failure(code, exc_type, msg)
         if env.kind == "request":
             resp = error_response(env, self.name, code, exc_type, msg)
-            if self.runtime._guard is not None:
-                resp = self.runtime._guard.seal_reply(env, resp)
-            self.runtime._record(resp)
+            if self.runtime.guard is not None:
+                resp = self.runtime.guard.seal_reply(env, resp)
+            self.runtime.record(resp)
             pending = delivery.reply(resp)
             if pending is not None:
                 await pending
         else:
-            self.runtime._report_failure(env, f"{exc_type}: {msg}")
+            self.runtime.report_failure(env, f"{exc_type}: {msg}")
 
     async def _refuse(self, delivery: Delivery, spec: HandlerSpec | None) -> None:
         env = delivery.envelope
@@ -521,80 +498,4 @@ class Agent(DirectMessaging):
             expired=self._expired,
             sent=self._sent,
             requested=self._requested,
-        )
-
-    # -- pub/sub (see agentcomm.pubsub) ------------------------------------------------
-    def on(
-        self,
-        topic: str,
-        *,
-        name: str | None = None,
-        group: str | None = None,
-        retry: RetryPolicy | None = None,
-        start: Start = "new",
-        concurrency: int = 1,
-        max_in_flight: int = 256,
-    ) -> Callable[[F], F]:
-        """Subscribe a handler to the events whose topic matches ``topic``.
-
-        ``topic`` may use ``*`` (one token) and ``>`` (the rest); an invalid pattern
-        raises ConfigurationError here. The handler is typed like a direct handler
-        (may take ``ctx: Context``). With ``group``, the agents of that group share
-        the events; otherwise this agent gets every one. ``concurrency`` handlers run
-        at once (events with the same key stay in order); ``max_in_flight`` bounds
-        events held; ``start`` is ``"new"``, ``"all"``, a sequence or a datetime.
-
-        Example::
-
-            @billing.on("orders.*", retry=RetryPolicy(max_attempts=3), concurrency=4)
-            async def charge(order: Order, ctx: Context) -> None: ...
-        """
-        from agentcomm.pubsub.bus import declare_subscription
-
-        return declare_subscription(
-            self,
-            topic,
-            name=name,
-            group=group,
-            retry=retry,
-            start=start,
-            concurrency=concurrency,
-            max_in_flight=max_in_flight,
-        )
-
-    async def publish(
-        self,
-        topic: str,
-        payload: Any = None,
-        *,
-        key: str | None = None,
-        msg_id: str | None = None,
-        ttl: float | None = None,
-        wait: bool = True,
-        headers: dict[str, str] | None = None,
-        cause: Envelope | None = None,
-    ) -> int:
-        """Publish an event to ``topic``; return its sequence number in the event log.
-
-        ``key`` orders events (same key, handled in order); ``msg_id`` dedupes (the
-        same id within the dedupe window is stored once); ``ttl`` seconds after which
-        an unhandled event is dead-lettered as expired; ``wait=False`` raises
-        RateLimited instead of waiting when a rate limit is hit.
-
-        Example::
-
-            seq = await shop.publish("orders.created", {"id": "o-1"}, key="customer-7")
-        """
-        rt = self.runtime
-        events = rt._extensions.get("pubsub") or rt.events
-        return await events.publish(
-            self.name,
-            topic,
-            payload,
-            key=key,
-            msg_id=msg_id,
-            ttl=ttl,
-            wait=wait,
-            headers=headers,
-            cause=cause,
         )

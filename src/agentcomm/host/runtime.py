@@ -2,7 +2,7 @@
 
 Example::
 
-    async with Runtime() as rt:            # in-memory transport by default
+    async with Runtime(MemoryTransport()) as rt:   # agentcomm.Runtime picks one for you
         alice = rt.agent("alice")
         ...
 """
@@ -15,32 +15,19 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Self
 
 import msgspec
 
 from agentcomm.core.envelope import Envelope
 from agentcomm.core.errors import ConfigurationError, TransportClosed
 from agentcomm.host.agent import Agent, AgentStatistics
+from agentcomm.host.hooks import AccessHook, Extension, GuardHook, Requests, TracingHook
 from agentcomm.transports.base import Transport
 
-if TYPE_CHECKING:
-    from agentcomm.blackboard.board import Blackboard
-    from agentcomm.core.limits import Limits
-    from agentcomm.observability.tracing import Tracing
-    from agentcomm.pubsub.bus import PubSub
-    from agentcomm.security.guard import Guard
-    from agentcomm.security.signing import Security
-    from agentcomm.tools.catalogue import Tools
-
-__all__ = ["AccessHook", "MessageLog", "Runtime", "RuntimeStatistics"]
+__all__ = ["MessageLog", "Runtime", "RuntimeStatistics"]
 
 logger = logging.getLogger("agentcomm")
-
-#: ``hook(agent, action, target)`` raises :class:`PermissionDenied` to refuse.
-#: Actions: "send" (target "agent.handler"), "publish"/"subscribe" (target topic),
-#: "read"/"write" (target blackboard key), "call" (target tool).
-AccessHook = Callable[[str, str, str], None]
 
 
 class _RuntimeTaskGroup(asyncio.TaskGroup):
@@ -119,28 +106,29 @@ class RuntimeStatistics(msgspec.Struct, frozen=True):
 
 
 class Runtime:
-    """Owns agents, their tasks and a transport; use it as ``async with``.
+    """The host's runtime: owns agents, their tasks and a transport; ``async with``.
 
-    With no transport it runs in-process on :class:`~agentcomm.transports.memory.MemoryTransport`.
+    This is the layer patterns build on; applications use the public
+    :class:`agentcomm.Runtime`, which adds the patterns (``rt.board``, ``rt.events``,
+    ``rt.tools``) and the security and tracing hooks. It never imports a pattern:
+    they reach it through :meth:`extension`, :meth:`register` and the services in
+    :mod:`agentcomm.host.hooks`.
+
     On exit it stops accepting messages, lets queued work finish for up to
     ``drain_timeout`` seconds, then cancels what is left; a task that failed makes
     the ``async with`` raise.
 
-    Security (off by default, and then free): ``access`` is the access hook, for
-    example an :class:`~agentcomm.policy.Policy`; ``security`` a
-    :class:`~agentcomm.security.Security` (sign every envelope, verify it before a
-    handler runs); ``limits`` a :class:`~agentcomm.limits.Limits` checked by sender
-    and receiver. See ``docs/security.md``.
-
     Example::
 
-        async with Runtime(agents=[calc], default_timeout=5.0) as rt:
-            print(await rt.agent("me").request("calc", "add", {"a": 1, "b": 2}))
+        async with Runtime(MemoryTransport(), agents=[calc]) as rt: ...
     """
+
+    #: The class :meth:`agent` creates (the public Runtime makes public Agents).
+    agent_class: ClassVar[type[Agent]] = Agent
 
     def __init__(
         self,
-        transport: Transport | str | None = None,
+        transport: Transport,
         *,
         agents: Iterable[Agent] = (),
         default_timeout: float = 30.0,
@@ -148,40 +136,39 @@ class Runtime:
         log_size: int = 1000,
         log_max_age: float | None = None,
         access: AccessHook | None = None,
-        tracing: Any = None,
-        security: Security | None = None,
-        limits: Limits | None = None,
+        guard: GuardHook | None = None,
+        tracing: TracingHook | None = None,
     ) -> None:
-        self.transport = _make_transport(transport)
+        self.transport = transport
         self.default_timeout = default_timeout
         self.drain_timeout = drain_timeout
         self.message_log = MessageLog(log_size, log_max_age)
         self.access = access
-        self.security = security
-        self.limits = limits
         #: Boundary checks (limits, signatures, receiver-side policy), or ``None``.
-        self._guard: Guard | None = None
-        if (
-            security is not None
-            or limits is not None
-            or (access is not None and self.transport.name != "memory")
-        ):
-            from agentcomm.security.guard import Guard
-
-            self._guard = Guard(self, security=security, limits=limits)
+        self.guard = guard
         #: OpenTelemetry tracing, or ``None`` (off, the default: no cost).
-        self.tracing: Tracing | None = None
-        if tracing is not None and tracing is not False:
-            from agentcomm.observability.tracing import Tracing
-
-            self.tracing = Tracing(tracing)
+        self.tracing = tracing
+        #: Direct messages as an agent (set by the public Runtime: ``agentcomm.direct``).
+        self.requests: Requests | None = None
         self._agents: dict[str, Agent] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._running = False
         self._failures = 0
         self._extensions: dict[str, Any] = {}
+        self._hooks: list[Extension] = []
         for a in agents:
             self.add(a)
+
+    def register(self, hook: Extension) -> None:
+        """Register a pattern's lifecycle hooks (see :class:`~agentcomm.host.hooks.Extension`).
+
+        Example::
+
+            rt.register(Extension("presence", on_start=start_presence))
+        """
+        if any(h.name == hook.name for h in self._hooks):
+            raise ConfigurationError(f"an extension named {hook.name!r} is already registered")
+        self._hooks.append(hook)
 
     # -- agents ----------------------------------------------------------------
     def add(self, *agents: Agent) -> None:
@@ -217,7 +204,7 @@ class Runtime:
 
             client = rt.agent("client")
         """
-        a = Agent(name, **options)
+        a = self.agent_class(name, **options)
         self._register(a)
         if self._running:
             tg = self._tg
@@ -249,7 +236,9 @@ class Runtime:
             raise TransportClosed("the runtime is not running; use `rt.add(agent)` before start")
         self._register(agent)
         await agent._start(self, self._tg)
-        await self._start_events([agent])
+        for hook in self._hooks:
+            if hook.on_agents is not None:
+                await hook.on_agents(self, [agent])
         return agent
 
     async def detach(self, agent: Agent | str) -> None:
@@ -262,8 +251,9 @@ class Runtime:
         a = self._agents.get(agent if isinstance(agent, str) else agent.name)
         if a is None:
             raise ConfigurationError(f"no agent named {agent!r} in this runtime")
-        if "pubsub" in self._extensions:  # its event subscriptions stop first
-            await self._extensions["pubsub"].detach_agent(a)
+        for hook in self._hooks:  # e.g. its event subscriptions stop first
+            if hook.on_detach is not None:
+                await hook.on_detach(self, a)
         await a._stop(asyncio.get_running_loop().time() + self.drain_timeout)
         del self._agents[a.name]
         a._runtime = None
@@ -285,33 +275,8 @@ class Runtime:
             raise TransportClosed("the runtime is not running; use it inside `async with`")
         return self._tg
 
-    @property
-    def board(self) -> Blackboard:
-        """The runtime's shared blackboard (writes authored by ``"runtime"``).
-
-        Example::
-
-            rev = await rt.board.write("plan.goal", {"text": "ship it"})
-        """
-        from agentcomm.blackboard.board import Blackboard
-
-        return Blackboard(self)
-
-    @property
-    def events(self) -> PubSub:
-        """The runtime's pub/sub: publish, replay, dead letters, statistics.
-
-        Example::
-
-            for dl in await rt.events.dead_letters(): print(dl.reason)
-        """
-        from agentcomm.pubsub.bus import PubSub
-
-        ps: PubSub = self.extension("pubsub", PubSub)
-        return ps
-
     # -- lifecycle -------------------------------------------------------------
-    async def __aenter__(self) -> Runtime:
+    async def __aenter__(self) -> Self:
         if self._running:
             raise ConfigurationError("this runtime is already running")
         await self.transport.start()
@@ -320,13 +285,14 @@ class Runtime:
         self._tg = tg
         self._running = True
         try:
-            for a in list(self._agents.values()):
+            started = list(self._agents.values())
+            for a in started:
                 await a._start(self, tg)
-            await self._start_events(self._agents.values())
-            if self.transport.name == "nats":  # who is connected, for `agentcomm agents`
-                from agentcomm.observability.presence import Presence
-
-                self.extension("presence", Presence).start()
+            for hook in self._hooks:
+                if hook.on_agents is not None:
+                    await hook.on_agents(self, started)
+                if hook.on_start is not None:
+                    await hook.on_start(self)
         except BaseException as exc:
             await self._shutdown(type(exc), exc, exc.__traceback__)
             raise
@@ -372,13 +338,6 @@ class Runtime:
                         a._runtime = None
         return None
 
-    async def _start_events(self, agents: Iterable[Agent]) -> None:
-        """Start pub/sub now when an agent subscribes, so events flow from the start."""
-        from agentcomm.pubsub.declare import has_subscriptions
-
-        if has_subscriptions(agents):
-            await self.events.start()
-
     async def _close_extensions(self) -> None:
         while self._extensions:
             name = next(iter(self._extensions))
@@ -403,27 +362,60 @@ class Runtime:
             ext = self._extensions[name] = factory(self)
         return ext
 
-    @property
-    def tools(self) -> Tools:
-        """The tool catalogue and MCP bridge (:class:`~agentcomm.tools.Tools`).
+    def existing_extension(self, name: str) -> Any:
+        """The extension ``name`` if it was created, else ``None`` (never creates it).
 
         Example::
 
-            print([t.llm_name for t in rt.tools.catalogue()])
+            ps = rt.existing_extension("pubsub")
         """
-        from agentcomm.tools.catalogue import Tools
+        return self._extensions.get(name)
 
-        return self.extension("tools", Tools)  # type: ignore[no-any-return]
+    def extensions(self) -> list[tuple[str, Any]]:
+        """The extensions created so far, as ``(name, instance)`` pairs.
 
-    # -- hooks used by agents ------------------------------------------------------
-    def _authorize(self, agent: str, action: str, target: str) -> None:
+        Example::
+
+            for name, ext in rt.extensions(): print(name)
+        """
+        return list(self._extensions.items())
+
+    def get_agent(self, name: str) -> Agent | None:
+        """The registered agent named ``name``, or ``None``.
+
+        Example::
+
+            calc = rt.get_agent("calc")
+        """
+        return self._agents.get(name)
+
+    # -- services for agents and patterns ------------------------------------------
+    def authorize(self, agent: str, action: str, target: str) -> None:
+        """Ask the access hook; raises :class:`PermissionDenied` when it refuses.
+
+        Example::
+
+            rt.authorize("planner", "write", "plan.goal")
+        """
         if self.access is not None:
             self.access(agent, action, target)
 
-    def _record(self, env: Envelope) -> None:
+    def record(self, env: Envelope) -> None:
+        """Keep ``env`` in the bounded message log.
+
+        Example::
+
+            rt.record(env)
+        """
         self.message_log.append(env)  # also bound directly by agents on their hot path
 
-    def _report_failure(self, env: Envelope, reason: str) -> None:
+    def report_failure(self, env: Envelope, reason: str) -> None:
+        """Count and log a message the runtime could not handle.
+
+        Example::
+
+            rt.report_failure(env, "no handler")
+        """
         self._failures += 1
         logger.warning("message %s from %s not handled: %s", env.id, env.sender, reason)
 
@@ -441,23 +433,3 @@ class Runtime:
             messages_logged=len(self.message_log),
             failures=self._failures,
         )
-
-
-def _make_transport(spec: Transport | str | None) -> Transport:
-    if spec is None or spec == "memory":
-        from agentcomm.transports.memory.transport import MemoryTransport
-
-        return MemoryTransport()
-    if isinstance(spec, Transport):
-        return spec
-    if isinstance(spec, str) and spec.startswith(("nats://", "tls://")):
-        try:
-            from agentcomm.transports.nats.transport import NatsTransport  # type: ignore[import-not-found,unused-ignore]
-        except ImportError as exc:
-            raise ConfigurationError(
-                "the NATS transport needs the extra: pip install 'agentcomm[nats]'"
-            ) from exc
-        return NatsTransport(spec)  # type: ignore[no-any-return,unused-ignore]
-    raise ConfigurationError(
-        f"unknown transport {spec!r}: pass a Transport, 'memory' or a nats:// URL"
-    )

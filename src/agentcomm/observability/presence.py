@@ -36,7 +36,7 @@ from agentcomm.blackboard.core import BoardStatistics
 from agentcomm.core.errors import AgentCommError, ConfigurationError
 from agentcomm.host.agent import AgentStatistics
 from agentcomm.pubsub.metrics import PubSubStatistics, SubscriptionStatistics
-from agentcomm.tools.catalogue import ToolInfo
+from agentcomm.tools.catalogue import ToolInfo, Tools
 
 if TYPE_CHECKING:
     from agentcomm.host.runtime import Runtime
@@ -172,7 +172,7 @@ class Presence:
         version = len(agent.handlers)
         cached = self._tools.get(name)
         if cached is None or cached[0] != version:
-            infos = tuple(i for i in self.runtime.tools.catalogue() if i.agent == name)
+            infos = tuple(i for i in Tools.of(self.runtime).catalogue() if i.agent == name)
             cached = self._tools[name] = (version, infos)
         return cached[1]
 

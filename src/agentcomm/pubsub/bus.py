@@ -43,7 +43,14 @@ from agentcomm.pubsub.dead_letters import (
     DeadLetter,
     DeadLetterOps,
 )
-from agentcomm.pubsub.declare import Start, _ack_wait, _deliver, _SubSpec, declare_subscription
+from agentcomm.pubsub.declare import (
+    Start,
+    _ack_wait,
+    _deliver,
+    _SubSpec,
+    declare_subscription,
+    subscriptions_of,
+)
 from agentcomm.pubsub.metrics import (
     MAX_TRACKED_TOPICS,
     Alert,
@@ -58,8 +65,8 @@ from agentcomm.transports.streams import ConsumerConfig, StreamConfig, StreamInf
 
 if TYPE_CHECKING:
     from agentcomm.host.agent import Agent
+    from agentcomm.host.hooks import TracingHook
     from agentcomm.host.runtime import Runtime
-    from agentcomm.observability.tracing import Tracing
 
 __all__ = [
     "DEAD_LETTER_STREAM",
@@ -161,6 +168,17 @@ class PubSub(DeadLetterOps):
         self._dlq_deleted = 0
 
     @classmethod
+    def of(cls, runtime: Runtime) -> PubSub:
+        """The runtime's pub/sub, created with default options on first use.
+
+        Example::
+
+            await PubSub.of(rt).start()
+        """
+        ps: PubSub = runtime.extension("pubsub", cls)
+        return ps
+
+    @classmethod
     def install(cls, runtime: Runtime, **options: Any) -> PubSub:
         """Create the runtime's pub/sub with options; call before the runtime starts.
 
@@ -170,7 +188,7 @@ class PubSub(DeadLetterOps):
 
             PubSub.install(rt, retention=Retention(max_events=1000, max_age=60.0))
         """
-        if "pubsub" in runtime._extensions:
+        if runtime.existing_extension("pubsub") is not None:
             raise ConfigurationError(
                 "this runtime's pub/sub already exists; call PubSub.install(rt, ...) before "
                 "`async with rt` (and before the first publish or rt.events use)"
@@ -212,13 +230,13 @@ class PubSub(DeadLetterOps):
                     self._run_monitor(), name="agentcomm:pubsub:monitor"
                 )
             self._dirty = False  # a declaration during the awaits below sets it again
-            agents = rt._agents
+            agents = rt.agents
             for (aname, _), sub in list(self._subs.items()):
                 if agents.get(aname) is not sub.agent:  # safety net; detach_agent() is the way
                     del self._subs[(aname, sub.durable)]
                     await sub.stop(asyncio.get_running_loop().time())
             for agent in list(agents.values()):
-                for spec in agent._subscriptions:
+                for spec in subscriptions_of(agent):
                     durable = spec.durable(agent.name)
                     if (agent.name, durable) not in self._subs:
                         await self._start_subscription(agent, spec, durable)
@@ -269,7 +287,7 @@ class PubSub(DeadLetterOps):
 
     async def _start_subscription(self, agent: Agent, spec: _SubSpec, durable: str) -> None:
         rt = self.runtime
-        rt._authorize(agent.name, "subscribe", spec.pattern)
+        rt.authorize(agent.name, "subscribe", spec.pattern)
         if spec.group is not None:
             known = self._groups.setdefault(spec.group, spec.pattern)
             if known != spec.pattern:
@@ -360,7 +378,7 @@ class PubSub(DeadLetterOps):
             check_topic(topic)
             tc = self._topic(topic)
         if rt.access is not None:
-            rt._authorize(sender, "publish", topic)
+            rt.authorize(sender, "publish", topic)
         if key is not None and not isinstance(key, str):
             raise ConfigurationError(f"key must be a string, got {type(key).__name__}")
         if ttl is not None and ttl <= 0:
@@ -385,8 +403,8 @@ class PubSub(DeadLetterOps):
             if cause is not None:
                 tp, ts = cause.traceparent, cause.tracestate
             env = _event_envelope(sender, topic, payload, key, msg_id, ttl, headers, cause, tp, ts)
-        if rt._guard is not None:  # limits and signature (docs/security.md)
-            env = rt._guard.seal(env)
+        if rt.guard is not None:  # limits and signature (docs/security.md)
+            env = rt.guard.seal(env)
         seq, duplicate = await rt.transport.append_checked(EVENT_STREAM, env, msg_id=msg_id)
         self._count_stored(tc, env, duplicate)
         return seq
@@ -404,7 +422,7 @@ class PubSub(DeadLetterOps):
 
     async def _traced_publish(
         self,
-        tracing: Tracing,
+        tracing: TracingHook,
         tc: _TopicCounters,
         sender: str,
         topic: str,
@@ -421,8 +439,8 @@ class PubSub(DeadLetterOps):
         with tracing.span("publish", topic, kind="producer", attributes=attrs) as span:
             tp, ts = tracing.current_traceparent()
             env = _event_envelope(sender, topic, payload, key, msg_id, ttl, headers, cause, tp, ts)
-            if rt._guard is not None:
-                env = rt._guard.seal(env)
+            if rt.guard is not None:
+                env = rt.guard.seal(env)
             seq, duplicate = await rt.transport.append_checked(EVENT_STREAM, env, msg_id=msg_id)
             tracing.describe_current(env)
             span.set_attribute("agentcomm.sequence", seq)

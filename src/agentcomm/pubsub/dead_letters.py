@@ -144,7 +144,7 @@ class DeadLetterOps:
         """
         await self._ensure()
         sub = self._find(agent, name)
-        self.runtime._authorize(sub.agent.name, "subscribe", sub.pattern)
+        self.runtime.authorize(sub.agent.name, "subscribe", sub.pattern)
         deliver, seq, at = _deliver(start)
         t = self.runtime.transport
         target = (await t.stream_info(EVENT_STREAM)).last_seq
@@ -273,8 +273,8 @@ class DeadLetterOps:
                 "from the runtime where its agent runs"
             )
         sub = subs[0]
-        self.runtime._authorize(sub.agent.name, "subscribe", sub.pattern)
-        guard = self.runtime._guard
+        self.runtime.authorize(sub.agent.name, "subscribe", sub.pattern)
+        guard = self.runtime.guard
         if guard is None:
             event = msgspec.structs.replace(dl.event, deadline=None)
         else:

@@ -1,7 +1,7 @@
 """Declaring event subscriptions on agents (``@agent.on``); started by :mod:`.pubsub`.
 
 Declarations are checked at once (pattern, group, start, limits) and kept on the
-agent (``agent._subscriptions``) until a runtime's pub/sub starts them; an agent
+agent (``agent.declarations["pubsub"]``) until a runtime's pub/sub starts them; an agent
 running in a runtime tells that runtime's pub/sub at once. Nothing here is global.
 """
 
@@ -21,7 +21,10 @@ from agentcomm.transports.streams import DeliverPolicy
 if TYPE_CHECKING:
     from agentcomm.host.agent import Agent
 
-__all__ = ["Start", "declare_subscription", "has_subscriptions"]
+__all__ = ["Start", "declare_subscription", "has_subscriptions", "subscriptions_of"]
+
+#: The key of pub/sub's declarations in ``Agent.declarations``.
+DECLARATIONS = "pubsub"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,7 +92,7 @@ def declare_subscription(
 
         declare_subscription(agent, "orders.*")(handler_function)
     """
-    from agentcomm.host.agent import check_name
+    from agentcomm.core.names import check_name
 
     check_pattern(topic)
     if group is not None:
@@ -104,7 +107,7 @@ def declare_subscription(
 
     def register(fn: F) -> F:
         sname = check_name("subscription", name or fn.__name__)
-        specs = agent._subscriptions
+        specs = agent.declarations.setdefault(DECLARATIONS, [])
         if any(s.name == sname for s in specs):
             raise ConfigurationError(
                 f"agent {agent.name!r} already has a subscription named {sname!r}; "
@@ -122,8 +125,10 @@ def declare_subscription(
         )
         specs.append(spec)
         rt = agent._runtime
-        if rt is not None and rt.running and rt._agents.get(agent.name) is agent:
-            rt.events.declared(agent)  # start it now, not at the next pub/sub call
+        if rt is not None and rt.running and rt.get_agent(agent.name) is agent:
+            from agentcomm.pubsub.bus import PubSub
+
+            PubSub.of(rt).declared(agent)  # start it now, not at the next pub/sub call
         return fn
 
     return register
@@ -138,6 +143,12 @@ def has_subscriptions(agents: Iterable[Agent]) -> bool:
     Example::
 
         if has_subscriptions(rt.agents.values()):
-            await rt.events.start()
+            await PubSub.of(rt).start()
     """
-    return any(a._subscriptions for a in agents)
+    return any(subscriptions_of(a) for a in agents)
+
+
+def subscriptions_of(agent: Agent) -> list[_SubSpec]:
+    """The subscriptions ``agent`` declared with ``@agent.on`` (a live list)."""
+    specs: list[_SubSpec] = agent.declarations.get(DECLARATIONS, [])
+    return specs

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 from agentcomm.core.errors import Reject, Retry, TransportClosed, TransportError, ValidationError
 from agentcomm.core.flow import RetryPolicy
-from agentcomm.host.context import Context
 from agentcomm.transports.streams import LogConsumer, LogMessage
 
 if TYPE_CHECKING:
@@ -199,7 +198,7 @@ class Subscription:
         # takes run_once, which checks it before the handler; keep this in the fast test.
         # Tracing (docs/tracing.md) also takes run_once, which opens the "process" span.
         tracing = self.pubsub.runtime.tracing
-        fast = spec.context_arg is None and self.pubsub.runtime._guard is None and tracing is None
+        fast = spec.context_arg is None and self.pubsub.runtime.guard is None and tracing is None
         held = self._held
         # The hot path, inlined: one coroutine per event (the handler's) besides the ack.
         while not self._closing:
@@ -351,7 +350,7 @@ class Subscription:
         local_retry: bool,
     ) -> str:
         env = m.envelope
-        guard = self.pubsub.runtime._guard  # limits, signature, policy: docs/security.md
+        guard = self.pubsub.runtime.guard  # limits, signature, policy: docs/security.md
         if guard is not None and (bad := guard.admit_event(self.agent.name, env)) is not None:
             return await self._dead(m, bad[0], bad[1], attempt)
         if env.deadline is not None and env.deadline <= time.time():
@@ -364,7 +363,7 @@ class Subscription:
         except ValidationError as exc:
             return await self._dead(m, "invalid", str(exc), attempt)
         if spec.context_arg is not None:
-            kwargs[spec.context_arg] = Context(self.agent, env)
+            kwargs[spec.context_arg] = self.agent.context_class(self.agent, env)
         try:
             if spec.is_async:
                 await spec.fn(**kwargs)

@@ -1,7 +1,7 @@
 """The runtime's boundary checks: one object the hot paths consult only when it exists.
 
 A runtime builds a :class:`Guard` only when it was given ``security=``, ``limits=``,
-or an access hook on a transport that crosses processes; otherwise ``rt._guard`` is
+or an access hook on a transport that crosses processes; otherwise ``rt.guard`` is
 ``None`` and every hook point is one ``is not None`` test. Outbound, :meth:`seal`
 checks limits and signs; inbound, :meth:`admit` (direct messages) and
 :meth:`admit_event` (events) check limits, verify the signature and re-check the
@@ -140,7 +140,7 @@ class Guard:
             try:
                 return self.seal(resp)
             except LimitExceeded as exc:
-                from agentcomm.direct.messaging import error_response
+                from agentcomm.core.responses import error_response
 
                 err = error_response(request, resp.sender, "limit", "LimitExceeded", str(exc))
                 return self.seal(err)
@@ -172,7 +172,7 @@ class Guard:
                     f"delivered to {agent!r}"
                 )
             if self.recheck:
-                self.runtime._authorize(env.sender, "send", f"{agent}.{env.handler}")
+                self.runtime.authorize(env.sender, "send", f"{agent}.{env.handler}")
         except (ValidationError, PermissionDenied) as exc:
             return error_code(exc), type(exc).__name__, str(exc)
         except Exception as exc:  # a custom access hook failed: refuse, never crash a worker
@@ -242,7 +242,7 @@ class Guard:
             else:
                 self._inbound(env, replay=False)
             if self.recheck:
-                self.runtime._authorize(env.sender, "publish", env.topic or "")
+                self.runtime.authorize(env.sender, "publish", env.topic or "")
         except PermissionDenied as exc:
             return "forbidden", str(exc)
         except ValidationError as exc:

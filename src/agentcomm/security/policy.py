@@ -47,6 +47,7 @@ from typing import Any
 import msgspec
 
 from agentcomm.core.errors import ConfigurationError, PermissionDenied
+from agentcomm.core.names import nats_inbox_prefix
 
 __all__ = ["ACTIONS", "Policy", "Rules", "nats_inbox_prefix"]
 
@@ -79,22 +80,6 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
             everyone.merged(Rules(send=("calc",)))
         """
         return Rules(**{a: getattr(self, a) + getattr(other, a) for a in ACTIONS})
-
-
-def nats_inbox_prefix(agent: str, *, namespace: str = "agentcomm") -> str:
-    """The reply-inbox prefix of ``agent``'s NATS connection: ``_INBOX.<namespace>.<agent>``.
-
-    The generated server config lets each agent's user subscribe only below its own
-    prefix, so it cannot read replies meant for another agent. :class:`NatsTransport`
-    uses it when its URL names a user (``nats://alice:pw@host``); a client you connect
-    yourself needs it too.
-
-    Example::
-
-        nc = await nats.connect(url, user_credentials="alice.creds",
-                                inbox_prefix=nats_inbox_prefix("alice", namespace="prod"))
-    """
-    return f"_INBOX.{namespace}.{agent}"
 
 
 def _tokens(pattern: str) -> tuple[str, ...]:

@@ -115,7 +115,7 @@ class Identity:
     __slots__ = ("_key", "name", "public_key")
 
     def __init__(self, name: str, private_key: Any) -> None:
-        from agentcomm.host.agent import check_name
+        from agentcomm.core.names import check_name
 
         self.name = check_name("agent", name)
         self._key = private_key

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from agentcomm.host.agent import Agent
-from agentcomm.host.runtime import Runtime
+from agentcomm.api import Agent, Runtime
 from agentcomm.testing.nats_server import nats_server, nats_url  # noqa: F401  (fixtures of this plugin)
 from agentcomm.transports.base import Transport
 

@@ -42,11 +42,9 @@ __all__ = [
     "ToolInfo",
     "Tools",
     "anthropic_tool",
-    "list_tools_cli",
     "llm_tool_name",
     "load_agents",
     "openai_tool",
-    "serve_agents",
     "tool_schemas",
 ]
 
@@ -216,6 +214,17 @@ class Tools:
         self._exposures: list[MCPExposure] = []
         self._gateway: Agent | None = None
         self._lock = asyncio.Lock()
+
+    @classmethod
+    def of(cls, runtime: Runtime) -> Tools:
+        """The runtime's tools (``rt.tools``), created on first use.
+
+        Example::
+
+            infos = Tools.of(rt).catalogue()
+        """
+        tools: Tools = runtime.extension("tools", cls)
+        return tools
 
     # -- catalogue -------------------------------------------------------------
     def catalogue(self) -> list[ToolInfo]:
@@ -502,90 +511,3 @@ def load_agents(target: str) -> list[Agent]:
         f"{target} is a {type(obj).__name__}; expected an Agent, a list of Agents, a Runtime "
         "or a function returning one"
     )
-
-
-def _parse_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", address
-    try:
-        return host.strip("[]") or "127.0.0.1", int(port)
-    except ValueError:
-        raise ConfigurationError(f"expected HOST:PORT, got {address!r}") from None
-
-
-async def serve_agents(
-    targets: Sequence[str], *, http: str | None = None, name: str | None = None
-) -> int:
-    """Run agents and serve them over MCP: stdio by default, or streamable HTTP at ``http``.
-
-    Example::
-
-        asyncio.run(serve_agents(["myapp.agents:customer_data"], http="127.0.0.1:8000"))
-    """
-    import sys
-
-    from agentcomm.host.runtime import Runtime
-
-    agents = [a for t in targets for a in load_agents(t)]
-    async with Runtime(agents=agents) as rt:
-        server = await rt.tools.expose(*agents, name=name)
-        if http is None:
-            await server.run_stdio()
-        else:
-            host, port = _parse_address(http)
-
-            def ready(url: str) -> None:
-                print(f"agentcomm: serving {server.tool_names()} at {url}", file=sys.stderr)
-
-            await server.run_http(host, port, on_ready=ready)
-    return 0
-
-
-async def list_tools_cli(
-    targets: Sequence[str],
-    *,
-    urls: Sequence[str] = (),
-    commands: Sequence[str] = (),
-    as_json: bool = False,
-    llm: str | None = None,
-    out: Any = None,
-) -> int:
-    """Print the catalogue of the given agents (and of MCP servers, ``NAME=URL`` / ``NAME=CMD``).
-
-    Example::
-
-        asyncio.run(list_tools_cli(["myapp.agents:customer_data"], as_json=True))
-    """
-    import shlex
-    import sys
-
-    from agentcomm.host.runtime import Runtime
-
-    out = out or sys.stdout
-    agents = [a for t in targets for a in load_agents(t)]
-    async with Runtime(agents=agents) as rt:
-        for spec in urls:
-            cname, _, url = spec.partition("=")
-            await rt.tools.connect(cname, url=url)
-        for spec in commands:
-            cname, _, cmd = spec.partition("=")
-            await rt.tools.connect(cname, command=shlex.split(cmd))
-        infos = rt.tools.catalogue()
-        data: Any = None
-        if llm == "openai":
-            data = [openai_tool(i) for i in infos]
-        elif llm == "anthropic":
-            data = [anthropic_tool(i) for i in infos]
-        elif as_json:
-            data = infos
-        if data is not None:
-            print(msgspec.json.format(msgspec.json.encode(data)).decode(), file=out)
-        else:
-            for i in infos:
-                origin = f"mcp:{i.server}" if i.source == "mcp" else "agent"
-                args = ", ".join(i.input_schema.get("properties", {}))
-                print(f"{i.agent}.{i.handler}({args})  [{origin}]  {i.description}", file=out)
-            if not infos:
-                print("no tools", file=out)
-    return 0

@@ -37,10 +37,11 @@ from agentcomm.core.errors import (
     UnknownHandler,
     ValidationError,
 )
+from agentcomm.core.names import check_name
 from agentcomm.core.schema import Codec, HandlerSpec, inspect_handler
-from agentcomm.host.agent import Agent, check_name
+from agentcomm.host.agent import Agent
 from agentcomm.host.context import Context
-from agentcomm.tools.catalogue import ToolError, ToolInfo, llm_tool_name
+from agentcomm.tools.catalogue import ToolError, ToolInfo, Tools, llm_tool_name
 
 if TYPE_CHECKING:
     from agentcomm.host.runtime import Runtime
@@ -285,7 +286,7 @@ class MCPConnection:
                 if self._lost is not None and self.agent is not None and self._rt.running:
                     # Calls now fail fast with NoResponders instead of reaching a dead session.
                     agent, self.agent = self.agent, None
-                    self._rt.tools._forget(self.name)
+                    Tools.of(self._rt)._forget(self.name)
                     with contextlib.suppress(Exception):
                         await self._rt.detach(agent)
             finally:
@@ -373,7 +374,7 @@ class MCPConnection:
 
     def _forwarder(self, tool: str) -> Callable[..., Coroutine[Any, Any, Any]]:
         async def forward(arguments: dict[str, Any], ctx: Context) -> Any:
-            ctx.runtime._authorize(ctx.sender, "call", f"{self.name}.{tool}")
+            ctx.runtime.authorize(ctx.sender, "call", f"{self.name}.{tool}")
             left = ctx.remaining()
             # A little past the caller's deadline: the caller then times out on its
             # own (RequestTimeout) instead of receiving our timeout as a RemoteError.

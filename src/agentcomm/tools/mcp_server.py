@@ -34,6 +34,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from agentcomm.core.errors import AgentCommError, ConfigurationError, RemoteError
+from agentcomm.host.hooks import requests_of
 from agentcomm.tools.catalogue import tool_schemas
 
 if TYPE_CHECKING:
@@ -230,9 +231,9 @@ class MCPExposure:
     async def _run_tool(self, entry: _Entry, params: mt.CallToolRequestParams) -> mt.CallToolResult:
         gateway = self._gateway
         try:
-            gateway.runtime._authorize(gateway.name, "call", f"{entry.agent}.{entry.handler}")
-            result = await gateway.request(
-                entry.agent, entry.handler, params.arguments or {}, timeout=self.timeout
+            gateway.runtime.authorize(gateway.name, "call", f"{entry.agent}.{entry.handler}")
+            result = await requests_of(gateway.runtime).request(
+                gateway, entry.agent, entry.handler, params.arguments or {}, timeout=self.timeout
             )
         except AgentCommError as exc:
             return mt.CallToolResult(

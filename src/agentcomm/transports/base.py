@@ -467,6 +467,9 @@ class Transport(KVStore, EventLog, abc.ABC):
 
     #: Short engine name shown in statistics and the CLI ("memory", "nats").
     name: str = "transport"
+    #: Capability: other processes reach the same engine (a broker), so the runtime
+    #: announces its agents there (presence). In-process engines leave it False.
+    shared: bool = False
 
     # -- lifecycle ----------------------------------------------------------
     @abc.abstractmethod

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from agentcomm.api import Agent
 from agentcomm.blackboard.board import Blackboard, Change, Watch
 from agentcomm.core.errors import (
     ConfigurationError,
@@ -21,7 +22,6 @@ from agentcomm.core.errors import (
     RevisionConflict,
     ValidationError,
 )
-from agentcomm.host.agent import Agent
 from agentcomm.testing.fixtures import MakeRuntime
 from agentcomm.transports.base import KVStore
 

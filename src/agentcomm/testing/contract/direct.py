@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from agentcomm.api import Agent, Context
 from agentcomm.core.errors import (
     MailboxFull,
     NoResponders,
@@ -20,8 +21,6 @@ from agentcomm.core.errors import (
     UnknownHandler,
     ValidationError,
 )
-from agentcomm.host.agent import Agent
-from agentcomm.host.context import Context
 from agentcomm.testing.fixtures import MakeRuntime
 
 __all__ = [

@@ -15,11 +15,9 @@ from typing import Any
 import msgspec
 import pytest
 
+from agentcomm.api import Agent, Context, Runtime
 from agentcomm.core.errors import ConfigurationError, RateLimited, Reject, Retry
 from agentcomm.core.flow import RateLimit, Retention, RetryPolicy
-from agentcomm.host.agent import Agent
-from agentcomm.host.context import Context
-from agentcomm.host.runtime import Runtime
 from agentcomm.pubsub.bus import Alert, PubSub
 from agentcomm.testing.fixtures import MakeRuntime
 
@@ -193,9 +191,10 @@ async def test_same_key_in_order_different_keys_in_parallel(make_runtime: MakeRu
     running: set[str] = set()
     clashes: list[tuple[str, int]] = []
     overlap = asyncio.Event()
+    unkeyed_done = asyncio.Event()
     a = Agent("a")
 
-    @a.on("ticks", concurrency=4)
+    @a.on("ticks", concurrency=5)
     async def tick(n: int, ctx: Context) -> None:
         key = ctx.envelope.key or ""
         if key in running:
@@ -203,11 +202,18 @@ async def test_same_key_in_order_different_keys_in_parallel(make_runtime: MakeRu
         running.add(key)
         if len(running) >= 2:
             overlap.set()
-        # The first event of each key is slow: without per-key order, the next event
-        # of that key would start (and finish) on a free worker meanwhile.
-        await asyncio.sleep(0.03 if n == 0 else 0.001)
+        # The first event of each key waits until the unkeyed event ran: without
+        # per-key order, the next event of that key would start on the free worker
+        # meanwhile; and the unkeyed event must not queue behind the keyed ones.
+        if n == 0 and key:
+            async with asyncio.timeout(DEADLINE):
+                await unkeyed_done.wait()
+        else:
+            await asyncio.sleep(0.001)
         running.discard(key)
         seen.add((key, n))
+        if n == 99:
+            unkeyed_done.set()
 
     async with make_runtime(agents=[a]) as rt:
         p = rt.agent("p")

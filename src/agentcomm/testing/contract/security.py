@@ -14,12 +14,11 @@ from typing import Any
 import msgspec
 import pytest
 
+from agentcomm.api import Agent, Runtime
 from agentcomm.core.envelope import Envelope, encode_payload, new_id
 from agentcomm.core.errors import LimitExceeded, PermissionDenied, RateLimited, RequestTimeout
 from agentcomm.core.flow import RateLimit
 from agentcomm.core.limits import Limits
-from agentcomm.host.agent import Agent
-from agentcomm.host.runtime import Runtime
 from agentcomm.security.policy import Policy
 from agentcomm.security.signing import Identity, Security
 from agentcomm.testing.fixtures import MakeRuntime

@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 
+from agentcomm.api import Agent, Context
 from agentcomm.blackboard.board import Change
-from agentcomm.host.agent import Agent
-from agentcomm.host.context import Context
 from agentcomm.testing.fixtures import MakeRuntime
 
 __all__ = ["test_one_trace_across_direct_pubsub_and_blackboard"]

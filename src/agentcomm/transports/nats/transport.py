@@ -57,7 +57,7 @@ from agentcomm.core.errors import (
     TransportClosed,
     TransportError,
 )
-from agentcomm.security.policy import nats_inbox_prefix
+from agentcomm.core.names import nats_inbox_prefix
 from agentcomm.transports.base import Delivery, Inbox, Transport
 from agentcomm.transports.nats.errors import nats_error
 from agentcomm.transports.nats.kv import NatsKV
@@ -143,6 +143,7 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
     """
 
     name = "nats"
+    shared = True
 
     def __init__(
         self,

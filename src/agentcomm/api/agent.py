@@ -1,0 +1,251 @@
+"""The public Agent: the host's agent plus the verbs of every pattern.
+
+:class:`agentcomm.host.agent.Agent` owns the name, the handlers, the mailbox and the
+workers. This class composes the patterns on top of it: ``send`` and ``request``
+(direct messages, through the runtime's ``requests`` service), ``on`` and
+``publish`` (pub/sub), ``board`` (the blackboard).
+
+Example::
+
+    from agentcomm import Agent, Runtime
+
+    calc = Agent("calc")
+
+    @calc.handler
+    async def add(a: int, b: int) -> int:
+        "Add two integers."
+        return a + b
+
+    async with Runtime(agents=[calc]) as rt:
+        client = rt.agent("client")
+        assert await client.request("calc", "add", {"a": 1, "b": 2}) == 3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+
+from agentcomm.api.context import Context
+from agentcomm.blackboard.board import Blackboard
+from agentcomm.host.agent import Agent as _HostAgent
+from agentcomm.host.hooks import requests_of
+from agentcomm.pubsub.bus import PubSub
+from agentcomm.pubsub.declare import declare_subscription
+
+if TYPE_CHECKING:
+    from agentcomm.core.envelope import Envelope
+    from agentcomm.core.flow import RetryPolicy
+    from agentcomm.host.context import Context as _HostContext
+    from agentcomm.host.hooks import Requests
+    from agentcomm.pubsub.declare import Start
+
+__all__ = ["Agent"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+class Agent(_HostAgent):
+    """A named agent. Declare handlers with :meth:`handler`; talk with :meth:`request`.
+
+    ``concurrency`` handlers of this agent run at once; ``mailbox_size`` bounds the
+    messages waiting for them (senders wait or get :class:`MailboxFull`).
+
+    Example::
+
+        bob = Agent("bob", concurrency=4, mailbox_size=256)
+
+        @bob.handler
+        async def greet(name: str) -> str:
+            "Say hello."
+            return f"hello {name}"
+    """
+
+    context_class: ClassVar[type[_HostContext]] = Context
+
+    def _requests(self) -> Requests:
+        rt = self._runtime
+        if rt is None:
+            rt = self.runtime  # raises TransportClosed with advice
+        requests = rt.requests
+        return requests if requests is not None else requests_of(rt)
+
+    # -- direct messages (agentcomm.direct) ---------------------------------------------
+    async def send(
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+        ttl: float | None = None,
+        headers: dict[str, str] | None = None,
+        cause: Envelope | None = None,
+    ) -> None:
+        """Fire-and-forget notification to ``to``'s ``handler``.
+
+        Raises :class:`NoResponders` at once if ``to`` is absent. With a full mailbox
+        it waits for room, for at most ``timeout`` seconds (then :class:`MailboxFull`),
+        or, with ``block=False``, raises :class:`MailboxFull` at once. ``ttl`` gives
+        the notification a deadline: the receiver skips it, or stops its handler,
+        once ``ttl`` seconds have passed.
+
+        Example::
+
+            await alice.send("bob", "note", {"text": "build finished"}, timeout=5, ttl=60)
+        """
+        await self._requests().send(
+            self,
+            to,
+            handler,
+            payload,
+            block=block,
+            timeout=timeout,
+            ttl=ttl,
+            headers=headers,
+            cause=cause,
+        )
+
+    @overload
+    async def request(
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: None = None,
+        headers: dict[str, str] | None = None,
+        cause: Envelope | None = None,
+    ) -> Any: ...
+
+    @overload
+    async def request(
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: type[T],
+        headers: dict[str, str] | None = None,
+        cause: Envelope | None = None,
+    ) -> T: ...
+
+    async def request(
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: Any = None,
+        headers: dict[str, str] | None = None,
+        cause: Envelope | None = None,
+    ) -> Any:
+        """Call ``to``'s ``handler`` and return its answer (decoded as ``returns`` if given).
+
+        Raises :class:`NoResponders` at once when ``to`` is absent,
+        :class:`RequestTimeout` after ``timeout`` seconds (default: the runtime's),
+        :class:`ValidationError` when the payload breaks the handler's schema, and
+        :class:`RemoteError` when the handler raised.
+
+        Example::
+
+            total = await alice.request("calc", "add", {"a": 1, "b": 2}, returns=int)
+        """
+        return await self._requests().request(
+            self,
+            to,
+            handler,
+            payload,
+            timeout=timeout,
+            returns=returns,
+            headers=headers,
+            cause=cause,
+        )
+
+    # -- the blackboard (agentcomm.blackboard) ------------------------------------------
+    @property
+    def board(self) -> Blackboard:
+        """The runtime's blackboard, writing (and authorized) as this agent.
+
+        Example::
+
+            await researcher.board.write("research.q1", {"findings": []})
+        """
+        return Blackboard(self.runtime, author=self.name)
+
+    # -- pub/sub (see agentcomm.pubsub) ------------------------------------------------
+    def on(
+        self,
+        topic: str,
+        *,
+        name: str | None = None,
+        group: str | None = None,
+        retry: RetryPolicy | None = None,
+        start: Start = "new",
+        concurrency: int = 1,
+        max_in_flight: int = 256,
+    ) -> Callable[[F], F]:
+        """Subscribe a handler to the events whose topic matches ``topic``.
+
+        ``topic`` may use ``*`` (one token) and ``>`` (the rest); an invalid pattern
+        raises ConfigurationError here. The handler is typed like a direct handler
+        (may take ``ctx: Context``). With ``group``, the agents of that group share
+        the events; otherwise this agent gets every one. ``concurrency`` handlers run
+        at once (events with the same key stay in order); ``max_in_flight`` bounds
+        events held; ``start`` is ``"new"``, ``"all"``, a sequence or a datetime.
+
+        Example::
+
+            @billing.on("orders.*", retry=RetryPolicy(max_attempts=3), concurrency=4)
+            async def charge(order: Order, ctx: Context) -> None: ...
+        """
+        return declare_subscription(
+            self,
+            topic,
+            name=name,
+            group=group,
+            retry=retry,
+            start=start,
+            concurrency=concurrency,
+            max_in_flight=max_in_flight,
+        )
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any = None,
+        *,
+        key: str | None = None,
+        msg_id: str | None = None,
+        ttl: float | None = None,
+        wait: bool = True,
+        headers: dict[str, str] | None = None,
+        cause: Envelope | None = None,
+    ) -> int:
+        """Publish an event to ``topic``; return its sequence number in the event log.
+
+        ``key`` orders events (same key, handled in order); ``msg_id`` dedupes (the
+        same id within the dedupe window is stored once); ``ttl`` seconds after which
+        an unhandled event is dead-lettered as expired; ``wait=False`` raises
+        RateLimited instead of waiting when a rate limit is hit.
+
+        Example::
+
+            seq = await shop.publish("orders.created", {"id": "o-1"}, key="customer-7")
+        """
+        return await PubSub.of(self.runtime).publish(
+            self.name,
+            topic,
+            payload,
+            key=key,
+            msg_id=msg_id,
+            ttl=ttl,
+            wait=wait,
+            headers=headers,
+            cause=cause,
+        )

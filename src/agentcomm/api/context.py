@@ -1,0 +1,159 @@
+"""The public handler context: who called, the deadline, and onward calls.
+
+Declare a parameter annotated :class:`Context` and the runtime passes it in; it is
+not part of the payload schema. Messages sent through the context carry the
+causation id (the message being handled) and the trace context onward, so a whole
+conversation can be rebuilt.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from agentcomm.host.context import Context as _HostContext
+
+if TYPE_CHECKING:
+    from agentcomm.api.agent import Agent
+    from agentcomm.blackboard.board import Blackboard
+
+__all__ = ["Context"]
+
+T = TypeVar("T")
+
+
+class Context(_HostContext):
+    """Per-message handle given to a handler that declares ``ctx: Context``.
+
+    Example::
+
+        @agent.handler
+        async def plan(goal: str, ctx: Context) -> str:
+            facts = await ctx.request("researcher", "search", {"query": goal})
+            return f"{ctx.sender} asked; {len(facts)} facts"
+    """
+
+    __slots__ = ()
+    agent: Agent
+
+    @property
+    def board(self) -> Blackboard:
+        """The blackboard, writing as the agent handling this message.
+
+        Its writes record this message as their cause (``Entry.cause``).
+
+        Example::
+
+            await ctx.board.write("analysis.q1", {"summary": "done"})
+        """
+        board = self.agent.board
+        board._cause = self.envelope.id
+        return board
+
+    @overload
+    async def request(
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any: ...
+
+    @overload
+    async def request(
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: type[T],
+        headers: dict[str, str] | None = None,
+    ) -> T: ...
+
+    async def request(
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """Like :meth:`Agent.request`, caused by this message and bounded by its deadline.
+
+        Example::
+
+            total = await ctx.request("billing", "total", {"customer": "c1"}, returns=float)
+        """
+        left = self.remaining()
+        if left is not None and (timeout is None or timeout > left):
+            timeout = left
+        return await self.agent.request(
+            to,
+            handler,
+            payload,
+            timeout=timeout,
+            returns=returns,
+            headers=headers,
+            cause=self.envelope,
+        )
+
+    async def send(
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+        ttl: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Like :meth:`Agent.send`, recording this message as the cause.
+
+        Example::
+
+            await ctx.send("auditor", "record", {"event": "refund"})
+        """
+        await self.agent.send(
+            to,
+            handler,
+            payload,
+            block=block,
+            timeout=timeout,
+            ttl=ttl,
+            headers=headers,
+            cause=self.envelope,
+        )
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any = None,
+        *,
+        key: str | None = None,
+        msg_id: str | None = None,
+        ttl: float | None = None,
+        wait: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> int:
+        """Like :meth:`Agent.publish`, recording this message as the cause (and its trace).
+
+        Example::
+
+            await ctx.publish("orders.charged", {"id": order.id}, key=order.customer)
+        """
+        return await self.agent.publish(
+            topic,
+            payload,
+            key=key,
+            msg_id=msg_id,
+            ttl=ttl,
+            wait=wait,
+            headers=headers,
+            cause=self.envelope,
+        )
