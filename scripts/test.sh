@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install agentcomm with its development extras into .venv and run every check:
-# ruff (lint + format), mypy --strict on src/, and the whole pytest suite
+# ruff (lint + format), import-linter (the layer contracts in pyproject.toml), the
+# 500-line module limit, mypy --strict on src/, and the whole pytest suite
 # (contract tests on memory and on a nats-server the tests start themselves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,10 @@ quiet_pip install --quiet --upgrade pip
 echo "== ruff"
 .venv/bin/ruff check src tests bench examples
 .venv/bin/ruff format --check src tests bench examples
+echo "== import-linter (the layers of docs/architecture.md)"
+.venv/bin/lint-imports
+echo "== module size (at most 500 lines: src, tests, bench, examples)"
+.venv/bin/python scripts/check_module_size.py 500 src tests bench examples
 echo "== mypy (strict, src/)"
 .venv/bin/mypy
 echo "== pytest"

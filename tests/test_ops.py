@@ -9,7 +9,8 @@ import pytest
 
 from agentcomm import Agent, Runtime
 from agentcomm.cli.main import build_parser
-from agentcomm.cli.ops import _table, _tail_match
+from agentcomm.cli.ops import _tail_match
+from agentcomm.cli.output import _table
 
 
 def test_table_falls_back_to_plain_text_without_rich(monkeypatch: pytest.MonkeyPatch) -> None:

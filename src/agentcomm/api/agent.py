@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 from agentcomm.api.context import Context
 from agentcomm.blackboard.board import Blackboard
 from agentcomm.host.agent import Agent as _HostAgent
-from agentcomm.host.hooks import requests_of
+from agentcomm.host.runtime import requests_of, runtime_of
 from agentcomm.pubsub.bus import PubSub
 from agentcomm.pubsub.declare import declare_subscription
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from agentcomm.core.envelope import Envelope
     from agentcomm.core.flow import RetryPolicy
     from agentcomm.host.context import Context as _HostContext
-    from agentcomm.host.hooks import Requests
+    from agentcomm.host.runtime import Requests
     from agentcomm.pubsub.declare import Start
 
 __all__ = ["Agent"]
@@ -176,7 +176,7 @@ class Agent(_HostAgent):
 
             await researcher.board.write("research.q1", {"findings": []})
         """
-        return Blackboard(self.runtime, author=self.name)
+        return Blackboard(runtime_of(self), author=self.name)
 
     # -- pub/sub (see agentcomm.pubsub) ------------------------------------------------
     def on(
@@ -238,7 +238,7 @@ class Agent(_HostAgent):
 
             seq = await shop.publish("orders.created", {"id": "o-1"}, key="customer-7")
         """
-        return await PubSub.of(self.runtime).publish(
+        return await PubSub.of(runtime_of(self)).publish(
             self.name,
             topic,
             payload,

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from agentcomm.blackboard.board import Blackboard
+from agentcomm.host.agent import Agent as _HostAgent
 from agentcomm.host.context import Context as _HostContext
+from agentcomm.host.runtime import Runtime as _HostRuntime
+from agentcomm.host.runtime import requests_of, runtime_of
+from agentcomm.pubsub.bus import PubSub
 
 if TYPE_CHECKING:
-    from agentcomm.api.agent import Agent
-    from agentcomm.blackboard.board import Blackboard
+    pass
 
 __all__ = ["Context"]
 
@@ -33,7 +37,10 @@ class Context(_HostContext):
     """
 
     __slots__ = ()
-    agent: Agent
+    agent: _HostAgent
+
+    def _host(self) -> _HostRuntime:
+        return runtime_of(self.agent)
 
     @property
     def board(self) -> Blackboard:
@@ -45,7 +52,7 @@ class Context(_HostContext):
 
             await ctx.board.write("analysis.q1", {"summary": "done"})
         """
-        board = self.agent.board
+        board = Blackboard(self._host(), author=self.agent.name)
         board._cause = self.envelope.id
         return board
 
@@ -92,7 +99,8 @@ class Context(_HostContext):
         left = self.remaining()
         if left is not None and (timeout is None or timeout > left):
             timeout = left
-        return await self.agent.request(
+        return await requests_of(self.agent.runtime).request(
+            self.agent,
             to,
             handler,
             payload,
@@ -119,7 +127,8 @@ class Context(_HostContext):
 
             await ctx.send("auditor", "record", {"event": "refund"})
         """
-        await self.agent.send(
+        await requests_of(self.agent.runtime).send(
+            self.agent,
             to,
             handler,
             payload,
@@ -147,7 +156,8 @@ class Context(_HostContext):
 
             await ctx.publish("orders.charged", {"id": order.id}, key=order.customer)
         """
-        return await self.agent.publish(
+        return await PubSub.of(self._host()).publish(
+            self.agent.name,
             topic,
             payload,
             key=key,

@@ -23,8 +23,9 @@ from agentcomm.blackboard.board import Blackboard
 from agentcomm.core.errors import ConfigurationError
 from agentcomm.direct.messaging import DirectMessages
 from agentcomm.host.agent import Agent as _HostAgent
-from agentcomm.host.hooks import AccessHook, Extension
+from agentcomm.host.runtime import Extension
 from agentcomm.host.runtime import Runtime as _HostRuntime
+from agentcomm.host.services import AccessHook
 from agentcomm.pubsub.bus import PubSub
 from agentcomm.pubsub.declare import has_subscriptions
 from agentcomm.tools.catalogue import Tools
@@ -94,7 +95,14 @@ class Runtime(_HostRuntime):
 
             self.tracing = Tracing(tracing)
         self.requests = DirectMessages(self)
-        self.register(Extension("pubsub", on_agents=_start_pubsub, on_detach=_stop_subscriptions))
+        self.register(
+            Extension(
+                "pubsub",
+                on_agents=_start_pubsub,
+                on_detach=_stop_subscriptions,
+                on_declare=_subscription_declared,
+            )
+        )
         if engine.shared:  # other processes can see it: announce who is here
             self.register(Extension("presence", on_start=_start_presence))
         for a in agents:
@@ -151,6 +159,11 @@ async def _start_pubsub(rt: _HostRuntime, agents: Sequence[_HostAgent]) -> None:
     """Start pub/sub as soon as an agent subscribes, so events flow from the start."""
     if has_subscriptions(agents):
         await PubSub.of(rt).start()
+
+
+def _subscription_declared(rt: _HostRuntime, agent: _HostAgent, kind: str) -> None:
+    if kind == "pubsub":
+        PubSub.of(rt).declared(agent)  # start it now, not at the next pub/sub call
 
 
 async def _stop_subscriptions(rt: _HostRuntime, agent: _HostAgent) -> None:

@@ -11,7 +11,7 @@ import logging
 import re
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -26,7 +26,6 @@ from agentcomm.core.schema import Codec, codec_for
 from agentcomm.transports.base import KVStore
 
 if TYPE_CHECKING:
-    from agentcomm.blackboard.watch import Subscription, Watch
     from agentcomm.core.envelope import Envelope
     from agentcomm.host.runtime import Runtime
 
@@ -264,6 +263,18 @@ def _created_of(data: bytes, default: float) -> float:
         return default  # not a record; reading it will say so
 
 
+class _Watching(Protocol):
+    """What the core needs of a watch (:class:`agentcomm.blackboard.watch.Watch`)."""
+
+    async def aclose(self) -> None: ...
+
+
+class _Subscribed(Protocol):
+    """What the core needs of a subscription (``agentcomm.blackboard.watch.Subscription``)."""
+
+    _task: asyncio.Task[None] | None
+
+
 class _Core:
     """Per-runtime, per-bucket state shared by every :class:`Blackboard` view."""
 
@@ -282,8 +293,8 @@ class _Core:
         self.closed = False
         self.schemas: dict[str, Codec] = {}
         # Weak: a watch its owner dropped without closing is not kept alive here.
-        self.watches: weakref.WeakSet[Watch[Any]] = weakref.WeakSet()
-        self.subscriptions: set[Subscription] = set()
+        self.watches: weakref.WeakSet[_Watching] = weakref.WeakSet()
+        self.subscriptions: set[_Subscribed] = set()
         #: key -> (revision, created) of what this board last wrote there (bounded).
         self.known: dict[str, tuple[int, float]] = {}
         self.reads = self.writes = self.deletes = self.conflicts = 0

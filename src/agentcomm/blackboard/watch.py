@@ -23,7 +23,7 @@ from agentcomm.core.errors import (
 from agentcomm.transports.base import KVStore
 
 if TYPE_CHECKING:
-    from agentcomm.host.hooks import TracingHook
+    from agentcomm.host.services import TracingHook
 
 from agentcomm.blackboard.core import Change, Entry, _Core
 

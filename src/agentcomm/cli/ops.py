@@ -19,11 +19,10 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TextIO
 
-import msgspec
-
+from agentcomm.cli.output import _ago, _clock, _Fail, _has_stream, _json_line, _table
 from agentcomm.core.errors import ConfigurationError, TransportError
 
 if TYPE_CHECKING:
@@ -33,10 +32,6 @@ __all__ = ["add_commands", "add_nats_arguments", "run"]
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 _MAX_TAIL_QUEUE = 10_000
-
-
-class _Fail(Exception):
-    """A command failed with a message that says what to do (exit code 1)."""
 
 
 def add_nats_arguments(p: argparse.ArgumentParser, *, default: bool = True) -> None:
@@ -145,47 +140,6 @@ async def _with_transport(
 
 
 # -- output ---------------------------------------------------------------------------------
-def _json_line(out: TextIO, obj: Any) -> None:
-    out.write(msgspec.json.encode(obj).decode() + "\n")
-    out.flush()
-
-
-def _table(out: TextIO, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """A table for a person: rich when installed (colour on a terminal), else plain text."""
-    cells = [["" if v is None else str(v) for v in row] for row in rows]
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-        out.write(f"{title}\n")
-        out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + "\n")
-        for r in cells:
-            out.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) + "\n")
-        out.flush()
-        return
-    table = Table(title=title, title_justify="left")
-    for c in columns:
-        table.add_column(c, overflow="fold")
-    for r in cells:
-        table.add_row(*r)
-    Console(file=out, width=max(100, _term_width(out))).print(table)
-
-
-def _term_width(out: TextIO) -> int:
-    try:
-        return os.get_terminal_size(out.fileno()).columns if out.isatty() else 160
-    except (OSError, ValueError, AttributeError):
-        return 160
-
-
-def _ago(ts: float) -> str:
-    d = max(time.time() - ts, 0.0)
-    return f"{d:.0f}s" if d < 120 else f"{d / 60:.0f}m" if d < 7200 else f"{d / 3600:.0f}h"
-
-
-def _clock(ts: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
 
 
 # -- agents and tools ---------------------------------------------------------------------------
@@ -450,16 +404,6 @@ async def collect_stats(t: NatsTransport) -> dict[str, Any]:
         "events_stored": streams["EVENTS"]["messages"],
         "dead_letters": streams["DLQ"]["messages"],
     }
-
-
-async def _has_stream(js: Any, name: str) -> bool:
-    import nats.js.errors
-
-    try:
-        await js.stream_info(name)
-    except nats.js.errors.NotFoundError:
-        return False
-    return True
 
 
 def _print_stats(out: TextIO, snap: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 
-from agentcomm.cli.ops import _ago, _clock, _Fail, _has_stream, _json_line, _table
+from agentcomm.cli.output import _ago, _clock, _Fail, _has_stream, _json_line, _table
 from agentcomm.core.errors import ConfigurationError
 
 if TYPE_CHECKING:

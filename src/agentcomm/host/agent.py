@@ -44,7 +44,7 @@ from agentcomm.host.mailbox import Mailbox
 from agentcomm.transports.base import Delivery
 
 if TYPE_CHECKING:
-    from agentcomm.host.runtime import Runtime
+    from agentcomm.host.services import HostServices
 
 __all__ = ["Agent", "AgentStatistics"]
 
@@ -121,7 +121,7 @@ class Agent:
         self.mailbox_size = mailbox_size
         self.description = description
         self.handlers: dict[str, HandlerSpec] = {}
-        self._runtime: Runtime | None = None
+        self._runtime: HostServices | None = None
         self._mailbox: Mailbox | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._handled = self._failed = self._rejected = 0
@@ -181,6 +181,21 @@ class Agent:
             return register(fn)
         return register
 
+    def declare(self, kind: str, item: Any) -> None:
+        """Keep a pattern's declaration (``kind`` names the pattern) and tell the runtime.
+
+        Patterns call it from their decorators (``@agent.on`` declares a
+        ``"pubsub"`` subscription); a running runtime passes it to the pattern's
+        :class:`~agentcomm.host.runtime.Extension` at once.
+
+        Example::
+
+            agent.declare("pubsub", spec)
+        """
+        self.declarations.setdefault(kind, []).append(item)
+        if self._runtime is not None:
+            self._runtime.declared(self, kind)
+
     def mcp_name(self, handler: str) -> str | None:
         """The MCP tool name of a handler, or ``None`` when it opted out.
 
@@ -223,7 +238,7 @@ class Agent:
 
     # -- lifecycle (driven by the runtime) -------------------------------------
     @property
-    def runtime(self) -> Runtime:
+    def runtime(self) -> HostServices:
         """The runtime this agent is attached to; raises TransportClosed when detached."""
         rt = self._runtime
         if rt is None:
@@ -238,12 +253,12 @@ class Agent:
         """True while the agent is bound and its workers run."""
         return self._mailbox is not None
 
-    async def _start(self, runtime: Runtime, tg: asyncio.TaskGroup) -> None:
+    async def _start(self, runtime: HostServices, tg: asyncio.TaskGroup) -> None:
         box = self._prepare(runtime)
         await runtime.transport.bind(self.name, box)
         self._spawn_workers(tg)
 
-    def _prepare(self, runtime: Runtime) -> Mailbox:
+    def _prepare(self, runtime: HostServices) -> Mailbox:
         self._runtime = runtime
         self._mailbox = Mailbox(self.name, self.mailbox_size)
         self._wheel = wheel_for(asyncio.get_running_loop())

@@ -9,16 +9,24 @@ conversation can be rebuilt.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from agentcomm.core.schema import HandlerContext
 
 if TYPE_CHECKING:
     from agentcomm.core.envelope import Envelope
-    from agentcomm.host.agent import Agent
-    from agentcomm.host.runtime import Runtime
+    from agentcomm.host.services import HostServices
 
 __all__ = ["Context"]
+
+
+class _Agent(Protocol):
+    """What a context needs of its agent (:class:`agentcomm.host.agent.Agent`)."""
+
+    name: str
+
+    @property
+    def runtime(self) -> HostServices: ...
 
 
 class Context(HandlerContext):
@@ -34,7 +42,7 @@ class Context(HandlerContext):
 
     __slots__ = ("agent", "envelope")
 
-    def __init__(self, agent: Agent, envelope: Envelope) -> None:
+    def __init__(self, agent: _Agent, envelope: Envelope) -> None:
         self.agent = agent
         self.envelope = envelope
 
@@ -44,7 +52,7 @@ class Context(HandlerContext):
         return self.envelope.sender
 
     @property
-    def runtime(self) -> Runtime:
+    def runtime(self) -> HostServices:
         """The runtime this agent runs in."""
         return self.agent.runtime
 

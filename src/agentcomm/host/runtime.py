@@ -10,24 +10,101 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import time
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 import msgspec
 
 from agentcomm.core.envelope import Envelope
 from agentcomm.core.errors import ConfigurationError, TransportClosed
 from agentcomm.host.agent import Agent, AgentStatistics
-from agentcomm.host.hooks import AccessHook, Extension, GuardHook, Requests, TracingHook
+from agentcomm.host.message_log import MessageLog
+from agentcomm.host.services import AccessHook, GuardHook, HostServices, TracingHook
 from agentcomm.transports.base import Transport
 
-__all__ = ["MessageLog", "Runtime", "RuntimeStatistics"]
+__all__ = [
+    "Extension",
+    "MessageLog",
+    "Requests",
+    "Runtime",
+    "RuntimeStatistics",
+    "requests_of",
+    "runtime_of",
+]
 
 logger = logging.getLogger("agentcomm")
+
+
+class Requests(Protocol):
+    """Direct messages sent as an agent; implemented by ``agentcomm.direct``."""
+
+    async def send(
+        self,
+        agent: Agent,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+        ttl: float | None = None,
+        headers: dict[str, str] | None = None,
+        cause: Envelope | None = None,
+    ) -> None: ...
+
+    async def request(
+        self,
+        agent: Agent,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: Any = None,
+        headers: dict[str, str] | None = None,
+        cause: Envelope | None = None,
+    ) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Extension:
+    """A pattern's lifecycle hooks, called by the runtime in registration order.
+
+    ``on_start(rt)`` once the runtime and its first agents run; ``on_agents(rt,
+    agents)`` for the agents started with the runtime and for each one attached
+    later; ``on_detach(rt, agent)`` before an agent stops; ``on_declare(rt, agent,
+    kind)`` when a running agent declares something (:meth:`Agent.declare`).
+
+    Example::
+
+        rt.register(Extension("presence", on_start=start_presence))
+    """
+
+    name: str
+    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    on_agents: Callable[[Runtime, Sequence[Agent]], Awaitable[None]] | None = None
+    on_detach: Callable[[Runtime, Agent], Awaitable[None]] | None = None
+    on_declare: Callable[[Runtime, Agent, str], None] | None = None
+
+
+def requests_of(runtime: HostServices) -> Requests:
+    """The runtime's direct-messaging service; ConfigurationError when none is installed.
+
+    Example::
+
+        await requests_of(rt).request(agent, "calc", "add", {"a": 1, "b": 2})
+    """
+    requests: Requests | None = runtime.requests
+    if requests is None:
+        from agentcomm.core.errors import ConfigurationError
+
+        raise ConfigurationError(
+            "this runtime has no direct messaging; use agentcomm.Runtime, which installs it"
+        )
+    return requests
 
 
 class _RuntimeTaskGroup(asyncio.TaskGroup):
@@ -53,43 +130,6 @@ class _RuntimeTaskGroup(asyncio.TaskGroup):
         return names
 
 
-class MessageLog:
-    """A bounded record of recent envelopes, for debugging (by count and by age).
-
-    Example::
-
-        for env in rt.message_log.recent(20):
-            print(env.sender, "->", env.recipient or env.topic, env.kind)
-    """
-
-    __slots__ = ("_entries", "append", "max_age")
-
-    def __init__(self, size: int = 1000, max_age: float | None = None) -> None:
-        if size < 0:
-            raise ConfigurationError(f"log size must be >= 0, got {size}")
-        self._entries: deque[Envelope] = deque(maxlen=size)
-        self.max_age = max_age
-        #: Record one envelope (the oldest falls off when full); the deque's own append.
-        self.append: Callable[[Envelope], None] = self._entries.append
-
-    def recent(self, limit: int | None = None) -> list[Envelope]:
-        """Envelopes still within the bounds, oldest first (at most ``limit``).
-
-        Example::
-
-            last = rt.message_log.recent(1)
-        """
-        if self.max_age is not None:
-            cutoff = time.time() - self.max_age
-            while self._entries and self._entries[0].created < cutoff:
-                self._entries.popleft()
-        items = list(self._entries)
-        return items if limit is None else items[-limit:] if limit else []
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
 class RuntimeStatistics(msgspec.Struct, frozen=True):
     """A frozen snapshot of the runtime and its agents.
 
@@ -112,7 +152,7 @@ class Runtime:
     :class:`agentcomm.Runtime`, which adds the patterns (``rt.board``, ``rt.events``,
     ``rt.tools``) and the security and tracing hooks. It never imports a pattern:
     they reach it through :meth:`extension`, :meth:`register` and the services in
-    :mod:`agentcomm.host.hooks`.
+    :mod:`agentcomm.host.services`.
 
     On exit it stops accepting messages, lets queued work finish for up to
     ``drain_timeout`` seconds, then cancels what is left; a task that failed makes
@@ -160,7 +200,7 @@ class Runtime:
             self.add(a)
 
     def register(self, hook: Extension) -> None:
-        """Register a pattern's lifecycle hooks (see :class:`~agentcomm.host.hooks.Extension`).
+        """Register a pattern's lifecycle hooks (see :class:`Extension`).
 
         Example::
 
@@ -409,6 +449,18 @@ class Runtime:
         """
         self.message_log.append(env)  # also bound directly by agents on their hot path
 
+    def declared(self, agent: Agent, kind: str) -> None:
+        """An agent declared something (``agent.declare``): tell the running extensions.
+
+        Example::
+
+            rt.declared(agent, "pubsub")
+        """
+        if self._running and self._agents.get(agent.name) is agent:
+            for hook in self._hooks:
+                if hook.on_declare is not None:
+                    hook.on_declare(self, agent, kind)
+
     def report_failure(self, env: Envelope, reason: str) -> None:
         """Count and log a message the runtime could not handle.
 
@@ -433,3 +485,18 @@ class Runtime:
             messages_logged=len(self.message_log),
             failures=self._failures,
         )
+
+
+def runtime_of(agent: Agent) -> Runtime:
+    """The runtime ``agent`` is attached to, as a :class:`Runtime` (for patterns).
+
+    Raises :class:`TransportClosed` when the agent is not attached.
+
+    Example::
+
+        rt = runtime_of(agent)
+    """
+    rt = agent.runtime
+    if not isinstance(rt, Runtime):  # pragma: no cover - agents attach only to a Runtime
+        raise TypeError(f"agent {agent.name!r} is attached to {type(rt).__name__}, not a Runtime")
+    return rt

@@ -65,8 +65,8 @@ from agentcomm.transports.streams import ConsumerConfig, StreamConfig, StreamInf
 
 if TYPE_CHECKING:
     from agentcomm.host.agent import Agent
-    from agentcomm.host.hooks import TracingHook
     from agentcomm.host.runtime import Runtime
+    from agentcomm.host.services import TracingHook
 
 __all__ = [
     "DEAD_LETTER_STREAM",

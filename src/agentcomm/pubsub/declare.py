@@ -107,7 +107,7 @@ def declare_subscription(
 
     def register(fn: F) -> F:
         sname = check_name("subscription", name or fn.__name__)
-        specs = agent.declarations.setdefault(DECLARATIONS, [])
+        specs = subscriptions_of(agent)
         if any(s.name == sname for s in specs):
             raise ConfigurationError(
                 f"agent {agent.name!r} already has a subscription named {sname!r}; "
@@ -123,12 +123,7 @@ def declare_subscription(
             concurrency=concurrency,
             max_in_flight=max_in_flight,
         )
-        specs.append(spec)
-        rt = agent._runtime
-        if rt is not None and rt.running and rt.get_agent(agent.name) is agent:
-            from agentcomm.pubsub.bus import PubSub
-
-            PubSub.of(rt).declared(agent)  # start it now, not at the next pub/sub call
+        agent.declare(DECLARATIONS, spec)  # a running pub/sub starts it now
         return fn
 
     return register

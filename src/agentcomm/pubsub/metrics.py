@@ -11,20 +11,20 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from agentcomm.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from agentcomm.pubsub.subscription import Subscription
     from agentcomm.transports.streams import StreamInfo
 
 __all__ = [
     "Alert",
     "Metrics",
     "PubSubStatistics",
+    "SubscriptionCounters",
     "SubscriptionStatistics",
     "TopicStatistics",
 ]
@@ -33,6 +33,44 @@ logger = logging.getLogger("agentcomm")
 
 MAX_TRACKED_TOPICS = 10_000
 OTHER_TOPICS = "(other topics)"
+
+
+class SubscriptionCounters:
+    """Mutable counters of one subscription (snapshotted by ``statistics()``)."""
+
+    __slots__ = ("acked", "dead_lettered", "delivered", "expired", "retried")
+
+    def __init__(self) -> None:
+        self.delivered = self.acked = self.retried = self.dead_lettered = self.expired = 0
+
+
+class _Named(Protocol):
+    name: str
+
+
+class _SubscriptionView(Protocol):
+    """What the statistics read of a running subscription (``pubsub.subscription``)."""
+
+    @property
+    def agent(self) -> _Named: ...
+    @property
+    def counters(self) -> SubscriptionCounters: ...
+    @property
+    def durable(self) -> str: ...
+    @property
+    def group(self) -> str | None: ...
+    @property
+    def pattern(self) -> str: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def lag(self) -> int: ...
+    @property
+    def max_in_flight(self) -> int: ...
+    @property
+    def running(self) -> int: ...
+    @property
+    def stopped(self) -> str | None: ...
 
 
 class TopicStatistics(msgspec.Struct, frozen=True):
@@ -213,7 +251,7 @@ class Metrics:
 
     def snapshot(
         self,
-        subscriptions: Iterable[Subscription],
+        subscriptions: Iterable[_SubscriptionView],
         stream: StreamInfo | None,
         dlq: StreamInfo | None,
         dlq_deleted: int,
@@ -272,7 +310,7 @@ class Metrics:
             duplicates=self.duplicates,
         )
 
-    def update_rates(self, subscriptions: Iterable[Subscription]) -> None:
+    def update_rates(self, subscriptions: Iterable[_SubscriptionView]) -> None:
         """Rates per second since the previous call."""
         now = time.monotonic()
         dt = max(now - self._last_refresh, 1e-6)

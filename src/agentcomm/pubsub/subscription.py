@@ -19,19 +19,20 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from agentcomm.core.errors import Reject, Retry, TransportClosed, TransportError, ValidationError
 from agentcomm.core.flow import RetryPolicy
+from agentcomm.pubsub.metrics import SubscriptionCounters, _TopicCounters
 from agentcomm.transports.streams import LogConsumer, LogMessage
 
 if TYPE_CHECKING:
+    from agentcomm.core.envelope import Envelope
     from agentcomm.core.schema import HandlerSpec
     from agentcomm.host.agent import Agent
-    from agentcomm.pubsub.bus import PubSub
-    from agentcomm.pubsub.metrics import _TopicCounters
+    from agentcomm.host.runtime import Runtime
 
-__all__ = ["Subscription", "SubscriptionCounters"]
+__all__ = ["Subscription"]
 
 logger = logging.getLogger("agentcomm")
 
@@ -39,13 +40,17 @@ FETCH_BATCH = 256
 FETCH_TIMEOUT = 1.0
 
 
-class SubscriptionCounters:
-    """Mutable counters of one subscription (snapshotted by ``statistics()``)."""
+class _Owner(Protocol):
+    """What a subscription needs of the runtime's pub/sub (``pubsub.bus.PubSub``)."""
 
-    __slots__ = ("acked", "dead_lettered", "delivered", "expired", "retried")
+    @property
+    def runtime(self) -> Runtime: ...
 
-    def __init__(self) -> None:
-        self.delivered = self.acked = self.retried = self.dead_lettered = self.expired = 0
+    def _topic(self, topic: str) -> _TopicCounters: ...
+
+    async def _store_dead_letter(
+        self, sub: Subscription, event: Envelope, reason: str, error: str | None, attempts: int
+    ) -> None: ...
 
 
 class Subscription:
@@ -53,7 +58,7 @@ class Subscription:
 
     def __init__(
         self,
-        pubsub: PubSub,
+        pubsub: _Owner,
         agent: Agent,
         spec: HandlerSpec,
         *,

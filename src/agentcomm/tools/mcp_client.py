@@ -41,7 +41,7 @@ from agentcomm.core.names import check_name
 from agentcomm.core.schema import Codec, HandlerSpec, inspect_handler
 from agentcomm.host.agent import Agent
 from agentcomm.host.context import Context
-from agentcomm.tools.catalogue import ToolError, ToolInfo, Tools, llm_tool_name
+from agentcomm.tools.schemas import ToolError, ToolInfo, llm_tool_name
 
 if TYPE_CHECKING:
     from agentcomm.host.runtime import Runtime
@@ -127,6 +127,7 @@ class MCPConnection:
         runtime: Runtime,
         name: str,
         *,
+        on_gone: Callable[[str], None],
         command: list[str] | None,
         url: str | None,
         env: dict[str, str] | None,
@@ -137,6 +138,7 @@ class MCPConnection:
         self.name = check_name("agent", name)
         self.timeout = timeout
         self._rt = runtime
+        self._on_gone = on_gone
         self._command = command
         self._url = url
         self._env = env
@@ -286,7 +288,7 @@ class MCPConnection:
                 if self._lost is not None and self.agent is not None and self._rt.running:
                     # Calls now fail fast with NoResponders instead of reaching a dead session.
                     agent, self.agent = self.agent, None
-                    Tools.of(self._rt)._forget(self.name)
+                    self._on_gone(self.name)
                     with contextlib.suppress(Exception):
                         await self._rt.detach(agent)
             finally:

@@ -34,15 +34,14 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from agentcomm.core.errors import AgentCommError, ConfigurationError, RemoteError
-from agentcomm.host.hooks import requests_of
-from agentcomm.tools.catalogue import tool_schemas
+from agentcomm.host.runtime import requests_of
+from agentcomm.tools.schemas import tool_schemas
 
 if TYPE_CHECKING:
     from mcp.server.connection import Connection
     from mcp.server.context import ServerRequestContext
 
     from agentcomm.host.agent import Agent
-    from agentcomm.tools.catalogue import Tools
 
 __all__ = ["MCPExposure"]
 
@@ -100,14 +99,14 @@ class MCPExposure:
 
     def __init__(
         self,
-        tools: Tools,
+        on_close: Callable[[MCPExposure], None],
         agents: list[Agent],
         gateway: Agent,
         *,
         name: str,
         timeout: float | None,
     ) -> None:
-        self._tools = tools
+        self._on_close = on_close
         self._agents = agents
         self._gateway = gateway
         self.name = name
@@ -279,7 +278,7 @@ class MCPExposure:
 
             server.close()
         """
-        self._tools._exposures[:] = [e for e in self._tools._exposures if e is not self]
+        self._on_close(self)
         self._close()
 
     def _close(self) -> None:
