@@ -1,6 +1,6 @@
 """The operator commands that read stores on NATS: ``agentcomm dlq ... --nats`` and ``board``.
 
-Split from :mod:`agentcomm.ops` (which parses, connects and renders); see
+Split from :mod:`agentcomm.cli.ops` (which parses, connects and renders); see
 ``docs/operations.md``.
 
 Example::

@@ -303,7 +303,7 @@ class PermissionDenied(AgentCommError):
     """An access rule refused the operation; the message names the rule.
 
     ``agent``, ``action``, ``target`` and ``rule`` are set when a
-    :class:`~agentcomm.policy.Policy` refused (``rule`` names the policy entry).
+    :class:`~agentcomm.security.policy.Policy` refused (``rule`` names the policy entry).
 
     Example::
 

@@ -5,7 +5,7 @@ background. Export turns the snapshots the runtime already keeps into observable
 instruments that read them when a reader collects::
 
     from opentelemetry.sdk.metrics import MeterProvider
-    from agentcomm.metrics import export, serve_prometheus
+    from agentcomm.observability.metrics import export, serve_prometheus
 
     async with Runtime(agents=[billing]) as rt:
         export(rt, provider)                             # OpenTelemetry (any reader/exporter)

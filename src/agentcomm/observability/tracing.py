@@ -2,7 +2,7 @@
 
 Off by default (zero cost). Turn it on per runtime::
 
-    from agentcomm.tracing import TraceRecorder
+    from agentcomm.observability.tracing import TraceRecorder
     recorder = TraceRecorder()                      # keeps recent spans in memory
     async with Runtime(agents=[...], tracing=recorder.provider) as rt: ...
     print(recorder.format_tree(recorder.trace_ids()[-1]))

@@ -83,7 +83,7 @@ def declare_subscription(
     concurrency: int = 1,
     max_in_flight: int = 256,
 ) -> Callable[[F], F]:
-    """The decorator behind :meth:`Agent.on <agentcomm.agent.Agent.on>`.
+    """The decorator behind :meth:`Agent.on <agentcomm.api.agent.Agent.on>`.
 
     Validates everything at declaration: an invalid pattern, group or start is a
     :class:`~agentcomm.errors.ConfigurationError` here, not a silent no-op later.

@@ -126,7 +126,7 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
 
     Replies come back under the connection's inbox prefix. ``inbox_prefix`` sets it
     for a URL connection; by default it is ``_INBOX.<namespace>.<user>`` when the URL
-    names a user (``nats://alice:pw@host``, see :func:`~agentcomm.policy.nats_inbox_prefix`),
+    names a user (``nats://alice:pw@host``, see :func:`~agentcomm.core.names.nats_inbox_prefix`),
     which is what the server config from ``agentcomm policy nats-config`` allows that
     user, and nats-py's ``_INBOX`` otherwise. A client you connect yourself must be
     connected with that prefix (``nats.connect(..., inbox_prefix=...)``); when you also
