@@ -534,15 +534,14 @@ class Agent(DirectMessaging):
         start: Start = "new",
         concurrency: int = 1,
         max_in_flight: int = 256,
+        handler_timeout: float | None = 300.0,
     ) -> Callable[[F], F]:
         """Subscribe a handler to the events whose topic matches ``topic``.
 
-        ``topic`` may use ``*`` (one token) and ``>`` (the rest); an invalid pattern
-        raises ConfigurationError here. The handler is typed like a direct handler
-        (may take ``ctx: Context``). With ``group``, the agents of that group share
-        the events; otherwise this agent gets every one. ``concurrency`` handlers run
-        at once (events with the same key stay in order); ``max_in_flight`` bounds
-        events held; ``start`` is ``"new"``, ``"all"``, a sequence or a datetime.
+        ``topic`` may use ``*`` and ``>`` (an invalid pattern raises ConfigurationError
+        here); the handler is typed like a direct handler (may take ``ctx: Context``).
+        The options (``group``, ``retry``, ``start``, ``concurrency``, ``max_in_flight``,
+        ``handler_timeout``) are described at :func:`~agentcomm.pubsub.declare_subscription`.
 
         Example::
 
@@ -560,6 +559,7 @@ class Agent(DirectMessaging):
             start=start,
             concurrency=concurrency,
             max_in_flight=max_in_flight,
+            handler_timeout=handler_timeout,
         )
 
     async def publish(

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .pubsub_metrics import _TopicCounters
     from .runtime import Runtime
     from .subscription import Subscription
+    from .subscription_handler import HandlerRuns
 
 __all__ = ["DEAD_LETTER_STREAM", "EVENT_STREAM", "DeadLetter", "DeadLetterOps"]
 
@@ -39,7 +40,8 @@ REPLAY_INACTIVE = 600.0
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     """An event a subscriber could not handle, kept in the bounded dead-letter queue.
 
-    ``reason`` is ``"max_attempts"`` (every retry failed), ``"rejected"`` (the
+    ``reason`` is ``"max_attempts"`` (every retry failed), ``"timeout"`` (the last
+    attempt outlived the subscription's ``handler_timeout``), ``"rejected"`` (the
     handler raised Reject), ``"expired"`` (its TTL passed) or ``"invalid"`` (the
     payload does not match the handler's schema). ``sequence`` is its number in
     the dead-letter queue; ``event`` the original event (with its own sequence).
@@ -191,7 +193,7 @@ class DeadLetterOps:
 
     # -- dead letters -----------------------------------------------------------------------
     async def _store_dead_letter(
-        self, sub: Subscription, event: Envelope, reason: str, error: str | None, attempts: int
+        self, sub: HandlerRuns, event: Envelope, reason: str, error: str | None, attempts: int
     ) -> None:
         dl = DeadLetter(
             reason=reason,

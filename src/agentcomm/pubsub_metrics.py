@@ -42,6 +42,7 @@ class TopicStatistics(msgspec.Struct, frozen=True):
     runtime matched the topic (they are kept in the log all the same).
     ``duplicates`` counts publishes with a ``msg_id`` already stored within the
     dedupe window: stored once, so not in ``published`` nor ``publish_rate``.
+    ``timeouts`` counts handler runs cancelled by their ``handler_timeout``.
 
     Example::
 
@@ -59,6 +60,7 @@ class TopicStatistics(msgspec.Struct, frozen=True):
     publish_rate: float
     deliver_rate: float
     duplicates: int = 0
+    timeouts: int = 0
 
 
 class SubscriptionStatistics(msgspec.Struct, frozen=True):
@@ -67,7 +69,10 @@ class SubscriptionStatistics(msgspec.Struct, frozen=True):
     ``lag`` is the number of matching events not yet delivered to its consumer;
     ``in_flight`` the events held (fetched, not settled), at most ``max_in_flight``.
     ``stopped`` is ``None`` while it runs, else why it stopped delivering (its
-    transport closed under it; the error is also logged).
+    transport closed under it; the error is also logged). ``timeouts`` counts
+    handler runs cancelled by ``handler_timeout``; ``restarts`` the times it was
+    restarted after an unexpected failure of its loop, ``last_error`` the last such
+    failure (logged with its traceback).
 
     Example::
 
@@ -90,6 +95,9 @@ class SubscriptionStatistics(msgspec.Struct, frozen=True):
     deliver_rate: float
     ack_rate: float
     stopped: str | None = None
+    timeouts: int = 0
+    restarts: int = 0
+    last_error: str | None = None
 
 
 class PubSubStatistics(msgspec.Struct, frozen=True):
@@ -150,6 +158,7 @@ _SUB_METRICS = frozenset(SubscriptionStatistics.__struct_fields__) - {
     "pattern",
     "group",
     "stopped",
+    "last_error",
 }
 _TOPIC_METRICS = frozenset(TopicStatistics.__struct_fields__) - {"topic"}
 
@@ -173,6 +182,7 @@ class _TopicCounters:
         "published",
         "retried",
         "routed",
+        "timeouts",
         "topic",
         "unrouted",
     )
@@ -182,6 +192,7 @@ class _TopicCounters:
         self.routed = routed
         self.published = self.unrouted = self.delivered = self.acked = 0
         self.retried = self.dead_lettered = self.expired = self.duplicates = 0
+        self.timeouts = 0
 
 
 class Metrics:
@@ -234,6 +245,7 @@ class Metrics:
                 publish_rate=rv.get(id(tc), (0.0, 0.0))[0],
                 deliver_rate=rv.get(id(tc), (0.0, 0.0))[1],
                 duplicates=tc.duplicates,
+                timeouts=tc.timeouts,
             )
             for tc in [*self.topics.values(), self.other]
             if tc.published or tc.delivered or tc.duplicates
@@ -256,6 +268,9 @@ class Metrics:
                 deliver_rate=rv.get(id(s.counters), (0.0, 0.0))[0],
                 ack_rate=rv.get(id(s.counters), (0.0, 0.0))[1],
                 stopped=s.stopped,
+                timeouts=s.counters.timeouts,
+                restarts=s.restarts,
+                last_error=s.last_error,
             )
             for s in subscriptions
         )
