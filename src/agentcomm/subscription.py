@@ -109,7 +109,6 @@ class Subscription(HandlerRuns, Restarts):
         self._failure: asyncio.Future[Exception | None] | None = None  # ends a run
         self._closing = False
         self._restarting = False  # a run is ending after a failure
-        self._fetching = False  # the pump waits in fetch
         self.stopped: str | None = None  # why it stopped on its own (statistics)
         self.restarts = 0
         self.last_error: str | None = None  # of the last restart (statistics)
@@ -153,9 +152,7 @@ class Subscription(HandlerRuns, Restarts):
                 self._restarting = True
                 for t in tasks[1:]:
                     t.cancel()
-                if not self._fetching:
-                    pump.cancel()
-                _resolve(self._room)
+                _resolve(self._room)  # the pump returns: at once, or after its fetch
                 await asyncio.wait([pump], timeout=FETCH_TIMEOUT + 5.0)
         finally:
             for t in tasks:
@@ -253,13 +250,14 @@ class Subscription(HandlerRuns, Restarts):
         assert consumer is not None
         loop = asyncio.get_running_loop()
         backoff = 0.05
-        while not (self._closing or self._restarting):
+        while not self._closing:
             room = self.max_in_flight - self.in_flight
             if room <= 0:
                 self._room = loop.create_future()
                 await self._room
+                if self._restarting:
+                    return
                 continue
-            self._fetching = True
             try:
                 msgs = await consumer.fetch(min(room, FETCH_BATCH), FETCH_TIMEOUT)
             except TransportClosed as exc:
@@ -278,8 +276,6 @@ class Subscription(HandlerRuns, Restarts):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            finally:
-                self._fetching = False
             if self._restarting:  # the run ends after a failure: hand this batch back now
                 for m in msgs:
                     await m.nak()
