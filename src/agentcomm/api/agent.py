@@ -31,7 +31,7 @@ from agentcomm.blackboard.board import Blackboard
 from agentcomm.host.agent import Agent as _HostAgent
 from agentcomm.host.runtime import requests_of, runtime_of
 from agentcomm.pubsub.bus import PubSub
-from agentcomm.pubsub.declare import declare_subscription
+from agentcomm.pubsub.declare import HANDLER_TIMEOUT, declare_subscription
 
 if TYPE_CHECKING:
     from agentcomm.core.envelope import Envelope
@@ -189,15 +189,15 @@ class Agent(_HostAgent):
         start: Start = "new",
         concurrency: int = 1,
         max_in_flight: int = 256,
+        handler_timeout: float | None = HANDLER_TIMEOUT,
     ) -> Callable[[F], F]:
         """Subscribe a handler to the events whose topic matches ``topic``.
 
-        ``topic`` may use ``*`` (one token) and ``>`` (the rest); an invalid pattern
-        raises ConfigurationError here. The handler is typed like a direct handler
-        (may take ``ctx: Context``). With ``group``, the agents of that group share
-        the events; otherwise this agent gets every one. ``concurrency`` handlers run
-        at once (events with the same key stay in order); ``max_in_flight`` bounds
-        events held; ``start`` is ``"new"``, ``"all"``, a sequence or a datetime.
+        ``topic`` may use ``*`` and ``>`` (an invalid pattern raises ConfigurationError
+        here); the handler is typed like a direct handler (may take ``ctx: Context``).
+        The options (``group``, ``retry``, ``start``, ``concurrency``, ``max_in_flight``,
+        ``handler_timeout``) are described at
+        :func:`~agentcomm.pubsub.declare.declare_subscription`.
 
         Example::
 
@@ -213,6 +213,7 @@ class Agent(_HostAgent):
             start=start,
             concurrency=concurrency,
             max_in_flight=max_in_flight,
+            handler_timeout=handler_timeout,
         )
 
     async def publish(

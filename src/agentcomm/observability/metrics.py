@@ -197,6 +197,7 @@ SPECS: tuple[_Spec, ...] = (
             ("retried", "Deliveries retried."),
             ("dead_lettered", "Events moved to the dead-letter queue."),
             ("expired", "Events dropped because their TTL passed."),
+            ("timeouts", "Handler runs cancelled by their handler_timeout."),
         )
     ),
     *(
@@ -214,6 +215,8 @@ SPECS: tuple[_Spec, ...] = (
             ("retried", "Deliveries retried."),
             ("dead_lettered", "Events moved to the dead-letter queue."),
             ("expired", "Events dropped because their TTL passed."),
+            ("timeouts", "Handler runs cancelled by their handler_timeout."),
+            ("restarts", "Restarts after an unexpected failure of the subscription's loop."),
         )
     ),
     *(
@@ -282,11 +285,7 @@ class MetricsExport:
         self.closed = False
         self.instruments: list[Any] = []
         for spec in SPECS:
-            create = (
-                meter.create_observable_counter
-                if spec.kind == "counter"
-                else meter.create_observable_gauge
-            )
+            create = getattr(meter, f"create_observable_{spec.kind}")  # _counter, _gauge
             self.instruments.append(
                 create(
                     spec.name,

@@ -316,10 +316,10 @@ class PubSub(DeadLetterOps):
             retry=spec.retry,
             concurrency=spec.concurrency,
             max_in_flight=spec.max_in_flight,
+            handler_timeout=spec.handler_timeout,
         )
-        sub.ack_wait = config.ack_wait
         self._subs[(agent.name, durable)] = sub
-        sub.start(rt.task_group, consumer)
+        sub.start(rt.task_group, consumer, config)
 
     async def _ensure(self) -> None:
         if self._dirty:

@@ -17,7 +17,7 @@ import msgspec
 from agentcomm.core.envelope import Envelope, encode_payload, new_id
 from agentcomm.core.errors import ConfigurationError
 from agentcomm.core.topics import check_pattern
-from agentcomm.pubsub.declare import Start, _deliver
+from agentcomm.pubsub.declare import DEAD_LETTER_STREAM, EVENT_STREAM, Start, _deliver
 from agentcomm.transports.streams import ConsumerConfig, LogMessage
 
 if TYPE_CHECKING:
@@ -25,11 +25,10 @@ if TYPE_CHECKING:
     from agentcomm.host.runtime import Runtime
     from agentcomm.pubsub.metrics import _TopicCounters
     from agentcomm.pubsub.subscription import Subscription
+    from agentcomm.pubsub.subscription_handler import HandlerRuns
 
 __all__ = ["DEAD_LETTER_STREAM", "EVENT_STREAM", "DeadLetter", "DeadLetterOps"]
 
-EVENT_STREAM = "EVENTS"
-DEAD_LETTER_STREAM = "DLQ"
 
 #: A replay consumer not used for this long is deleted by the engine (JetStream's
 #: ``inactive_threshold``), so one left behind by a crashed process does not linger.
@@ -39,7 +38,8 @@ REPLAY_INACTIVE = 600.0
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     """An event a subscriber could not handle, kept in the bounded dead-letter queue.
 
-    ``reason`` is ``"max_attempts"`` (every retry failed), ``"rejected"`` (the
+    ``reason`` is ``"max_attempts"`` (every retry failed), ``"timeout"`` (the last
+    attempt outlived the subscription's ``handler_timeout``), ``"rejected"`` (the
     handler raised Reject), ``"expired"`` (its TTL passed) or ``"invalid"`` (the
     payload does not match the handler's schema). ``sequence`` is its number in
     the dead-letter queue; ``event`` the original event (with its own sequence).
@@ -191,7 +191,7 @@ class DeadLetterOps:
 
     # -- dead letters -----------------------------------------------------------------------
     async def _store_dead_letter(
-        self, sub: Subscription, event: Envelope, reason: str, error: str | None, attempts: int
+        self, sub: HandlerRuns, event: Envelope, reason: str, error: str | None, attempts: int
     ) -> None:
         dl = DeadLetter(
             reason=reason,

@@ -8,6 +8,7 @@ running in a runtime tells that runtime's pub/sub at once. Nothing here is globa
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,7 +22,17 @@ from agentcomm.transports.streams import DeliverPolicy
 if TYPE_CHECKING:
     from agentcomm.host.agent import Agent
 
-__all__ = ["Start", "declare_subscription", "has_subscriptions", "subscriptions_of"]
+__all__ = [
+    "HANDLER_TIMEOUT",
+    "Start",
+    "declare_subscription",
+    "has_subscriptions",
+    "subscriptions_of",
+]
+
+#: The event log's stream and the dead-letter stream (``<ns>_EVENTS``, ``<ns>_DLQ`` on NATS).
+EVENT_STREAM = "EVENTS"
+DEAD_LETTER_STREAM = "DLQ"
 
 #: The key of pub/sub's declarations in ``Agent.declarations``.
 DECLARATIONS = "pubsub"
@@ -32,6 +43,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: ``"all"`` (every retained event), a sequence number (``int``) or a time (an aware
 #: ``datetime``). Only applies when the subscription's durable consumer is created.
 Start = str | int | _dt.datetime
+
+#: The default ``handler_timeout`` (seconds): far longer than a normal handler, even
+#: one awaiting a slow model or tool, so only a stuck one is cut short; short enough
+#: that a stuck handler holds its subscription (and, keyed, its key) for minutes, not
+#: forever. Longer than the consumers' shortest ``ack_wait`` (60 s): a handler held
+#: past that is reported in progress (``touch_held``), so it is not redelivered meanwhile.
+HANDLER_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +62,7 @@ class _SubSpec:
     start: Start
     concurrency: int
     max_in_flight: int
+    handler_timeout: float | None = HANDLER_TIMEOUT
 
     def durable(self, agent: str) -> str:
         return self.group if self.group is not None else f"{agent}__{self.name}"
@@ -82,11 +101,23 @@ def declare_subscription(
     start: Start = "new",
     concurrency: int = 1,
     max_in_flight: int = 256,
+    handler_timeout: float | None = HANDLER_TIMEOUT,
 ) -> Callable[[F], F]:
     """The decorator behind :meth:`Agent.on <agentcomm.api.agent.Agent.on>`.
 
-    Validates everything at declaration: an invalid pattern, group or start is a
-    :class:`~agentcomm.errors.ConfigurationError` here, not a silent no-op later.
+    ``name`` names the subscription (the handler's name by default); with
+    ``group``, the agents of that group share the events, otherwise the agent gets
+    every one; ``retry`` is the :class:`~agentcomm.flow.RetryPolicy`; ``start`` is
+    ``"new"``, ``"all"``, a sequence or an aware datetime; ``concurrency`` handlers
+    run at once (events with the same key stay in order); ``max_in_flight`` bounds
+    the events held. An async handler running longer than ``handler_timeout``
+    seconds is cancelled and the attempt counts as failed (retried, then
+    dead-lettered as ``"timeout"``); ``None`` means no timeout. A sync handler
+    cannot be cancelled: one that overruns is only logged (docs/pubsub.md).
+
+    Validates everything at declaration: an invalid pattern, group, start or
+    timeout is a :class:`~agentcomm.errors.ConfigurationError` here, not a silent
+    no-op later.
 
     Example::
 
@@ -102,6 +133,16 @@ def declare_subscription(
         raise ConfigurationError(
             f"concurrency must be >= 1 and max_in_flight >= concurrency, got "
             f"concurrency={concurrency}, max_in_flight={max_in_flight}"
+        )
+    if handler_timeout is not None and (
+        isinstance(handler_timeout, bool)
+        or not isinstance(handler_timeout, int | float)
+        or not math.isfinite(handler_timeout)
+        or handler_timeout <= 0
+    ):
+        raise ConfigurationError(
+            f"handler_timeout must be positive seconds or None (no timeout), got "
+            f"{handler_timeout!r}"
         )
     policy = retry if retry is not None else RetryPolicy()
 
@@ -122,6 +163,7 @@ def declare_subscription(
             start=start,
             concurrency=concurrency,
             max_in_flight=max_in_flight,
+            handler_timeout=None if handler_timeout is None else float(handler_timeout),
         )
         agent.declare(DECLARATIONS, spec)  # a running pub/sub starts it now
         return fn

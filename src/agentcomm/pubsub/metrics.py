@@ -38,10 +38,11 @@ OTHER_TOPICS = "(other topics)"
 class SubscriptionCounters:
     """Mutable counters of one subscription (snapshotted by ``statistics()``)."""
 
-    __slots__ = ("acked", "dead_lettered", "delivered", "expired", "retried")
+    __slots__ = ("acked", "dead_lettered", "delivered", "expired", "retried", "timeouts")
 
     def __init__(self) -> None:
         self.delivered = self.acked = self.retried = self.dead_lettered = self.expired = 0
+        self.timeouts = 0
 
 
 class _Named(Protocol):
@@ -71,6 +72,10 @@ class _SubscriptionView(Protocol):
     def running(self) -> int: ...
     @property
     def stopped(self) -> str | None: ...
+    @property
+    def restarts(self) -> int: ...
+    @property
+    def last_error(self) -> str | None: ...
 
 
 class TopicStatistics(msgspec.Struct, frozen=True):
@@ -80,6 +85,7 @@ class TopicStatistics(msgspec.Struct, frozen=True):
     runtime matched the topic (they are kept in the log all the same).
     ``duplicates`` counts publishes with a ``msg_id`` already stored within the
     dedupe window: stored once, so not in ``published`` nor ``publish_rate``.
+    ``timeouts`` counts handler runs cancelled by their ``handler_timeout``.
 
     Example::
 
@@ -97,6 +103,7 @@ class TopicStatistics(msgspec.Struct, frozen=True):
     publish_rate: float
     deliver_rate: float
     duplicates: int = 0
+    timeouts: int = 0
 
 
 class SubscriptionStatistics(msgspec.Struct, frozen=True):
@@ -105,7 +112,10 @@ class SubscriptionStatistics(msgspec.Struct, frozen=True):
     ``lag`` is the number of matching events not yet delivered to its consumer;
     ``in_flight`` the events held (fetched, not settled), at most ``max_in_flight``.
     ``stopped`` is ``None`` while it runs, else why it stopped delivering (its
-    transport closed under it; the error is also logged).
+    transport closed under it; the error is also logged). ``timeouts`` counts
+    handler runs cancelled by ``handler_timeout``; ``restarts`` the times it was
+    restarted after an unexpected failure of its loop, ``last_error`` the last such
+    failure (logged with its traceback).
 
     Example::
 
@@ -128,6 +138,9 @@ class SubscriptionStatistics(msgspec.Struct, frozen=True):
     deliver_rate: float
     ack_rate: float
     stopped: str | None = None
+    timeouts: int = 0
+    restarts: int = 0
+    last_error: str | None = None
 
 
 class PubSubStatistics(msgspec.Struct, frozen=True):
@@ -188,6 +201,7 @@ _SUB_METRICS = frozenset(SubscriptionStatistics.__struct_fields__) - {
     "pattern",
     "group",
     "stopped",
+    "last_error",
 }
 _TOPIC_METRICS = frozenset(TopicStatistics.__struct_fields__) - {"topic"}
 
@@ -211,6 +225,7 @@ class _TopicCounters:
         "published",
         "retried",
         "routed",
+        "timeouts",
         "topic",
         "unrouted",
     )
@@ -220,6 +235,7 @@ class _TopicCounters:
         self.routed = routed
         self.published = self.unrouted = self.delivered = self.acked = 0
         self.retried = self.dead_lettered = self.expired = self.duplicates = 0
+        self.timeouts = 0
 
 
 class Metrics:
@@ -272,6 +288,7 @@ class Metrics:
                 publish_rate=rv.get(id(tc), (0.0, 0.0))[0],
                 deliver_rate=rv.get(id(tc), (0.0, 0.0))[1],
                 duplicates=tc.duplicates,
+                timeouts=tc.timeouts,
             )
             for tc in [*self.topics.values(), self.other]
             if tc.published or tc.delivered or tc.duplicates
@@ -294,6 +311,9 @@ class Metrics:
                 deliver_rate=rv.get(id(s.counters), (0.0, 0.0))[0],
                 ack_rate=rv.get(id(s.counters), (0.0, 0.0))[1],
                 stopped=s.stopped,
+                timeouts=s.counters.timeouts,
+                restarts=s.restarts,
+                last_error=s.last_error,
             )
             for s in subscriptions
         )

@@ -10,27 +10,40 @@ Internal to :mod:`agentcomm.pubsub`. One :class:`Subscription` per subscribing a
   member after its backoff while only the later events of its key wait); events
   without a key are retried through ``nak(delay)``;
 * an event is acked only after its handler returned; it is terminated only after its
-  dead letter is stored; a handler cut short by shutdown leaves its event unacked.
+  dead letter is stored; a handler cut short by shutdown leaves its event unacked;
+* an async handler running longer than ``handler_timeout`` is cancelled by the
+  subscription's watchdog (:mod:`.subscription_handler`) and the attempt fails;
+* the pump, the workers and the watchdog run in a task group of their own, under a
+  supervisor (:mod:`.subscription_restart`): an unexpected failure in any of them
+  restarts the subscription after a backoff, never ends the runtime; every event
+  held (running, queued, waiting behind its key or for a local retry) goes back to
+  the engine, which delivers it again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from agentcomm.core.errors import Reject, Retry, TransportClosed, TransportError, ValidationError
+from agentcomm.core.errors import TransportClosed, TransportError, ValidationError
 from agentcomm.core.flow import RetryPolicy
 from agentcomm.pubsub.metrics import SubscriptionCounters, _TopicCounters
-from agentcomm.transports.streams import LogConsumer, LogMessage
+from agentcomm.pubsub.subscription_handler import (
+    HandlerRuns,
+    Slot,
+    TimedOut,
+    _Owner,
+    expired,
+    watch,
+)
+from agentcomm.pubsub.subscription_restart import Restarts
+from agentcomm.transports.streams import ConsumerConfig, LogConsumer, LogMessage
 
 if TYPE_CHECKING:
-    from agentcomm.core.envelope import Envelope
     from agentcomm.core.schema import HandlerSpec
     from agentcomm.host.agent import Agent
-    from agentcomm.host.runtime import Runtime
 
 __all__ = ["Subscription"]
 
@@ -40,21 +53,8 @@ FETCH_BATCH = 256
 FETCH_TIMEOUT = 1.0
 
 
-class _Owner(Protocol):
-    """What a subscription needs of the runtime's pub/sub (``pubsub.bus.PubSub``)."""
-
-    @property
-    def runtime(self) -> Runtime: ...
-
-    def _topic(self, topic: str) -> _TopicCounters: ...
-
-    async def _store_dead_letter(
-        self, sub: Subscription, event: Envelope, reason: str, error: str | None, attempts: int
-    ) -> None: ...
-
-
-class Subscription:
-    """A running subscription: a pump task, optional workers, per-key ordering."""
+class Subscription(HandlerRuns, Restarts):
+    """A running subscription: a pump task, workers, a watchdog, per-key ordering."""
 
     def __init__(
         self,
@@ -68,6 +68,7 @@ class Subscription:
         retry: RetryPolicy,
         concurrency: int,
         max_in_flight: int,
+        handler_timeout: float | None = None,
     ) -> None:
         self.pubsub = pubsub
         self.agent = agent
@@ -78,8 +79,10 @@ class Subscription:
         self.retry = retry
         self.concurrency = concurrency
         self.max_in_flight = max_in_flight
+        self.handler_timeout = handler_timeout
         self.counters = SubscriptionCounters()
         self.consumer: LogConsumer | None = None
+        self._config: ConsumerConfig | None = None  # to open the consumer again on a restart
         self.lag = 0
         self.ack_wait = 60.0  # the consumer's, set by PubSub; see touch_held
         self.in_flight = 0  # held: fetched and not settled
@@ -96,17 +99,101 @@ class Subscription:
         self._tc: _TopicCounters | None = None
         self._room: asyncio.Future[None] | None = None
         self._wake: asyncio.Future[None] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []  # this run's: pump, workers, watchdog
+        self._main: asyncio.Task[None] | None = None  # the supervisor
+        self._pause: asyncio.Future[None] | None = None  # the supervisor's backoff
+        self._failure: asyncio.Future[Exception | None] | None = None  # ends a run
         self._closing = False
+        self._restarting = False  # a run is ending after a failure
         self.stopped: str | None = None  # why it stopped on its own (statistics)
+        self.restarts = 0
+        self.last_error: str | None = None  # of the last restart (statistics)
 
     # -- lifecycle ----------------------------------------------------------------
-    def start(self, tg: asyncio.TaskGroup, consumer: LogConsumer) -> None:
+    def start(self, tg: asyncio.TaskGroup, consumer: LogConsumer, config: ConsumerConfig) -> None:
+        """Run the subscription in ``tg`` on ``consumer`` (opened with ``config``)."""
         self.consumer = consumer
+        self._config = config
+        self.ack_wait = config.ack_wait
         name = f"agentcomm:sub:{self.durable}:{self.agent.name}"
-        self._tasks.append(tg.create_task(self._pump(), name=name))
-        for i in range(self.concurrency):
-            self._tasks.append(tg.create_task(self._worker(), name=f"{name}:{i}"))
+        self._main = tg.create_task(self._supervise(), name=name)
+
+    async def _run(self) -> Exception | None:
+        """One run: the pump, the workers and the watchdog; returns the failure that ended it.
+
+        ``None`` when stop() ended it. The run owns its tasks (it awaits every one
+        before it returns). A failing task does not abort the others at once: the
+        workers and the watchdog are cancelled (their events stay unacked), but the
+        pump may finish the fetch it waits in (a fetch cut short could lose the batch
+        the engine is sending it) and hands that batch back.
+        """
+        loop = asyncio.get_running_loop()
+        failure: asyncio.Future[Exception | None] = loop.create_future()
+        self._failure = failure
+        name = f"agentcomm:sub:{self.durable}:{self.agent.name}"
+        pump = loop.create_task(self._pump(), name=f"{name}:pump")
+        tasks = self._tasks = [pump]
+        slots = [Slot() for _ in range(self.concurrency)]
+        for i, slot in enumerate(slots):
+            slot.task = loop.create_task(self._worker(slot), name=f"{name}:{i}")
+            tasks.append(slot.task)
+        if self.handler_timeout is not None:
+            watchdog = watch(slots, self.handler_timeout)
+            tasks.append(loop.create_task(watchdog, name=f"{name}:watchdog"))
+        for t in tasks:
+            t.add_done_callback(self._ended)
+        try:
+            exc = await failure
+            if exc is not None and not self._closing:
+                self._restarting = True
+                for t in tasks[1:]:
+                    t.cancel()
+                _resolve(self._room)  # the pump returns: at once, or after its fetch
+                await asyncio.wait([pump], timeout=FETCH_TIMEOUT + 5.0)
+        finally:
+            for t in tasks:
+                t.cancel()  # a no-op for those done
+            await asyncio.wait(tasks)
+        return exc
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A task of the run ended: an exception from it ends the run (see _supervise)."""
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        if not isinstance(exc, Exception):  # KeyboardInterrupt and the like: asyncio raises it
+            return
+        failure = self._failure
+        if failure is not None and not failure.done():
+            failure.set_result(exc)
+        else:
+            logger.error("subscription %s: failed again", self.durable, exc_info=exc)
+
+    async def _reset(self) -> None:
+        """After a failed run: forget what it held and close the consumer handle.
+
+        Closing hands every unsettled event back to the engine, which delivers it
+        again (at once; on NATS, after a nak), to the next run or to another member.
+        """
+        for h in self._timers:
+            h.cancel()
+        self._timers.clear()
+        self._held.clear()
+        self._ages = {}
+        self._key_head.clear()
+        self._key_wait.clear()
+        self._retrying.clear()
+        self._ready.clear()
+        self._idle.clear()
+        self._room = None
+        self.in_flight = self.running = 0
+        self._tasks = []
+        self._failure = None
+        self._restarting = False
+        if self.consumer is not None:
+            try:
+                await self.consumer.close()
+            except Exception:
+                logger.exception("subscription %s: closing its consumer failed", self.durable)
 
     async def stop(self, deadline: float) -> None:
         """Stop fetching; let running handlers finish until ``deadline`` (loop time)."""
@@ -118,6 +205,7 @@ class Subscription:
             self._tasks[0].cancel()  # the pump: waiting for room or in fetch
         _resolve(self._room)
         _resolve(self._wake)
+        _resolve(self._pause)  # the supervisor, waiting to restart
         loop = asyncio.get_running_loop()
         while self.running and loop.time() < deadline:
             self._wake = loop.create_future()
@@ -126,16 +214,25 @@ class Subscription:
                 await self._wake
             finally:
                 h.cancel()
+        cut = self.running  # the workers' finally counts them down as they are cancelled
         for t in self._tasks:
             t.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks)
         self._tasks = []
-        if self.running:
+        if self._failure is not None and not self._failure.done():
+            self._failure.set_result(None)  # the run ends: the supervisor returns
+        main = self._main
+        if main is not None and not main.done():  # ends with its run; or in a restart
+            await asyncio.wait([main], timeout=max(deadline - loop.time(), 1.0))
+            if not main.done():
+                main.cancel()
+                await asyncio.wait([main])
+        if cut:
             logger.warning(
                 "subscription %s: %d handlers cut short at shutdown; their events stay unacked",
                 self.durable,
-                self.running,
+                cut,
             )
         if self.consumer is not None:
             try:
@@ -154,6 +251,8 @@ class Subscription:
             if room <= 0:
                 self._room = loop.create_future()
                 await self._room
+                if self._restarting:
+                    return
                 continue
             try:
                 msgs = await consumer.fetch(min(room, FETCH_BATCH), FETCH_TIMEOUT)
@@ -173,6 +272,10 @@ class Subscription:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            if self._restarting:  # the run ends after a failure: hand this batch back now
+                for m in msgs:
+                    await m.nak()
+                return
             backoff = 0.05
             held = self._held
             ready = self._ready
@@ -192,7 +295,7 @@ class Subscription:
             while idle and ready:
                 _resolve(idle.pop())
 
-    async def _worker(self) -> None:
+    async def _worker(self, slot: Slot) -> None:
         ready = self._ready
         idle = self._idle
         loop = asyncio.get_running_loop()
@@ -234,20 +337,32 @@ class Subscription:
                     else:
                         try:
                             if is_async:
-                                await fn(**kwargs)
+                                slot.run = c.delivered  # seen by the watchdog (handler_timeout)
+                                try:
+                                    await fn(**kwargs)
+                                finally:
+                                    slot.run = 0
                             else:
-                                fn(**kwargs)
+                                self._call_sync(kwargs)
                         except Exception as exc:
-                            outcome = await self._failed(m, attempt, exc, c, tc, key is not None)
+                            why = self._why(exc, slot)
+                            outcome = await self._failed(m, attempt, why, c, tc, key is not None)
+                        except asyncio.CancelledError:
+                            if not expired(slot):  # a shutdown's or a restart's
+                                raise
+                            outcome = await self._failed(
+                                m, attempt, TimedOut(), c, tc, key is not None
+                            )
                         else:
                             await m.ack()
                             c.acked += 1
                             tc.acked += 1
                             outcome = "ack"
                 elif tracing is None:
-                    outcome = await self._run_once(m, attempt, c, tc, key is not None)
+                    outcome = await self._run_once(m, attempt, c, tc, key is not None, slot)
                 else:
-                    outcome = await self.run_once(m, attempt, c, tc, local_retry=key is not None)
+                    keyed = key is not None
+                    outcome = await self.run_once(m, attempt, c, tc, local_retry=keyed, slot=slot)
             finally:
                 self.running -= 1
                 if self._closing and self._wake is not None:
@@ -313,154 +428,6 @@ class Subscription:
                 await m.in_progress()
             fresh[seq] = age
         self._ages = fresh
-
-    # -- handling ---------------------------------------------------------------------
-    async def run_once(
-        self,
-        m: LogMessage,
-        attempt: int,
-        c: SubscriptionCounters,
-        tc: _TopicCounters,
-        *,
-        local_retry: bool,
-    ) -> str:
-        """Run the handler once; return how the event was settled.
-
-        ``"ack"`` (handled), ``"dead"`` (dead letter stored, message terminated),
-        ``"nak"`` (handed back to the engine for a later redelivery) or ``"retry"``
-        (kept here, retried after its backoff: only with ``local_retry``). With
-        tracing on, the attempt runs in a ``"process <topic>"`` span continuing the
-        publisher's trace (docs/tracing.md).
-        """
-        tracing = self.pubsub.runtime.tracing
-        if tracing is None:
-            return await self._run_once(m, attempt, c, tc, local_retry)
-        env = m.envelope
-        attrs = tracing.message_attributes(env)
-        attrs["messaging.destination.subscription.name"] = self.durable
-        attrs["messaging.consumer.group.name"] = self.group
-        attrs["agentcomm.attempt"] = attempt
-        attrs["agentcomm.sequence"] = m.sequence
-        attrs["agentcomm.agent"] = self.agent.name
-        topic = env.topic or ""
-        with tracing.span("process", topic, kind="consumer", parent=env, attributes=attrs):
-            return await self._run_once(m, attempt, c, tc, local_retry)
-
-    async def _run_once(
-        self,
-        m: LogMessage,
-        attempt: int,
-        c: SubscriptionCounters,
-        tc: _TopicCounters,
-        local_retry: bool,
-    ) -> str:
-        env = m.envelope
-        guard = self.pubsub.runtime.guard  # limits, signature, policy: docs/security.md
-        if guard is not None and (bad := guard.admit_event(self.agent.name, env)) is not None:
-            return await self._dead(m, bad[0], bad[1], attempt)
-        if env.deadline is not None and env.deadline <= time.time():
-            c.expired += 1
-            tc.expired += 1
-            return await self._dead(m, "expired", "its ttl passed before it was handled", attempt)
-        spec = self.spec
-        try:
-            kwargs = spec.decode_args(env.payload)
-        except ValidationError as exc:
-            return await self._dead(m, "invalid", str(exc), attempt)
-        if spec.context_arg is not None:
-            kwargs[spec.context_arg] = self.agent.context_class(self.agent, env)
-        try:
-            if spec.is_async:
-                await spec.fn(**kwargs)
-            else:
-                spec.fn(**kwargs)
-        except Exception as exc:
-            return await self._failed(m, attempt, exc, c, tc, local_retry)
-        await m.ack()
-        c.acked += 1
-        tc.acked += 1
-        return "ack"
-
-    async def _failed(
-        self,
-        m: LogMessage,
-        attempt: int,
-        exc: Exception,
-        c: SubscriptionCounters,
-        tc: _TopicCounters,
-        local_retry: bool,
-    ) -> str:
-        """The handler raised: retry (here or through nak), or dead-letter the event."""
-        tracing = self.pubsub.runtime.tracing
-        if tracing is not None:  # the attempt's span (run_once) is current
-            tracing.record_failure("error", type(exc).__name__, str(exc))
-        if isinstance(exc, Reject):
-            return await self._dead(m, "rejected", exc.reason, attempt)
-        if isinstance(exc, Retry):
-            error = f"Retry: {exc.reason}"
-            delay = exc.delay if exc.delay is not None else self.retry.delay(attempt)
-        else:
-            error = f"{type(exc).__name__}: {exc}"
-            logger.info(
-                "subscription %s: attempt %d of event %s failed: %s",
-                self.durable,
-                attempt,
-                m.sequence,
-                error,
-            )
-            delay = self.retry.delay(attempt)
-        if attempt >= self.retry.max_attempts:
-            return await self._dead(m, "max_attempts", error, attempt)
-        c.retried += 1
-        tc.retried += 1
-        if tracing is not None:
-            tracing.event(
-                "retry",
-                {"agentcomm.retry.delay": delay, "agentcomm.attempt": attempt, "error": error},
-            )
-        if local_retry:
-            self._retrying[m.sequence] = self._retrying.get(m.sequence, 0) + 1
-            await m.in_progress()
-            loop = asyncio.get_running_loop()
-            handle: asyncio.TimerHandle | None = None
-
-            def again() -> None:
-                if handle is not None:
-                    self._timers.discard(handle)
-                if not self._closing:
-                    self._push(m)
-
-            handle = loop.call_later(delay, again)
-            self._timers.add(handle)
-            return "retry"
-        await m.nak(delay)
-        return "nak"  # no longer held here: the engine redelivers it
-
-    async def _dead(self, m: LogMessage, reason: str, error: str | None, attempts: int) -> str:
-        tracing = self.pubsub.runtime.tracing
-        if tracing is not None:  # the attempt's span (run_once) is current
-            tracing.event(
-                "dead_letter",
-                {
-                    "agentcomm.dead_letter.reason": reason,
-                    "agentcomm.attempt": attempts,
-                    "error": error,
-                },
-            )
-        try:
-            await self.pubsub._store_dead_letter(self, m.envelope, reason, error, attempts)
-        except Exception:
-            logger.exception(
-                "subscription %s: storing the dead letter of event %s failed; will retry",
-                self.durable,
-                m.sequence,
-            )
-            await m.nak(self.retry.delay(attempts))
-            return "nak"
-        await m.term()
-        self.counters.dead_lettered += 1
-        self.pubsub._topic(m.envelope.topic or "").dead_lettered += 1
-        return "dead"
 
 
 def _resolve(fut: asyncio.Future[None] | None) -> None:

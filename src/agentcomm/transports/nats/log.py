@@ -185,10 +185,31 @@ class _NatsConsumer(LogConsumer):
                 await lm.nak()
             except Exception as exc:
                 logger.debug("nak on close failed: %s", exc)
+        await self._nak_queued(psub)
         try:
             await psub.unsubscribe()
         except _ERRORS as exc:
             logger.debug("unsubscribe of consumer %s failed: %s", self.name, exc)
+        await self._nak_queued(psub)
+
+    @staticmethod
+    async def _nak_queued(psub: JetStreamContext.PullSubscription) -> None:
+        """Nak what the broker already sent to this handle but no fetch returned yet.
+
+        nats-py keeps such messages (answers to an earlier pull) for the next fetch;
+        once the handle is closed there is none, so hand them back at once rather
+        than leaving them to ``ack_wait`` (a subscription restart reopens at once).
+        """
+        from nats.js.client import JetStreamContext
+
+        queue = getattr(getattr(psub, "_sub", None), "_pending_queue", None)
+        while isinstance(queue, asyncio.Queue) and not queue.empty():
+            msg = queue.get_nowait()
+            if JetStreamContext.is_status_msg(msg) is None:
+                try:
+                    await msg.nak()
+                except Exception as exc:
+                    logger.debug("nak on close failed: %s", exc)
 
 
 class NatsEventLog:
