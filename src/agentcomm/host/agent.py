@@ -25,8 +25,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
-import msgspec
-
 from agentcomm.core.deadlines import DeadlineWheel, wheel_for
 from agentcomm.core.envelope import Envelope, new_id
 from agentcomm.core.errors import (
@@ -39,6 +37,7 @@ from agentcomm.core.errors import (
 from agentcomm.core.names import check_name
 from agentcomm.core.responses import error_response
 from agentcomm.core.schema import HandlerSpec, inspect_handler
+from agentcomm.host.agent_stats import AgentStatistics
 from agentcomm.host.context import Context
 from agentcomm.host.mailbox import Mailbox
 from agentcomm.transports.base import Delivery
@@ -52,29 +51,6 @@ logger = logging.getLogger("agentcomm")
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
-
-
-class AgentStatistics(msgspec.Struct, frozen=True):
-    """A frozen snapshot of one agent's counters (see :meth:`Agent.statistics`).
-
-    Example::
-
-        stats = agent.statistics(); print(stats.handled, stats.failed)
-    """
-
-    name: str
-    handlers: tuple[str, ...]
-    running: bool
-    queued: int
-    mailbox_size: int
-    in_flight: int
-    received: int
-    handled: int
-    failed: int
-    rejected: int
-    expired: int
-    sent: int
-    requested: int
 
 
 class _Running:

@@ -23,6 +23,7 @@ from agentcomm.core.errors import ConfigurationError, TransportClosed
 from agentcomm.host.agent import Agent, AgentStatistics
 from agentcomm.host.message_log import MessageLog
 from agentcomm.host.services import AccessHook, GuardHook, HostServices, TracingHook
+from agentcomm.host.task_group import _RuntimeTaskGroup
 from agentcomm.transports.base import Transport
 
 __all__ = [
@@ -105,29 +106,6 @@ def requests_of(runtime: HostServices) -> Requests:
             "this runtime has no direct messaging; use agentcomm.Runtime, which installs it"
         )
     return requests
-
-
-class _RuntimeTaskGroup(asyncio.TaskGroup):
-    """A task group that remembers its tasks, so shutdown can cancel stragglers."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._owned: set[asyncio.Task[Any]] = set()
-
-    def create_task(self, coro: Any, *, name: str | None = None, context: Any = None) -> Any:
-        task = super().create_task(coro, name=name, context=context)
-        self._owned.add(task)
-        task.add_done_callback(self._owned.discard)
-        return task
-
-    def cancel_remaining(self) -> list[str]:
-        """Cancel every task still running; returns their names."""
-        names = []
-        for task in list(self._owned):
-            if not task.done():
-                names.append(task.get_name())
-                task.cancel()
-        return names
 
 
 class RuntimeStatistics(msgspec.Struct, frozen=True):
