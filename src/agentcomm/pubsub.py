@@ -49,7 +49,7 @@ from .pubsub_metrics import (
 )
 from .subscription import Subscription
 from .topics import check_topic, compile_pattern
-from .transports.streams import ConsumerConfig, StreamConfig, StreamInfo
+from .transports.streams import ConsumerConfig, StreamInfo, pubsub_streams
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -189,19 +189,9 @@ class PubSub(DeadLetterOps):
                 raise TransportClosed("the runtime is not running; use it inside `async with`")
             t = rt.transport
             if not self._started:
-                ret = self.retention
-                self._stream_info = await t.ensure_stream(
-                    StreamConfig(
-                        name=EVENT_STREAM,
-                        max_msgs=ret.max_events,
-                        max_bytes=ret.max_bytes,
-                        max_age=ret.max_age,
-                        duplicate_window=ret.dedupe_window,
-                    )
-                )
-                self._dlq_info = await t.ensure_stream(
-                    StreamConfig(name=DEAD_LETTER_STREAM, max_msgs=ret.max_dead_letters)
-                )
+                events, dlq = pubsub_streams(self.retention)  # EVENT_/DEAD_LETTER_STREAM
+                self._stream_info = await t.ensure_stream(events)
+                self._dlq_info = await t.ensure_stream(dlq)
                 self._started = True
                 self._monitor = rt.task_group.create_task(
                     self._run_monitor(), name="agentcomm:pubsub:monitor"
@@ -264,7 +254,7 @@ class PubSub(DeadLetterOps):
 
     async def _start_subscription(self, agent: Agent, spec: _SubSpec, durable: str) -> None:
         rt = self.runtime
-        rt._authorize(agent.name, "subscribe", spec.pattern)
+        rt._authorize_subscription(agent.name, spec.pattern, spec.name, spec.group)
         if spec.group is not None:
             known = self._groups.setdefault(spec.group, spec.pattern)
             if known != spec.pattern:

@@ -420,6 +420,16 @@ class Runtime:
         if self.access is not None:
             self.access(agent, action, target)
 
+    def _authorize_subscription(
+        self, agent: str, pattern: str, name: str, group: str | None
+    ) -> None:
+        """The subscribe rule, then the consumer name (a hook with ``check_consumer``)."""
+        if self.access is not None:
+            self.access(agent, "subscribe", pattern)
+            check = getattr(self.access, "check_consumer", None)
+            if check is not None:
+                check(agent, name, group=group)
+
     def _record(self, env: Envelope) -> None:
         self.message_log.append(env)  # also bound directly by agents on their hot path
 
