@@ -20,7 +20,7 @@ pytest.importorskip("nats")
 from agentcomm import Agent, Reject, Runtime
 from agentcomm.observability.presence import Presence, read_presence
 from agentcomm.testing.nats_server import NatsServer
-from agentcomm.transports.nats import NatsTransport
+from agentcomm.transports.nats.transport import NatsTransport
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 

@@ -152,10 +152,22 @@ def test_nats_permissions_follow_the_subject_layout(policy: Policy) -> None:
     assert "$KV.prod_blackboard.plan.>" in pub
     assert perms["subscribe"]["allow"] == ["prod.a.planner.*", "_INBOX.prod.planner.>"]
     # JetStream: only the streams and API calls this agent's rules need
-    assert "$JS.API.STREAM.UPDATE.prod_EVENTS" in pub  # it publishes
-    assert "$JS.API.CONSUMER.DURABLE.CREATE.prod_EVENTS.*" in pub  # subscribe (defaults)
-    assert "$JS.API.DIRECT.GET.KV_prod_blackboard" in pub  # it reads prefixes
-    assert not any(p.startswith("$JS.API.STREAM.DELETE") for p in pub)
+    assert "$JS.API.STREAM.INFO.prod_EVENTS" in pub  # it publishes: checks the stream
+    # Streams and buckets are the admin's (agentcomm nats setup): never created,
+    # updated or deleted by an agent (issue 18: an agent shrank the event stream).
+    assert not any(
+        p.startswith(f"$JS.API.STREAM.{op}.") for p in pub for op in ("CREATE", "UPDATE", "DELETE")
+    )
+    # subscribe rules (from [defaults]) but no consumer names: no consumer at all
+    assert not any("CONSUMER" in p and "prod_EVENTS" in p for p in pub)
+    assert not any(p.startswith("$JS.ACK.") for p in pub)
+    # reads: single keys and consumers whose create subject carries the rule as filter;
+    # no batched direct get (its body, with the keys, is out of the broker's sight)
+    kv, kvs = "KV_prod_blackboard", "$KV.prod_blackboard"
+    assert f"$JS.API.DIRECT.GET.{kv}" not in pub
+    assert f"$JS.API.DIRECT.GET.{kv}.{kvs}.research.>" in pub
+    assert f"$JS.API.DIRECT.GET.{kv}.{kvs}.plan.goal" in pub
+    assert f"$JS.API.CONSUMER.CREATE.{kv}.*.{kvs}.research.>" in pub
     assert not any(p.startswith("$JS.API.DIRECT.GET.prod_EVENTS") for p in pub)
     writer = policy.nats_permissions("researcher", namespace="prod")["publish"]["allow"]
     assert "$JS.API.DIRECT.GET.KV_prod_blackboard" not in writer  # writes only: no scans
@@ -212,3 +224,42 @@ async def test_policy_refuses_an_unlisted_tool_call_through_mcp() -> None:
     assert refused.is_error
     assert "'mcp-gateway' may not call 'crm.delete_all'" in text
     assert "tools.toml" in text
+
+
+def test_consumer_names_bind_durables_to_the_agent() -> None:
+    policy = Policy.from_toml(
+        """
+        [agents.billing]
+        subscribe = ["orders.>"]
+        subscriptions = ["charge"]
+        groups = ["billing-workers"]
+        [agents.legacy]
+        subscribe = ["orders.>"]
+        """,
+        source="p.toml",
+    )
+    assert policy.consumer_rule("billing", "charge") == "agents.billing.subscriptions: 'charge'"
+    policy.check_consumer("billing", "x", group="billing-workers")
+    with pytest.raises(PermissionDenied) as info:
+        policy.check_consumer("billing", "refund")
+    assert info.value.rule == "agents.billing.subscriptions"
+    assert "'billing__refund'" in str(info.value)
+    assert "add it there" in str(info.value)
+    with pytest.raises(PermissionDenied, match="groups"):
+        policy.check_consumer("billing", "charge", group="other")
+    # An entry that lists no consumers keeps the old behaviour in the runtime ...
+    policy.check_consumer("legacy", "anything")
+    # ... but gets no consumer at the broker, and check() says what to add.
+    assert not any("CONSUMER" in p for p in policy.nats_permissions("legacy")["publish"]["allow"])
+    assert any("agents.legacy" in w and "no consumer names" in w for w in policy.check())
+    pub = policy.nats_permissions("billing", namespace="prod")["publish"]["allow"]
+    for name in ("billing__charge", "billing__charge__replay", "billing-workers"):
+        assert f"$JS.API.CONSUMER.MSG.NEXT.prod_EVENTS.{name}" in pub
+        assert f"$JS.ACK.prod_EVENTS.{name}.>" in pub
+        assert f"$JS.API.CONSUMER.CREATE.prod_EVENTS.{name}.prod.s.EVENTS.orders.>" in pub
+    assert "prod.s.DLQ.dlq.billing__charge" in pub
+    assert not any(p.endswith("prod_EVENTS.*") or "prod_EVENTS.>" in p for p in pub)
+    with pytest.raises(ConfigurationError, match="invalid name"):
+        Policy.from_toml("[agents.a]\nsubscriptions = ['a.b']")
+    with pytest.raises(ConfigurationError, match="admin"):
+        policy.nats_config(admin="billing")

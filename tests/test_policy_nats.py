@@ -22,7 +22,7 @@ from agentcomm.testing.nats_server import NatsServer
 
 nats = pytest.importorskip("nats")
 
-from agentcomm.transports.nats import NatsTransport  # noqa: E402
+from agentcomm.transports.nats.transport import NatsTransport  # noqa: E402
 
 pytestmark = pytest.mark.nats
 
@@ -37,6 +37,7 @@ write = ["notes."]
 send = ["calc.add"]
 [agents.auditor]
 subscribe = ["orders.*"]
+subscriptions = ["audit"]
 read = ["notes."]
 """
 PASSWORDS = {"alice": "pw-alice", "calc": "pw-calc", "bob": "pw-bob", "auditor": "pw-auditor"}
@@ -44,9 +45,26 @@ PASSWORDS = {"alice": "pw-alice", "calc": "pw-calc", "bob": "pw-bob", "auditor":
 
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    config = Policy.from_toml(POLICY).nats_config(namespace=NS, passwords=PASSWORDS)
+    passwords = PASSWORDS | {"admin": "pw-admin"}
+    config = Policy.from_toml(POLICY).nats_config(namespace=NS, passwords=passwords, admin="admin")
     with NatsServer(tmp_path_factory.mktemp("nats-auth"), config=config) as server:
+        # Agents may not create streams and buckets: the admin does, once.
+        asyncio.run(_setup(f"nats://admin:pw-admin@127.0.0.1:{_port(server)}"))
         yield server
+
+
+async def _setup(url: str) -> None:
+    admin = NatsTransport(url, namespace=NS)
+    await admin.start()
+    try:
+        await admin.setup()
+    finally:
+        await admin.close()
+
+
+def _lib(nc: Any, user: str) -> NatsTransport:
+    """The library's transport on an agent's own connection (with its inbox prefix)."""
+    return NatsTransport(nc, namespace=NS, inbox_prefix=nats_inbox_prefix(user, namespace=NS))
 
 
 async def _connect(server: NatsServer, user: str, errors: list[str] | None = None) -> Any:
@@ -97,9 +115,9 @@ async def test_broker_refuses_a_process_that_bypasses_the_library(auth_server: N
     nc_alice = await _connect(auth_server, "alice")
     try:
         async with (
-            Runtime(transport=NatsTransport(nc_calc, namespace=NS), agents=[calc], access=policy),
-            Runtime(transport=NatsTransport(nc_bob, namespace=NS), agents=[bob], access=policy),
-            Runtime(transport=NatsTransport(nc_alice, namespace=NS), access=policy) as rt_alice,
+            Runtime(transport=_lib(nc_calc, "calc"), agents=[calc], access=policy),
+            Runtime(transport=_lib(nc_bob, "bob"), agents=[bob], access=policy),
+            Runtime(transport=_lib(nc_alice, "alice"), access=policy) as rt_alice,
         ):
             await nc_calc.flush()
             await nc_bob.flush()
@@ -292,8 +310,8 @@ async def test_each_agent_reads_replies_only_under_its_own_inbox(auth_server: Na
     assert bob_transport.inbox_prefix == "_INBOX.sec.bob"
     try:
         async with (
-            Runtime(transport=NatsTransport(nc_calc, namespace=NS), agents=[calc], access=policy),
-            Runtime(transport=NatsTransport(nc_alice, namespace=NS), access=policy) as rt_alice,
+            Runtime(transport=_lib(nc_calc, "calc"), agents=[calc], access=policy),
+            Runtime(transport=_lib(nc_alice, "alice"), access=policy) as rt_alice,
             Runtime(transport=bob_transport, access=policy) as rt_bob,
         ):
             await nc_calc.flush()
@@ -353,9 +371,9 @@ async def test_jetstream_use_is_limited_to_what_the_policy_needs(
     try:
         async with (
             Runtime(
-                transport=NatsTransport(nc_auditor, namespace=NS), agents=[auditor], access=policy
+                transport=_lib(nc_auditor, "auditor"), agents=[auditor], access=policy
             ) as rt_auditor,
-            Runtime(transport=NatsTransport(nc_alice, namespace=NS), access=policy) as rt_alice,
+            Runtime(transport=_lib(nc_alice, "alice"), access=policy) as rt_alice,
         ):
             alice = rt_alice.agent("alice")
             board = auditor.board

@@ -37,6 +37,10 @@ def test_docs_policy_block_loads_and_behaves_as_described() -> None:
     assert policy.allows("planner", "send", "researcher.search")
     assert policy.allows("researcher", "subscribe", "status.up")  # from [defaults]
     assert policy.allows("runtime", "write", "anything")  # trusted
+    policy.check_consumer("researcher", "follow")  # durable researcher__follow
+    policy.check_consumer("researcher", "x", group="indexers")
+    with pytest.raises(PermissionDenied):
+        policy.check_consumer("researcher", "other")
     with pytest.raises(PermissionDenied) as info:
         policy("planner", "send", "calc.sub")
     shown = " ".join(str(info.value).split())

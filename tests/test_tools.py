@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from agentcomm import Agent, ConfigurationError, Runtime, UnknownHandler
-from agentcomm.cli import main
+from agentcomm.cli.main import main
 from agentcomm.core.schema import ANY_JSON
 from agentcomm.tools.catalogue import (
     ToolInfo,

@@ -159,11 +159,14 @@ def _cmd_keys_generate(args: argparse.Namespace) -> int:
 def _cmd_policy(args: argparse.Namespace) -> int:
     from agentcomm.core.errors import ConfigurationError
     from agentcomm.security.policy import Policy
+    from agentcomm.security.policy_nats import broker_warnings
+    from agentcomm.tools.catalogue import load_agents
 
     try:
         policy = Policy.from_file(args.file)
+        agents = [a for target in args.agents or () for a in load_agents(target)]
         if args.policy_command == "check":
-            warnings = policy.check()
+            warnings = policy.check(agents)
             for w in warnings:
                 print(f"warning: {w}")
             print(
@@ -171,7 +174,14 @@ def _cmd_policy(args: argparse.Namespace) -> int:
                 f"{len(warnings)} warnings"
             )
             return 0
-        text = policy.nats_config(namespace=args.namespace, buckets=args.bucket or ["blackboard"])
+        text = policy.nats_config(
+            namespace=args.namespace,
+            buckets=args.bucket or ["blackboard"],
+            agents=agents,
+            admin=args.admin or None,
+        )
+        for w in broker_warnings(policy, agents):
+            print(f"warning: {w}", file=sys.stderr)
     except ConfigurationError as exc:
         print(f"agentcomm policy {args.policy_command}: {exc}", file=sys.stderr)
         return 1
@@ -303,8 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.set_defaults(func=_cmd_dlq)
 
     from agentcomm.cli.ops import add_commands
+    from agentcomm.cli.ops_setup import add_setup_command
 
     add_commands(sub, _cmd_ops)
+    add_setup_command(sub)
 
     keys = sub.add_parser("keys", help="agent signing keys (Ed25519)")
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND", required=True)
@@ -321,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = pol_sub.add_parser("check", help="load a TOML policy and report problems")
     check.add_argument("file", help="the policy file (TOML)")
     check.set_defaults(func=_cmd_policy)
+    agents_help = (
+        "module:attr or file.py:attr naming agents (as for `agentcomm run`; repeatable): "
+        "their declared subscriptions name the consumers each may use"
+    )
+    check.add_argument("--agents", action="append", metavar="TARGET", help=agents_help)
     natsc = pol_sub.add_parser(
         "nats-config",
         help="print the NATS server authorization block for the policy (one user per agent)",
@@ -328,6 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
     natsc.add_argument("file", help="the policy file (TOML)")
     natsc.add_argument("--namespace", default="agentcomm", help="the NatsTransport namespace")
     natsc.add_argument("--bucket", action="append", help="blackboard buckets (default: blackboard)")
+    natsc.add_argument("--agents", action="append", metavar="TARGET", help=agents_help)
+    natsc.add_argument(
+        "--admin",
+        default="admin",
+        metavar="NAME",
+        help="a user that may do everything, to create the streams and buckets "
+        "(`agentcomm nats setup`); default admin, '' for none",
+    )
     natsc.add_argument("-o", "--output", help="write to this file instead of stdout")
     natsc.set_defaults(func=_cmd_policy)
 

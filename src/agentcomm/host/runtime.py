@@ -418,6 +418,21 @@ class Runtime:
         if self.access is not None:
             self.access(agent, action, target)
 
+    def authorize_subscription(
+        self, agent: str, pattern: str, name: str, group: str | None
+    ) -> None:
+        """The subscribe rule, then the consumer name (a hook with ``check_consumer``).
+
+        Example::
+
+            rt.authorize_subscription("billing", "orders.*", "charge", None)
+        """
+        if self.access is not None:
+            self.access(agent, "subscribe", pattern)
+            check = getattr(self.access, "check_consumer", None)
+            if check is not None:
+                check(agent, name, group=group)
+
     def record(self, env: Envelope) -> None:
         """Keep ``env`` in the bounded message log.
 

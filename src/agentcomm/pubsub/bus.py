@@ -61,7 +61,7 @@ from agentcomm.pubsub.metrics import (
     _TopicCounters,
 )
 from agentcomm.pubsub.subscription import Subscription
-from agentcomm.transports.streams import ConsumerConfig, StreamConfig, StreamInfo
+from agentcomm.transports.streams import ConsumerConfig, StreamInfo, pubsub_streams
 
 if TYPE_CHECKING:
     from agentcomm.host.agent import Agent
@@ -212,19 +212,9 @@ class PubSub(DeadLetterOps):
                 raise TransportClosed("the runtime is not running; use it inside `async with`")
             t = rt.transport
             if not self._started:
-                ret = self.retention
-                self._stream_info = await t.ensure_stream(
-                    StreamConfig(
-                        name=EVENT_STREAM,
-                        max_msgs=ret.max_events,
-                        max_bytes=ret.max_bytes,
-                        max_age=ret.max_age,
-                        duplicate_window=ret.dedupe_window,
-                    )
-                )
-                self._dlq_info = await t.ensure_stream(
-                    StreamConfig(name=DEAD_LETTER_STREAM, max_msgs=ret.max_dead_letters)
-                )
+                events, dlq = pubsub_streams(self.retention)  # EVENT_/DEAD_LETTER_STREAM
+                self._stream_info = await t.ensure_stream(events)
+                self._dlq_info = await t.ensure_stream(dlq)
                 self._started = True
                 self._monitor = rt.task_group.create_task(
                     self._run_monitor(), name="agentcomm:pubsub:monitor"
@@ -287,7 +277,7 @@ class PubSub(DeadLetterOps):
 
     async def _start_subscription(self, agent: Agent, spec: _SubSpec, durable: str) -> None:
         rt = self.runtime
-        rt.authorize(agent.name, "subscribe", spec.pattern)
+        rt.authorize_subscription(agent.name, spec.pattern, spec.name, spec.group)
         if spec.group is not None:
             known = self._groups.setdefault(spec.group, spec.pattern)
             if known != spec.pattern:

@@ -17,8 +17,14 @@ import msgspec
 from agentcomm.core.envelope import Envelope, encode_payload, new_id
 from agentcomm.core.errors import ConfigurationError
 from agentcomm.core.topics import check_pattern
-from agentcomm.pubsub.declare import DEAD_LETTER_STREAM, EVENT_STREAM, Start, _deliver
-from agentcomm.transports.streams import ConsumerConfig, LogMessage
+from agentcomm.pubsub.declare import (
+    DEAD_LETTER_STREAM,
+    EVENT_STREAM,
+    REPLAY_SUFFIX,
+    Start,
+    _deliver,
+)
+from agentcomm.transports.streams import ConsumerConfig, DeliverPolicy, LogMessage
 
 if TYPE_CHECKING:
     from agentcomm.host.agent import Agent
@@ -112,6 +118,12 @@ class DeadLetterOps:
         def _topic(self, topic: str) -> _TopicCounters: ...
 
     # -- replay ---------------------------------------------------------------------------
+    @property
+    def _replaying(self) -> set[str]:
+        """Replay consumers (fixed names, under a policy) running in this runtime."""
+        running: set[str] = self.__dict__.setdefault("_replaying_names", set())
+        return running
+
     def _find(self, agent: Agent | str, name: str | None) -> Subscription:
         aname = agent if isinstance(agent, str) else agent.name
         subs = [s for (a, _), s in self._subs.items() if a == aname]
@@ -136,7 +148,9 @@ class DeadLetterOps:
         (events published meanwhile are left to the subscription itself). Each call
         uses a consumer of its own, named with a fresh id, so replays in several
         processes never share one, and it is deleted when the replay ends (by the
-        engine after a while of disuse if the process dies first).
+        engine after a while of disuse if the process dies first). Under a policy
+        (``access=``) the consumer is ``<durable>__replay``, the one name the generated
+        broker config grants: one replay of a subscription at a time.
 
         Example::
 
@@ -144,11 +158,38 @@ class DeadLetterOps:
         """
         await self._ensure()
         sub = self._find(agent, name)
-        self.runtime.authorize(sub.agent.name, "subscribe", sub.pattern)
+        rt = self.runtime
+        rt.authorize_subscription(sub.agent.name, sub.pattern, sub.spec.name, sub.group)
         deliver, seq, at = _deliver(start)
-        t = self.runtime.transport
+        t = rt.transport
         target = (await t.stream_info(EVENT_STREAM)).last_seq
-        durable = f"{sub.durable}__replay_{new_id()}"
+        if rt.access is None:
+            durable = f"{sub.durable}__replay_{new_id()}"
+        else:  # the one name the broker config grants for it (docs/security.md)
+            durable = sub.durable + REPLAY_SUFFIX
+            if durable in self._replaying:
+                raise ConfigurationError(
+                    f"a replay of {sub.durable!r} is already running in this runtime; under a "
+                    "policy a subscription replays one at a time (wait for it to finish)"
+                )
+        self._replaying.add(durable)
+        try:
+            if rt.access is not None:  # a leftover of a replay that died keeps its position
+                await t.delete_consumer(EVENT_STREAM, durable)
+            return await self._replay(sub, durable, target, deliver, seq, at)
+        finally:
+            self._replaying.discard(durable)
+
+    async def _replay(
+        self,
+        sub: Subscription,
+        durable: str,
+        target: int,
+        deliver: DeliverPolicy,
+        seq: int | None,
+        at: float | None,
+    ) -> int:
+        t = self.runtime.transport
         consumer = await t.open_consumer(
             EVENT_STREAM,
             ConsumerConfig(
@@ -273,7 +314,7 @@ class DeadLetterOps:
                 "from the runtime where its agent runs"
             )
         sub = subs[0]
-        self.runtime.authorize(sub.agent.name, "subscribe", sub.pattern)
+        self.runtime.authorize_subscription(sub.agent.name, sub.pattern, sub.spec.name, sub.group)
         guard = self.runtime.guard
         if guard is None:
             event = msgspec.structs.replace(dl.event, deadline=None)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HANDLER_TIMEOUT",
+    "REPLAY_SUFFIX",
     "Start",
     "declare_subscription",
     "has_subscriptions",
@@ -33,6 +34,10 @@ __all__ = [
 #: The event log's stream and the dead-letter stream (``<ns>_EVENTS``, ``<ns>_DLQ`` on NATS).
 EVENT_STREAM = "EVENTS"
 DEAD_LETTER_STREAM = "DLQ"
+
+#: The suffix of the consumer a replay of a durable subscription uses (``<durable>__replay``),
+#: the name the generated broker config grants.
+REPLAY_SUFFIX = "__replay"
 
 #: The key of pub/sub's declarations in ``Agent.declarations``.
 DECLARATIONS = "pubsub"

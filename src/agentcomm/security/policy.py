@@ -19,6 +19,8 @@ plain Python, and it is the runtime's access hook::
 
     [agents.researcher]
     subscribe = ["plans.*"]
+    subscriptions = ["follow"]          # its durable consumers: researcher__follow
+    groups = ["indexers"]               # and the consumer groups it joins
     write = ["research."]
     call = ["search.*"]                 # MCP tools: server.tool or agent.handler
 
@@ -31,6 +33,12 @@ prefix (``"research."`` is ``"research.>"``) and ``""`` is the whole board. A
 ``subscribe`` (or a prefix read) is allowed only when one rule covers *every* subject
 the requested pattern can match: ``orders.>`` covers ``orders.*``, not the reverse.
 
+**Consumers**: ``subscriptions`` (names of the agent's ``@agent.on`` subscriptions,
+whose durable consumer is ``<agent>__<name>``) and ``groups`` (consumer groups it
+joins) say which durable consumers it may use. When an agent's entry lists either,
+the runtime refuses to start any other subscription of it; without them it starts
+them as before, but the generated broker config grants that agent no consumer.
+
 :meth:`Policy.nats_config` turns the same policy into a NATS server authorization
 block (``agentcomm policy nats-config policy.toml``), so the broker refuses a process
 that bypasses the library; see ``docs/security.md`` for what the broker can check.
@@ -38,75 +46,31 @@ that bypasses the library; see ``docs/security.md`` for what the broker can chec
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-import msgspec
+from typing import TYPE_CHECKING, Any
 
 from agentcomm.core.errors import ConfigurationError, PermissionDenied
 from agentcomm.core.names import nats_inbox_prefix
+from agentcomm.security.rules import (
+    _FIELDS,
+    ACTIONS,
+    CONSUMER_FIELDS,
+    Rules,
+    _rule_tokens,
+    _tokens,
+)
 
-__all__ = ["ACTIONS", "Policy", "Rules", "nats_inbox_prefix"]
+if TYPE_CHECKING:
+    from agentcomm.host.agent import Agent
 
-#: The actions a policy governs, as passed to the runtime's access hook.
-ACTIONS = ("send", "publish", "subscribe", "read", "write", "call")
+__all__ = ["ACTIONS", "CONSUMER_FIELDS", "Policy", "Rules", "nats_inbox_prefix"]
+
+_CONSUMER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 _CACHE_SIZE = 4096
-
-
-class Rules(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What one agent may do: a tuple of patterns per action (empty: nothing).
-
-    Example::
-
-        Rules(send=("calc",), publish=("orders.*",), write=("research.",))
-    """
-
-    send: tuple[str, ...] = ()
-    publish: tuple[str, ...] = ()
-    subscribe: tuple[str, ...] = ()
-    read: tuple[str, ...] = ()
-    write: tuple[str, ...] = ()
-    call: tuple[str, ...] = ()
-
-    def merged(self, other: Rules) -> Rules:
-        """These rules plus ``other``'s (the ``[defaults]`` table is merged this way).
-
-        Example::
-
-            everyone.merged(Rules(send=("calc",)))
-        """
-        return Rules(**{a: getattr(self, a) + getattr(other, a) for a in ACTIONS})
-
-
-def _tokens(pattern: str) -> tuple[str, ...]:
-    return tuple(pattern.split("."))
-
-
-def _rule_tokens(action: str, rule: str, where: str) -> tuple[str, ...]:
-    if not isinstance(rule, str):
-        raise ConfigurationError(f"{where}: rules are strings, got {rule!r}")
-    if action in ("read", "write"):
-        if rule in ("", ">"):
-            return (">",)
-        if rule.endswith("."):
-            rule += ">"
-    elif action in ("send", "call"):
-        if rule in ("*", ">"):
-            return ("*", "*")
-        if "." not in rule:
-            rule += ".*"
-    toks = _tokens(rule)
-    for i, t in enumerate(toks):
-        if not t or (t == ">" and i != len(toks) - 1) or (len(t) > 1 and ("*" in t or ">" in t)):
-            raise ConfigurationError(
-                f"{where}: invalid pattern {rule!r}: use dot-separated tokens, '*' for one "
-                "token and '>' only as the last token"
-            )
-    return toks
 
 
 def _target_tokens(action: str, target: str) -> tuple[str, ...]:
@@ -169,6 +133,13 @@ class Policy:
                 self._compiled[(name, action)] = [
                     (rule, _rule_tokens(action, rule, where)) for rule in getattr(r, action)
                 ]
+            for field in CONSUMER_FIELDS:
+                for cname in getattr(r, field):
+                    if not isinstance(cname, str) or not _CONSUMER_NAME.match(cname):
+                        raise ConfigurationError(
+                            f"{source} [agents.{name}] {field}: invalid name {cname!r}: use "
+                            "1-128 letters, digits, '_' or '-' (a subscription or group name)"
+                        )
         self._cache: dict[tuple[str, str, str], str | None] = {}
 
     # -- loading -------------------------------------------------------------------
@@ -288,13 +259,19 @@ class Policy:
             rule=rule,
         )
 
-    def check(self) -> list[str]:
-        """Warnings about a policy that loaded fine but looks wrong (sorted).
+    def check(self, agents: Iterable[Agent] = ()) -> list[str]:
+        """Warnings about a policy that loaded fine but looks wrong.
+
+        Also what the generated NATS config cannot grant or grants wider than the
+        rules (consumer names, rules ending in ``*``); ``agents`` (loaded from code)
+        are checked against it too.
 
         Example::
 
             for warning in policy.check(): print(warning)
         """
+        from agentcomm.security.policy_nats import broker_warnings
+
         warnings: list[str] = []
         for name, rules in sorted(self.agents.items()):
             for rule in rules.send:
@@ -305,81 +282,87 @@ class Policy:
                     )
             if not any(getattr(rules, a) for a in ACTIONS):
                 warnings.append(f"agents.{name}: no rules at all (it may only receive)")
-        return warnings
+        return warnings + broker_warnings(self, agents)
+
+    def consumer_rule(
+        self, agent: str, subscription: str, *, group: str | None = None
+    ) -> str | None:
+        """The entry letting ``agent`` use the consumer of ``subscription`` (or ``group``).
+
+        ``None`` when refused. An agent whose entry lists neither ``subscriptions`` nor
+        ``groups`` may use any (as before those lists existed; the broker config then
+        grants it none, and :meth:`check` says so).
+
+        Example::
+
+            policy.consumer_rule("billing", "charge")   # "agents.billing.subscriptions: 'charge'"
+        """
+        if agent in self.trusted:
+            return f"trusted: {agent!r}"
+        rules = self.agents.get(agent)
+        if rules is None:
+            return None
+        if not rules.subscriptions and not rules.groups:
+            return f"agents.{agent} (lists no consumers)"
+        if group is not None:
+            return f"agents.{agent}.groups: {group!r}" if group in rules.groups else None
+        if subscription in rules.subscriptions:
+            return f"agents.{agent}.subscriptions: {subscription!r}"
+        return None
+
+    def check_consumer(self, agent: str, subscription: str, *, group: str | None = None) -> None:
+        """Raise :class:`PermissionDenied` unless ``agent`` may use that durable consumer.
+
+        The runtime calls it before it starts a subscription (``@agent.on``) under a
+        policy; the consumer is ``<agent>__<subscription>``, or the group's name.
+
+        Example::
+
+            policy.check_consumer("billing", "charge", group="billing-workers")
+        """
+        if self.consumer_rule(agent, subscription, group=group) is not None:
+            return
+        field, value = ("groups", group) if group is not None else ("subscriptions", subscription)
+        durable = group if group is not None else f"{agent}__{subscription}"
+        have = list(getattr(self.agents[agent], field)) if agent in self.agents else []
+        raise PermissionDenied(
+            f"policy {self.source}: {agent!r} may not use the consumer {durable!r} of its "
+            f"subscription {subscription!r}: [agents.{agent}] {field} = {have} does not list "
+            f"{value!r}; add it there (and regenerate the NATS config) if this is intended",
+            agent=agent,
+            action="subscribe",
+            target=durable,
+            rule=f"agents.{agent}.{field}",
+        )
 
     # -- the broker ------------------------------------------------------------------
     def nats_permissions(
-        self, agent: str, *, namespace: str = "agentcomm", buckets: Iterable[str] = ("blackboard",)
+        self,
+        agent: str,
+        *,
+        namespace: str = "agentcomm",
+        buckets: Iterable[str] = ("blackboard",),
+        agents: Iterable[Agent] = (),
     ) -> dict[str, Any]:
         """The NATS publish/subscribe permissions of one agent's connection.
 
         Derived from the policy and from what the transport really does on the wire
         (``docs/security.md`` has the table). The broker checks, per agent: which agents
         it sends to (not which handler: that travels inside the envelope); which topics
-        it publishes; which blackboard keys it writes; that it reads replies only under
-        its own inbox prefix (:func:`nats_inbox_prefix`); whether it may use pub/sub
-        streams and subscribe at all; whether it may read the blackboard at all (an
-        agent that only writes gets single-key reads of its own keys). Which topics a
-        subscriber's consumer filters and which keys a batched read returns are in the
-        JetStream request body, out of the broker's sight: the runtime checks those.
+        it publishes; which durable consumers it pulls from and acknowledges (its
+        ``subscriptions`` and ``groups``, or those its ``agents`` declare in code) and
+        with which topic filters it creates them; which blackboard keys it writes and
+        reads (single keys, prefix reads and watches); that it reads replies only under
+        its own inbox prefix (:func:`nats_inbox_prefix`). It never creates, updates or
+        deletes a stream or bucket: an admin does (``agentcomm nats setup``).
 
         Example::
 
             perms = policy.nats_permissions("alice", namespace="prod")
         """
-        if agent in self.trusted:
-            return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
-        rules = self.agents.get(agent)
-        if rules is None:
-            raise ConfigurationError(f"{agent!r} has no entry in policy {self.source}")
-        api = "$JS.API"
-        pub: list[str] = []
-        for rule in rules.send:
-            to = _rule_tokens("send", rule, "send")[0]
-            pub.append(f"{namespace}.a.{'*' if to == '>' else to}.*")
-        if rules.publish or rules.subscribe:  # pub/sub creates or updates its two streams
-            for stream in (f"{namespace}_EVENTS", f"{namespace}_DLQ"):
-                pub += [f"{api}.STREAM.{op}.{stream}" for op in ("INFO", "CREATE", "UPDATE")]
-        pub += [f"{namespace}.s.EVENTS.{p}" for p in rules.publish]
-        if rules.subscribe:
-            events, dlq = f"{namespace}_EVENTS", f"{namespace}_DLQ"
-            pub += [
-                f"{api}.CONSUMER.{op}.{events}.*"
-                for op in ("DURABLE.CREATE", "INFO", "MSG.NEXT", "DELETE")
-            ]
-            # the named form (``CREATE.<stream>.<name>[.<filter>]``) other clients use
-            pub.append(f"{api}.CONSUMER.CREATE.{events}.>")
-            pub += [f"$JS.ACK.{events}.>", f"{namespace}.s.DLQ.>"]  # acks, dead letters
-            # listing, showing and redriving dead letters
-            pub += [f"{api}.DIRECT.GET.{dlq}", f"{api}.STREAM.MSG.DELETE.{dlq}"]
-        for bucket in buckets:
-            kv_stream, kv_subject = f"KV_{namespace}_{bucket}", f"$KV.{namespace}_{bucket}"
-            if rules.read or rules.write:
-                pub += [f"{api}.STREAM.INFO.{kv_stream}", f"{api}.STREAM.CREATE.{kv_stream}"]
-            for rule in rules.write:
-                pattern = ".".join(_rule_tokens("write", rule, "write"))
-                pub.append(f"{kv_subject}.{pattern}")
-                # a write reads the key's current revision first (single-key direct get)
-                pub.append(f"{api}.DIRECT.GET.{kv_stream}.{kv_subject}.{pattern}")
-            if rules.read:
-                # Prefix reads, history and watches go through request bodies (batched
-                # direct gets, consumers) the broker cannot see into: the whole bucket.
-                pub += [f"{api}.DIRECT.GET.{kv_stream}", f"{api}.DIRECT.GET.{kv_stream}.>"]
-                pub += [
-                    f"{api}.CONSUMER.CREATE.{kv_stream}",
-                    f"{api}.CONSUMER.CREATE.{kv_stream}.>",
-                ]
-                pub += [f"{api}.CONSUMER.{op}.{kv_stream}.*" for op in ("MSG.NEXT", "DELETE")]
-        # Presence (every runtime on NATS announces its agents): its own records only.
-        presence_stream, presence = f"KV_{namespace}_presence", f"$KV.{namespace}_presence"
-        pub += [f"{api}.STREAM.INFO.{presence_stream}", f"{api}.STREAM.CREATE.{presence_stream}"]
-        pub += [f"{presence}.agents.{agent}.>", f"{presence}.runtimes.>"]
-        sub = [f"{namespace}.a.{agent}.*", nats_inbox_prefix(agent, namespace=namespace) + ".>"]
-        return {
-            "publish": {"allow": sorted(set(pub))},
-            "subscribe": {"allow": sub},
-            "allow_responses": True,
-        }
+        from agentcomm.security.policy_nats import nats_permissions
+
+        return nats_permissions(self, agent, namespace=namespace, buckets=buckets, agents=agents)
 
     def nats_config(
         self,
@@ -387,36 +370,32 @@ class Policy:
         namespace: str = "agentcomm",
         passwords: Mapping[str, str] | None = None,
         buckets: Iterable[str] = ("blackboard",),
+        agents: Iterable[Agent] = (),
+        admin: str | None = None,
     ) -> str:
         """A NATS server ``authorization`` block: one user per agent (and trusted name).
 
         Without ``passwords`` each password is the environment variable
         ``AGENTCOMM_NATS_PASSWORD_<NAME>``, which nats-server reads when it loads the
-        file (so no secret is written into it).
+        file (so no secret is written into it). ``agents`` (loaded from code) tell the
+        consumer names of their declared subscriptions; ``admin`` adds a user that may
+        do everything, to create the streams and buckets (``agentcomm nats setup``).
 
         Example::
 
-            Path("auth.conf").write_text(policy.nats_config(namespace="prod"))
+            Path("auth.conf").write_text(policy.nats_config(namespace="prod", admin="admin"))
             # nats-server -js -c server.conf   (server.conf: include ./auth.conf)
         """
-        buckets = tuple(buckets)
-        lines = [
-            f"# generated by agentcomm from the policy {self.source}; namespace {namespace!r}",
-            "authorization {",
-            "  users = [",
-        ]
-        for name in sorted(set(self.agents) | self.trusted):
-            if passwords is not None:
-                if name not in passwords:
-                    raise ConfigurationError(f"no password given for {name!r}")
-                pw = json.dumps(passwords[name])
-            else:
-                pw = "$AGENTCOMM_NATS_PASSWORD_" + name.upper().replace("-", "_")
-            perms = self.nats_permissions(name, namespace=namespace, buckets=buckets)
-            lines.append(f"    {{user: {json.dumps(name)}, password: {pw},")
-            lines.append(f"     permissions: {json.dumps(perms)}}}")
-        lines += ["  ]", "}", ""]
-        return "\n".join(lines)
+        from agentcomm.security.policy_nats import nats_config
+
+        return nats_config(
+            self,
+            namespace=namespace,
+            passwords=passwords,
+            buckets=buckets,
+            agents=agents,
+            admin=admin,
+        )
 
 
 def _as_rules(value: Rules | Mapping[str, Iterable[str]] | None, where: str) -> Rules:
@@ -426,10 +405,11 @@ def _as_rules(value: Rules | Mapping[str, Iterable[str]] | None, where: str) -> 
         return value
     if not isinstance(value, Mapping):
         raise ConfigurationError(f"{where} must be a table of action = [patterns]")
-    unknown = set(value) - set(ACTIONS)
+    unknown = set(value) - set(_FIELDS)
     if unknown:
         raise ConfigurationError(
-            f"{where}: unknown actions {sorted(unknown)}; the actions are {list(ACTIONS)}"
+            f"{where}: unknown actions {sorted(unknown)}; the actions are {list(ACTIONS)} "
+            f"(and the consumer lists {list(CONSUMER_FIELDS)})"
         )
     out: dict[str, tuple[str, ...]] = {}
     for action, rules in value.items():

@@ -21,6 +21,7 @@ import msgspec
 
 if TYPE_CHECKING:
     from agentcomm.core.envelope import Envelope
+    from agentcomm.core.flow import Retention
 
 __all__ = [
     "ConsumerConfig",
@@ -30,6 +31,7 @@ __all__ = [
     "LogMessage",
     "StreamConfig",
     "StreamInfo",
+    "pubsub_streams",
 ]
 
 #: Where a new durable consumer starts: ``"new"`` (events appended after creation),
@@ -59,6 +61,27 @@ class StreamConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_bytes: int = 64 << 20
     max_age: float | None = None
     duplicate_window: float = 120.0
+
+
+def pubsub_streams(retention: Retention) -> tuple[StreamConfig, StreamConfig]:
+    """Pub/sub's event log ``EVENTS`` and dead-letter queue ``DLQ`` for ``retention``.
+
+    The runtime ensures these; ``NatsTransport.setup()`` (an admin) creates the same.
+
+    Example::
+
+        events, dlq = pubsub_streams(Retention())
+    """
+    return (
+        StreamConfig(
+            name="EVENTS",
+            max_msgs=retention.max_events,
+            max_bytes=retention.max_bytes,
+            max_age=retention.max_age,
+            duplicate_window=retention.dedupe_window,
+        ),
+        StreamConfig(name="DLQ", max_msgs=retention.max_dead_letters),
+    )
 
 
 class StreamInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,21 +20,35 @@ cannot exceed the shortest message TTL without raising it).
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import logging
 import re
 import time
-from collections import deque
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 import nats.js.errors
-from nats.js import api
 
 from agentcomm.core.errors import ConfigurationError, KeyExists, RevisionConflict, TransportError
 from agentcomm.transports.base import KVStore
+from agentcomm.transports.nats.admin import (
+    Refused,
+    Violations,
+    kv_config,
+    missing,
+    put_stream,
+    request_checked,
+)
 from agentcomm.transports.nats.errors import js_error
+from agentcomm.transports.nats.kv_read import (
+    SCAN_LIMIT,
+    NatsWatcher,
+    _entry,
+    _expired,
+    _filter,
+    _timestamp,
+    consumer_scan,
+)
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -48,8 +62,7 @@ Entry = KVStore.Entry
 
 _BUCKET = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _WRONG_LAST_SEQUENCE = 10071
-_MARKER_TTL = 1.0  # seconds; see the module docstring
-_SCAN_LIMIT = 100_000  # entries one keys/entries/history call may return
+_SCAN_LIMIT = SCAN_LIMIT
 _MULTI_LAST_MAX = 1024  # subjects one batched direct get may match (server limit)
 _ERRORS = (nats.errors.Error, OSError)
 
@@ -58,263 +71,14 @@ class _TooManyResults(Exception):
     """A batched direct get matched more subjects than the server serves at once."""
 
 
-def _ttl_seconds(value: str | None) -> float | None:
-    """Parse a ``Nats-TTL`` header: integer seconds or a Go duration (``1500ms``, ``2s``)."""
-    if not value:
-        return None
-    try:
-        if value.endswith("ms"):
-            return float(value[:-2]) / 1000
-        if value.endswith("s"):
-            return float(value[:-1])
-        return float(value)
-    except ValueError:
-        return None
-
-
-def _operation(headers: dict[str, str] | None) -> Literal["put", "delete", "expire"]:
-    if not headers:
-        return "put"
-    op = headers.get("KV-Operation")
-    if op == "DEL":
-        return "delete"
-    if op == "PURGE":
-        return "expire"
-    reason = headers.get("Nats-Marker-Reason")
-    if reason is not None:
-        return "delete" if reason == "Remove" else "expire"
-    return "put"
-
-
-def _entry(
-    key: str, data: bytes | None, seq: int, headers: dict[str, str] | None, ts: float
-) -> Entry:
-    op = _operation(headers)
-    return Entry(
-        key=key,
-        value=(data or b"") if op == "put" else b"",
-        revision=seq,
-        operation=op,
-        timestamp=ts,
-    )
-
-
-def _expired(headers: dict[str, str] | None, ts: float, now: float) -> bool:
-    ttl = _ttl_seconds(headers.get("Nats-TTL") if headers else None)
-    return ttl is not None and ts + ttl <= now
-
-
-def _timestamp(value: str | None) -> float:
-    """A ``Nats-Time-Stamp`` (RFC 3339 with nanoseconds) as Unix seconds."""
-    if not value:
-        return time.time()
-    main, _, frac = value.rstrip("Z").partition(".")
-    base = datetime.datetime.fromisoformat(main).replace(tzinfo=datetime.UTC).timestamp()
-    return base + (float("0." + frac) if frac else 0.0)
-
-
-def _filter(prefix: str) -> str:
-    if not prefix:
-        return ">"
-    return prefix + ">" if prefix.endswith(".") else prefix
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # consumed, so asyncio does not warn about it
-
-
-class _NatsWatcher(KVStore.Watcher):
-    """An ordered pull consumer read on demand: never more than ``max_pending`` buffered.
-
-    It never lags: a slow reader just leaves changes on the server (JetStream keeps
-    them) and pulls them later. A gap in consumer sequences (a delivery lost in a
-    reconnect) or a lost consumer (a broker restart) recreates the consumer from the
-    last stream sequence seen, so nothing is lost or repeated.
-    """
-
-    def __init__(
-        self,
-        kv: NatsKV,
-        bucket: str,
-        prefix: str,
-        *,
-        snapshot: bool,
-        max_pending: int,
-    ) -> None:
-        self._kv = kv
-        self._bucket = bucket
-        self._stream, self._subject_prefix = kv._kv_names(bucket)
-        self._filter = self._subject_prefix + _filter(prefix)
-        self._snapshot = snapshot
-        self._max_pending = max_pending
-        self._buf: deque[Entry | None] = deque()
-        self._psub: JetStreamContext.PullSubscription | None = None
-        self._consumer: str | None = None
-        self._last_stream = 0
-        self._last_consumer = 0
-        self._snapshot_done = False
-        self._closed = False
-        self._wake = asyncio.Event()
-        self.lagged = False
-        self._failing = False  # a failure was logged as a warning; recovery is too
-
-    # -- consumer lifecycle ------------------------------------------------------------
-    async def _create(self, deliver: api.DeliverPolicy, start_seq: int | None = None) -> int:
-        js = self._kv._js()
-        cfg = api.ConsumerConfig(
-            deliver_policy=deliver,
-            opt_start_seq=start_seq,
-            ack_policy=api.AckPolicy.NONE,
-            filter_subject=self._filter,
-            inactive_threshold=60.0,
-            mem_storage=True,
-            num_replicas=1,
-        )
-        try:
-            ci = await js.add_consumer(self._stream, cfg)
-        except nats.js.errors.NotFoundError:
-            raise self._kv._no_bucket(self._bucket) from None
-        self._consumer = ci.name
-        self._psub = await js.pull_subscribe_bind(consumer=ci.name, stream=self._stream)
-        self._last_consumer = 0
-        return ci.num_pending or 0
-
-    async def start(self) -> None:
-        try:
-            if self._snapshot:
-                # One atomic batch read of the latest entry per key (markers included),
-                # then a consumer that continues exactly after it: nothing lost or repeated.
-                entries, upto = await self._kv._multi_last(self._bucket, self._filter)
-                snapshot = sorted((e for e, _ in entries), key=lambda e: e.revision)
-                self._buf.extend(snapshot)
-                self._last_stream = upto
-                await self._create(api.DeliverPolicy.BY_START_SEQUENCE, upto + 1)
-            else:
-                self._last_stream = await self._kv._last_seq(self._bucket)
-                await self._create(api.DeliverPolicy.BY_START_SEQUENCE, self._last_stream + 1)
-            self._end_snapshot()
-        except _ERRORS as exc:
-            await self._drop_consumer()
-            raise js_error(exc, f"kv_watch({self._bucket!r})") from exc
-
-    async def _drop_consumer(self) -> None:
-        psub, self._psub = self._psub, None
-        name, self._consumer = self._consumer, None
-        if psub is not None:
-            try:
-                await psub.unsubscribe()
-            except _ERRORS as exc:
-                logger.debug("unsubscribing a watch failed: %s", exc)
-        if name is not None:
-            try:
-                await self._kv._js().delete_consumer(self._stream, name)
-            except _ERRORS as exc:
-                logger.debug("deleting watch consumer %s failed: %s", name, exc)
-
-    async def _reset(self) -> None:
-        """Recreate the consumer after the last change seen (retrying while the broker is away)."""
-        await self._drop_consumer()
-        delay = 0.1
-        while not self._closed:
-            try:
-                await self._create(api.DeliverPolicy.BY_START_SEQUENCE, self._last_stream + 1)
-                if self._failing:
-                    self._failing = False
-                    logger.warning("watch on %s: recovered; changes flow again", self._bucket)
-                return
-            except ConfigurationError:
-                raise
-            except (TransportError, *_ERRORS) as exc:
-                self._failed("recreating its consumer failed", exc)
-            try:
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            delay = min(delay * 2, 2.0)
-
-    def _failed(self, what: str, exc: BaseException) -> None:
-        """Log a failure: a warning the first time, debug while it goes on."""
-        if self._failing:
-            logger.debug("watch on %s: %s (%r); retrying", self._bucket, what, exc)
-            return
-        self._failing = True
-        logger.warning(
-            "watch on %s: %s (%r); retrying until the broker answers (changes are kept)",
-            self._bucket,
-            what,
-            exc,
-        )
-
-    # -- reading ---------------------------------------------------------------------
-    def _end_snapshot(self) -> None:
-        if not self._snapshot_done:
-            self._snapshot_done = True
-            self._buf.append(None)
-
-    async def _pull(self) -> None:
-        psub = self._psub
-        if psub is None:
-            await self._reset()
-            return
-        fetch = asyncio.ensure_future(psub.fetch(self._max_pending, timeout=5.0))
-        fetch.add_done_callback(_retrieve)
-        woken = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait((fetch, woken), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            woken.cancel()
-            if not fetch.done():
-                fetch.cancel()  # closed: the fetch unwinds by itself
-        if not fetch.done() or fetch.cancelled():
-            return
-        exc = fetch.exception()
-        if isinstance(exc, TimeoutError):  # nats-py raises its own and plain asyncio ones
-            return
-        if exc is not None:
-            self._failed("fetch failed", exc)
-            await self._reset()
-            return
-        for msg in fetch.result():
-            meta = msg.metadata
-            if meta.sequence.consumer != self._last_consumer + 1:
-                await self._reset()  # a delivery was lost: restart after the last one seen
-                return
-            self._last_consumer = meta.sequence.consumer
-            self._last_stream = meta.sequence.stream
-            ts = meta.timestamp.timestamp()
-            entry = _entry(
-                msg.subject[len(self._subject_prefix) :],
-                msg.data,
-                self._last_stream,
-                msg.headers,
-                ts,
-            )
-            self._buf.append(entry)
-
-    async def __anext__(self) -> Entry | None:
-        while True:
-            if self._buf:
-                return self._buf.popleft()
-            if self._closed:
-                raise StopAsyncIteration
-            await self._pull()
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._wake.set()
-        self._buf.clear()
-        await self._drop_consumer()
-
-
 class NatsKV:
     """JetStream key/value buckets for the blackboard (mixed into NatsTransport)."""
 
     #: NATS per-message TTLs have a granularity of one second.
     min_ttl: float = 1.0
+    #: Whether the broker lets this user make batched direct gets (None: not asked yet).
+    _batched: bool | None = None
+    _violations: Violations
 
     namespace: str
     api_timeout: float
@@ -340,7 +104,7 @@ class NatsKV:
     async def kv_open(self, bucket: str, *, history: int) -> None:
         if not 1 <= history <= 64:
             raise ConfigurationError(f"history must be between 1 and 64, got {history}")
-        stream, prefix = self._kv_names(bucket)
+        stream, _ = self._kv_names(bucket)
         js = self._js()
         try:
             await js.stream_info(stream)
@@ -349,25 +113,11 @@ class NatsKV:
             pass
         except _ERRORS as exc:
             raise js_error(exc, f"kv_open({bucket!r})") from exc
-        cfg = api.StreamConfig(
-            name=stream,
-            subjects=[prefix + ">"],
-            retention=api.RetentionPolicy.LIMITS,
-            discard=api.DiscardPolicy.NEW,
-            max_msgs_per_subject=history,
-            max_msgs=-1,
-            max_bytes=-1,
-            max_age=0,
-            duplicate_window=120.0,
-            storage=api.StorageType.FILE,
-            allow_rollup_hdrs=True,
-            deny_delete=True,
-            allow_direct=True,
-            allow_msg_ttl=True,
-            subject_delete_marker_ttl=_MARKER_TTL,
-        )
+        cfg = kv_config(self.namespace, bucket, history)
         try:
-            await js.add_stream(cfg)
+            await put_stream(self, cfg, update=False)
+        except Refused:
+            raise missing(f"bucket {bucket!r} (stream {stream!r})", self.namespace) from None
         except nats.js.errors.BadRequestError as exc:
             if "already in use" not in (exc.description or ""):
                 raise js_error(exc, f"kv_open({bucket!r})") from exc
@@ -510,13 +260,18 @@ class NatsKV:
         consistent at (JetStream's ``Nats-UpTo-Sequence``).
         """
         stream, prefix = self._kv_names(bucket)
+        if self._batched is False:
+            raise Refused(f"$JS.API.DIRECT.GET.{stream}")
         nc = self.client
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox, pending_msgs_limit=_SCAN_LIMIT + 16)
         out: list[tuple[Entry, dict[str, str] | None]] = []
         try:
             body = {"batch": _SCAN_LIMIT, **request}
-            await nc.publish(f"$JS.API.DIRECT.GET.{stream}", json.dumps(body).encode(), reply=inbox)
+            subject = f"$JS.API.DIRECT.GET.{stream}"
+            if self._batched is None:  # the first one: does the broker let this user?
+                await self._probe_batched(stream, subject)
+            await nc.publish(subject, json.dumps(body).encode(), reply=inbox)
             async with asyncio.timeout(max(self.api_timeout, 1.0)):
                 while True:
                     msg = await sub.next_msg(timeout=None)
@@ -557,13 +312,31 @@ class NatsKV:
             except _ERRORS as exc:
                 logger.debug("unsubscribe failed: %s", exc)
 
+    async def _probe_batched(self, stream: str, subject: str) -> None:
+        try:
+            await request_checked(self, subject, b'{"batch":1,"seq":1}')
+        except Refused:
+            self._batched = False
+            logger.info(
+                "batched reads of %s refused by the broker (a restricted user): reading "
+                "prefixes and history through consumers",
+                stream,
+            )
+            raise
+        except _ERRORS:
+            return  # not a refusal: the real request says what it is
+        self._batched = True
+
     async def kv_entries(self, bucket: str, prefix: str = "") -> list[Entry]:
         if prefix and not prefix.endswith("."):
             entry = await self.kv_get(bucket, prefix)
             return [] if entry is None else [entry]
         try:
             subject = self._kv_names(bucket)[1] + _filter(prefix)
-            got, _ = await self._multi_last(bucket, subject)
+            try:
+                got, _ = await self._multi_last(bucket, subject)
+            except Refused:
+                got = await consumer_scan(self, bucket, subject, last_per_key=True)
         except nats.errors.NoRespondersError:
             raise self._no_bucket(bucket) from None
         except _ERRORS as exc:
@@ -578,7 +351,10 @@ class NatsKV:
     async def kv_history(self, bucket: str, key: str) -> list[Entry]:
         try:
             subject = self._kv_names(bucket)[1] + key
-            got, _ = await self._direct_batch(bucket, {"seq": 1, "next_by_subj": subject})
+            try:
+                got, _ = await self._direct_batch(bucket, {"seq": 1, "next_by_subj": subject})
+            except Refused:
+                got = await consumer_scan(self, bucket, subject, last_per_key=False)
         except nats.errors.NoRespondersError:
             raise self._no_bucket(bucket) from None
         except _ERRORS as exc:
@@ -590,6 +366,6 @@ class NatsKV:
     ) -> KVStore.Watcher:
         if max_pending < 1:
             raise ConfigurationError(f"max_pending must be at least 1, got {max_pending}")
-        w = _NatsWatcher(self, bucket, prefix, snapshot=snapshot, max_pending=max_pending)
+        w = NatsWatcher(self, bucket, prefix, snapshot=snapshot, max_pending=max_pending)
         await w.start()
         return w

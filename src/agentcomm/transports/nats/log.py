@@ -30,6 +30,14 @@ from nats.js import api
 
 from agentcomm.core.envelope import decode_envelope, encode_envelope
 from agentcomm.core.errors import ConfigurationError, DecodeError
+from agentcomm.transports.nats.admin import (
+    Refused,
+    Violations,
+    differs,
+    events_config,
+    missing,
+    put_stream,
+)
 from agentcomm.transports.nats.errors import js_error
 from agentcomm.transports.streams import (
     ConsumerConfig,
@@ -212,11 +220,17 @@ class _NatsConsumer(LogConsumer):
                     logger.debug("nak on close failed: %s", exc)
 
 
+def _same(have: api.ConsumerConfig, want: ConsumerConfig) -> bool:
+    wait = have.ack_wait or 0.0
+    return have.max_ack_pending == want.max_ack_pending and abs(wait - want.ack_wait) < 1e-6
+
+
 class NatsEventLog:
     """JetStream streams and durable pull consumers for pub/sub (mixed into NatsTransport)."""
 
     namespace: str
     api_timeout: float
+    _violations: Violations
 
     if TYPE_CHECKING:  # provided by NatsTransport
 
@@ -241,32 +255,43 @@ class NatsEventLog:
 
     # -- streams -----------------------------------------------------------------
     async def ensure_stream(self, config: StreamConfig) -> StreamInfo:
+        """Create the stream, or update it when its configuration differs.
+
+        A user of the generated NATS config may do neither: a missing stream is then a
+        ConfigurationError that says how to create it, and a differing one is used as
+        the admin configured it (with a warning).
+        """
         js_name = self._js_stream(config.name)
-        window = config.duplicate_window
-        if config.max_age:
-            window = min(window, config.max_age)  # JetStream requires window <= max_age
-        cfg = api.StreamConfig(
-            name=js_name,
-            subjects=[self._subject_prefix(config.name) + ">"],
-            retention=api.RetentionPolicy.LIMITS,
-            discard=api.DiscardPolicy.OLD,
-            max_msgs=config.max_msgs,
-            max_bytes=config.max_bytes,
-            max_age=config.max_age or 0,
-            duplicate_window=window,
-            storage=api.StorageType.FILE,
-            allow_direct=True,
-        )
+        want = events_config(self.namespace, config)
         jsm = self._jsm()
+        what = f"ensure_stream({config.name!r})"
         try:
             try:
-                await jsm.stream_info(js_name)
+                have = await jsm.stream_info(js_name)
             except nats.js.errors.NotFoundError:
-                si = await jsm.add_stream(cfg)
-            else:
-                si = await jsm.update_stream(cfg)
+                try:
+                    si = await put_stream(self, want, update=False)
+                except Refused:
+                    raise missing(f"stream {js_name!r}", self.namespace) from None
+                return self._stream_info(config.name, si.state)
+            changed = differs(have.config, want)
+            if not changed:
+                return self._stream_info(config.name, have.state)
+            # keep what this runtime does not manage (replicas, placement, ...)
+            update = have.config.evolve(**{f: getattr(want, f) for f in changed})
+            try:
+                si = await put_stream(self, update, update=True)
+            except Refused:
+                logger.warning(
+                    "stream %s differs from this runtime's configuration in %s, and this "
+                    "NATS user may not update it: using it as it is (the admin changes it "
+                    "with NatsTransport.setup(retention=...))",
+                    js_name,
+                    ", ".join(changed),
+                )
+                return self._stream_info(config.name, have.state)
         except _ERRORS as exc:
-            raise js_error(exc, f"ensure_stream({config.name!r})") from exc
+            raise js_error(exc, what) from exc
         return self._stream_info(config.name, si.state)
 
     @staticmethod
@@ -426,11 +451,16 @@ class NatsEventLog:
                     f"{have[len(self._subject_prefix(stream)) :]!r}, not "
                     f"{config.filter_subject!r}; delete it first"
                 )
-            cfg = existing.config.evolve(
-                max_ack_pending=config.max_ack_pending, ack_wait=config.ack_wait
+            cfg: api.ConsumerConfig | None = existing.config.evolve(
+                name=config.name, max_ack_pending=config.max_ack_pending, ack_wait=config.ack_wait
             )
+            if _same(existing.config, config):
+                cfg = None  # nothing to change: no create request at all
         else:
             cfg = api.ConsumerConfig(
+                # ``name`` makes nats-py use ``CONSUMER.CREATE.<stream>.<name>.<filter>``:
+                # the filter is in the subject, where the broker's permissions see it
+                name=config.name,
                 durable_name=config.name,
                 deliver_policy=_DELIVER[config.deliver],
                 ack_policy=api.AckPolicy.EXPLICIT,
@@ -446,7 +476,8 @@ class NatsEventLog:
                 when = config.opt_start_time or 0.0
                 cfg = cfg.evolve(opt_start_time=datetime.datetime.fromtimestamp(when, datetime.UTC))
         try:
-            await jsm.add_consumer(js_name, cfg)
+            if cfg is not None:
+                await jsm.add_consumer(js_name, cfg)
             psub = await self._js().pull_subscribe_bind(durable=config.name, stream=js_name)
         except _ERRORS as exc:
             raise js_error(exc, f"open consumer {config.name!r}") from exc

@@ -59,6 +59,7 @@ from agentcomm.core.errors import (
 )
 from agentcomm.core.names import nats_inbox_prefix
 from agentcomm.transports.base import Delivery, Inbox, Transport
+from agentcomm.transports.nats.admin import NatsAdmin, Violations
 from agentcomm.transports.nats.errors import nats_error
 from agentcomm.transports.nats.kv import NatsKV
 from agentcomm.transports.nats.log import NatsEventLog
@@ -115,7 +116,7 @@ class _NatsDelivery(Delivery):
             logger.warning("response to %s not sent: %s", self.envelope.sender, exc)
 
 
-class NatsTransport(NatsKV, NatsEventLog, Transport):
+class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, Transport):
     """Engine on a NATS server (core NATS for direct messages, JetStream for the rest).
 
     ``url_or_client`` is a ``nats://`` URL (the transport connects, reconnects forever
@@ -131,6 +132,13 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
     user, and nats-py's ``_INBOX`` otherwise. A client you connect yourself must be
     connected with that prefix (``nats.connect(..., inbox_prefix=...)``); when you also
     pass ``inbox_prefix`` here, start() checks that it is.
+
+    ``restricted`` says the user has the permissions of the generated config, whose
+    broker refuses batched reads of the blackboard (their request body is out of its
+    sight): prefix reads, history and watch snapshots then go through consumers whose
+    filter the broker checks. By default it is assumed when the inbox prefix is an
+    agent's own (``_INBOX.<namespace>.<user>``), and otherwise found out at the first
+    batched read (a refused one is retried through a consumer).
 
     Deadlines: ``connect_timeout`` bounds the first connection; ``send_timeout`` bounds
     a blocking notification that carries no deadline of its own (``RequestTimeout``
@@ -154,6 +162,7 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
         send_timeout: float = 30.0,
         api_timeout: float = 5.0,
         inbox_prefix: str | None = None,
+        restricted: bool | None = None,
     ) -> None:
         if not _NAME.match(namespace):
             raise ConfigurationError(
@@ -172,6 +181,10 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
             if user is not None:
                 inbox_prefix = nats_inbox_prefix(user, namespace=namespace)
         self.inbox_prefix = inbox_prefix
+        if restricted is None:  # an agent's own inbox: a user of the generated config
+            restricted = (inbox_prefix or "").startswith(f"_INBOX.{namespace}.")
+        self._batched = None if not restricted else False
+        self._violations = Violations()
         self.namespace = namespace
         self.connect_timeout = connect_timeout
         self.send_timeout = send_timeout
@@ -209,6 +222,7 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
                     f"not {self.inbox_prefix!r}; connect it with "
                     f"nats.connect(..., inbox_prefix={self.inbox_prefix!r})"
                 )
+        self._violations.watch(self._nc)
         self._running = True
         await self._start_extras()
 
@@ -269,6 +283,8 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
         finally:
             self._running = False
             self._jsctx = None
+            if self._nc is not None:
+                self._violations.unwatch(self._nc)
             if self._owns_client and self._nc is not None:
                 nc, self._nc = self._nc, None
                 await _quiet_close(nc)  # flushes what is pending (replies, acks) first
