@@ -48,6 +48,7 @@ from .errors import (
     TransportClosed,
     TransportError,
     UnknownHandler,
+    UnsupportedVersion,
     ValidationError,
 )
 from .flow import RateLimit, Retention, RetryPolicy
@@ -121,6 +122,7 @@ __all__ = [
     "TransportClosed",
     "TransportError",
     "UnknownHandler",
+    "UnsupportedVersion",
     "ValidationError",
     "Watch",
     "__version__",

@@ -28,6 +28,7 @@ from .errors import (
     UnknownHandler,
     ValidationError,
 )
+from .limits import MAX_WIRE_DEPTH
 from .schema import codec_for
 
 if TYPE_CHECKING:
@@ -273,7 +274,13 @@ class DirectMessaging:
             if resp.error is not None:
                 raise_remote(resp, env, timeout)
             if returns is None:
-                return _json_decode(resp.payload)
+                payload = resp.payload
+                if len(payload) <= MAX_WIRE_DEPTH:  # cannot nest too deep: decode at once
+                    try:
+                        return _json_decode(payload)
+                    except msgspec.DecodeError:
+                        pass
+                returns = Any  # guarded: hostile payloads raise ValidationError only
             return codec_for(returns).decode(resp.payload)
         finally:
             if span is not None:

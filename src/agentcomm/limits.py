@@ -16,30 +16,53 @@ Example::
 from __future__ import annotations
 
 import re
+from itertools import accumulate
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from .errors import ConfigurationError, LimitExceeded
+from .errors import ConfigurationError, DecodeError, LimitExceeded
 from .flow import RateLimit
 
 if TYPE_CHECKING:
     from .envelope import Envelope
 
-__all__ = ["Limits", "json_depth"]
+__all__ = [
+    "MAX_PAYLOAD_DEPTH",
+    "MAX_WIRE_BYTES",
+    "MAX_WIRE_DEPTH",
+    "Limits",
+    "check_depth",
+    "json_depth",
+]
 
-# A JSON string (with escapes); removed before counting brackets so "[[[" in text is data.
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
-_INNERMOST = re.compile(rb"\[\]|\{\}")
+#: The deepest JSON document agentcomm decodes from the wire or a store (an envelope,
+#: a blackboard record, a presence record, a payload). msgspec and pydantic decode
+#: recursively, so depth is bounded *before* decoding; deeper input is refused with
+#: :class:`~agentcomm.errors.DecodeError`. :attr:`Limits.max_depth` (a payload's
+#: depth) must stay at or below :data:`MAX_PAYLOAD_DEPTH`, which leaves room for the
+#: wrappers around a payload (envelope, dead letter, blackboard record).
+MAX_WIRE_DEPTH = 256
+MAX_PAYLOAD_DEPTH = MAX_WIRE_DEPTH - 16
+#: The largest document agentcomm decodes (NATS's own ceiling for ``max_payload``).
+MAX_WIRE_BYTES = 64 << 20
+
+# A JSON string (with escapes), removed before counting brackets so "[[[" in text is
+# data. An unterminated string runs to the end (a decoder stops there too); with the
+# possessive quantifiers and the optional closing quote every match succeeds at once,
+# so the pass is linear even on hostile input (no rescans from each quote).
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]++")
+_STEP = tuple(1 if b in b"[{" else -1 for b in range(256))  # only brackets are left
 
 
 def json_depth(data: bytes, stop_after: int | None = None) -> int:
     """Nesting depth of JSON text (``1`` for ``[]`` or ``{}``, ``0`` for a scalar).
 
-    Runs in C-speed regex passes, without decoding (so without recursion), and stops
-    counting once the depth exceeds ``stop_after``. Unbalanced input counts as deep
-    as far as it balances; malformed JSON is the decoder's business.
+    Linear and without recursion: two C-speed regex passes drop strings and
+    everything but brackets, then a running sum (in C) gives the deepest level a
+    decoder would reach, also on truncated or unbalanced input (``b"[[["`` is 3).
+    With ``stop_after``, a deeper document gives ``stop_after + 1``.
 
     Example::
 
@@ -48,16 +71,36 @@ def json_depth(data: bytes, stop_after: int | None = None) -> int:
     if b"[" not in data and b"{" not in data:
         return 0
     skeleton = _NOT_BRACKET.sub(b"", _STRING.sub(b"", data))
-    depth = 0
-    while skeleton:
-        reduced = _INNERMOST.sub(b"", skeleton)
-        if reduced == skeleton:  # unbalanced brackets left over
-            break
-        depth += 1
-        skeleton = reduced
-        if stop_after is not None and depth > stop_after:
-            break
-    return depth
+    depth = max(0, max(accumulate(map(_STEP.__getitem__, skeleton)), default=0))
+    return depth if stop_after is None else min(depth, stop_after + 1)
+
+
+def check_depth(data: bytes | bytearray | memoryview | str, what: str) -> None:
+    """Raise :class:`DecodeError` when ``data`` is over the wire limits (size, depth).
+
+    Cheap for ordinary input: a document with no more than :data:`MAX_WIRE_DEPTH`
+    brackets cannot be deeper (one count each of ``[`` and ``{``); only otherwise
+    the linear :func:`json_depth` scan runs. Callers skip it for documents of at most
+    :data:`MAX_WIRE_DEPTH` bytes. ``what`` names the document in the message.
+
+    Example::
+
+        check_depth(b"[" * 10_000, "envelope")  # raises DecodeError
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    elif not isinstance(data, bytes):
+        data = bytes(data)
+    size = len(data)
+    if size > MAX_WIRE_BYTES:
+        raise DecodeError(f"{what} is {size} bytes, over the wire limit of {MAX_WIRE_BYTES} bytes")
+    if data.count(b"[") + data.count(b"{") <= MAX_WIRE_DEPTH:
+        return
+    if json_depth(data) > MAX_WIRE_DEPTH:
+        raise DecodeError(
+            f"{what} nests deeper than {MAX_WIRE_DEPTH} levels (the wire limit); "
+            "flatten the structure"
+        )
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,13 +109,16 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     * ``max_payload``: encoded payload bytes (default 1 MiB, NATS's default maximum);
     * ``max_headers``: number of headers; ``max_header_bytes``: their total size
       (names plus values, UTF-8);
-    * ``max_depth``: JSON nesting depth of the payload (``[[1]]`` is 2);
+    * ``max_depth``: JSON nesting depth of the payload (``[[1]]`` is 2), at most
+      :data:`MAX_PAYLOAD_DEPTH` (240);
     * ``sender_rate``: direct messages (requests and notifications) per second each
       agent may send. A sender over its rate waits (it is held, the others are not);
       across processes the receiver also refuses a sender that exceeds it (one that
       bypasses the library), answering ``RateLimited``.
 
-    ``None`` switches one check off.
+    ``None`` switches one check off. The wire limits (:data:`MAX_WIRE_DEPTH`,
+    :data:`MAX_WIRE_BYTES`) hold whatever these are: deeper or larger input is never
+    decoded.
 
     Example::
 
@@ -91,6 +137,16 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ConfigurationError(f"Limits.{field} must be a non-negative int or None")
+        if self.max_depth is not None and self.max_depth > MAX_PAYLOAD_DEPTH:
+            raise ConfigurationError(
+                f"Limits.max_depth={self.max_depth} is over {MAX_PAYLOAD_DEPTH}, the deepest "
+                f"payload that fits the wire limit of {MAX_WIRE_DEPTH} levels with its envelope"
+            )
+        if self.max_payload is not None and self.max_payload > MAX_WIRE_BYTES:
+            raise ConfigurationError(
+                f"Limits.max_payload={self.max_payload} is over the wire limit of "
+                f"{MAX_WIRE_BYTES} bytes"
+            )
 
     def check(self, env: Envelope) -> None:
         """Raise :class:`LimitExceeded` if ``env`` breaks a limit.
@@ -123,10 +179,12 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
                         f"max_header_bytes={self.max_header_bytes}",
                         limit="max_header_bytes",
                     )
-        if self.max_depth is not None and size > 2 * self.max_depth:
-            # A payload shorter than 2*max_depth bytes cannot nest deeper than max_depth.
-            depth = json_depth(bytes(payload), stop_after=self.max_depth)
-            if depth > self.max_depth:
+        depth = self.max_depth
+        if depth is not None and size > 2 * depth:
+            # A payload shorter than 2*max_depth bytes, or with fewer brackets than
+            # max_depth, cannot nest deeper than max_depth (a decoded payload is whole).
+            data = bytes(payload)
+            if data.count(b"[") + data.count(b"{") > depth and json_depth(data) > depth:
                 raise LimitExceeded(
                     f"{who}: payload nests deeper than max_depth={self.max_depth}; "
                     "flatten the structure",

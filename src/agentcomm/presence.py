@@ -32,9 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ._rejects import Rejects
 from .agent import AgentStatistics
 from .blackboard_core import BoardStatistics
-from .errors import AgentCommError, ConfigurationError
+from .envelope import decode_guarded
+from .errors import AgentCommError, ConfigurationError, DecodeError
 from .pubsub_metrics import PubSubStatistics, SubscriptionStatistics
 from .tools import ToolInfo
 
@@ -265,7 +267,8 @@ async def read_presence(
 ) -> tuple[list[AgentPresence], list[RuntimePresence]]:
     """Every live agent and runtime record on ``transport``'s namespace (sorted).
 
-    Records that do not decode (another version) are skipped. Raises
+    Records that do not decode (another version, or hostile bytes) are skipped and
+    counted in the transport's ``rejected_frames`` (``presence``). Raises
     :class:`~agentcomm.errors.ConfigurationError` when no runtime ever announced
     itself there (no bucket).
 
@@ -277,16 +280,20 @@ async def read_presence(
     now = time.time()
     agents: list[AgentPresence] = []
     runtimes: list[RuntimePresence] = []
+    rejects = getattr(transport, "rejects", None)
     for e in entries:
         try:
             if e.key.startswith("agents."):
-                agents.append(_agent_decoder.decode(e.value))
+                agents.append(decode_guarded(_agent_decoder.decode, e.value, "presence record"))
             elif e.key.startswith("runtimes."):
-                rec = _runtime_decoder.decode(e.value)
+                rec = decode_guarded(_runtime_decoder.decode, e.value, "presence record")
                 if rec.updated + rec.interval * 3 >= now:
                     runtimes.append(rec)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            logger.debug("presence: skipped an undecodable record %s", e.key)
+        except DecodeError as exc:  # another version, or hostile: skipped and counted
+            if isinstance(rejects, Rejects):
+                rejects.add("presence", f"{BUCKET}:{e.key}", exc)
+            else:
+                logger.debug("presence: skipped an undecodable record %s: %s", e.key, exc)
     agents.sort(key=lambda r: (r.agent, r.host, r.pid, r.instance))
     runtimes.sort(key=lambda r: (r.host, r.pid, r.instance))
     return agents, runtimes

@@ -222,7 +222,9 @@ class Subscription:
             attempt = m.num_delivered + retrying.get(m.sequence, 0) if retrying else m.num_delivered
             self.running += 1
             try:
-                if fast and env.deadline is None:
+                if m.invalid is not None:  # stored bytes that are not an envelope
+                    outcome = await self._dead(m, "invalid", m.invalid, attempt)
+                elif fast and env.deadline is None:
                     try:
                         kwargs = decode_args(env.payload)
                     except ValidationError as exc:
@@ -351,6 +353,8 @@ class Subscription:
         local_retry: bool,
     ) -> str:
         env = m.envelope
+        if m.invalid is not None:  # stored bytes that are not an envelope
+            return await self._dead(m, "invalid", m.invalid, attempt)
         guard = self.pubsub.runtime._guard  # limits, signature, policy: docs/security.md
         if guard is not None and (bad := guard.admit_event(self.agent.name, env)) is not None:
             return await self._dead(m, bad[0], bad[1], attempt)

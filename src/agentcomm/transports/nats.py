@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import msgspec
@@ -46,7 +45,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.client import JetStreamContext
 
-from ..envelope import decode_envelope, encode_envelope
+from .._rejects import Rejects
+from ..envelope import Envelope, ErrorInfo, decode_envelope, encode_envelope, new_id
 from ..errors import (
     AgentCommError,
     ConfigurationError,
@@ -63,9 +63,6 @@ from ._nats_kv import NatsKV
 from ._nats_log import NatsEventLog
 from .base import Delivery, Inbox, Transport
 
-if TYPE_CHECKING:
-    from ..envelope import Envelope
-
 __all__ = ["NatsStatistics", "NatsTransport"]
 
 logger = logging.getLogger("agentcomm.nats")
@@ -73,13 +70,16 @@ logger = logging.getLogger("agentcomm.nats")
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _ACK = b""
 _FULL = b"full"
+_KINDS = {"r": "request", "n": "notification", "nb": "notification"}  # of refused frames
 
 
 class NatsStatistics(msgspec.Struct, frozen=True):
     """A frozen snapshot of a :class:`NatsTransport`.
 
-    ``malformed`` counts inbound messages that were not valid envelopes (dropped and
-    logged, never fatal); ``reply_failures`` counts responses that could not be sent.
+    ``malformed`` counts inbound messages that were not valid envelopes (never
+    fatal: see ``docs/security.md``); ``rejected_frames`` counts those and the
+    runtime's refused stored records by kind; ``reply_failures`` counts responses
+    that could not be sent.
 
     Example::
 
@@ -94,6 +94,7 @@ class NatsStatistics(msgspec.Struct, frozen=True):
     malformed: int
     reply_failures: int
     bound: tuple[str, ...]
+    rejected_frames: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class _NatsDelivery(Delivery):
@@ -180,6 +181,8 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
         self._subs: dict[str, Subscription] = {}
         self._running = False
         self._malformed = 0
+        #: Refused frames by kind, shared with the runtime that uses this transport.
+        self.rejects = Rejects(logger)
         self._reply_failures = 0
         self._reconnects = 0
         self._disconnects = 0
@@ -278,8 +281,9 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
             js = self._jsctx = self.client.jetstream(timeout=self.api_timeout)
         return js
 
-    def _count_malformed(self) -> None:
+    def _count_malformed(self, kind: str, where: str, error: object) -> None:
         self._malformed += 1
+        self.rejects.add(kind, where, error)
 
     def statistics(self) -> NatsStatistics:
         """A frozen snapshot of the connection and counters.
@@ -301,6 +305,7 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
             malformed=self._malformed,
             reply_failures=self._reply_failures,
             bound=tuple(sorted(self._subs)),
+            rejected_frames=self.rejects.snapshot(),
         )
 
     # -- direct messages ---------------------------------------------------------
@@ -348,13 +353,18 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
 
     async def _deliver(self, inbox: Inbox, msg: Msg) -> None:
         """Subscription callback: decode, queue, acknowledge. Never raises."""
+        kind = msg.subject.rsplit(".", 1)[-1]
         try:
             env = decode_envelope(msg.data)
         except DecodeError as exc:
-            self._malformed += 1
-            logger.warning("dropped a malformed message on %s: %s", msg.subject, exc)
+            # Counted; a request is answered with the reason, other frames only logged.
+            self._count_malformed(_KINDS.get(kind, "direct"), msg.subject, exc)
+            if kind == "r" and msg.reply:
+                sender = msg.subject[len(self._prefix) :].rsplit(".", 1)[0]
+                info = ErrorInfo(code="validation", type=type(exc).__name__, message=str(exc))
+                err = Envelope(id=new_id(), kind="response", sender=sender, error=info)
+                await self._ack(msg, encode_envelope(err))
             return
-        kind = msg.subject.rsplit(".", 1)[-1]
         try:
             if kind == "r":
                 delivery = _NatsDelivery(env, self, msg.reply)
@@ -427,7 +437,7 @@ class NatsTransport(NatsKV, NatsEventLog, Transport):
         try:
             return decode_envelope(msg.data)
         except DecodeError as exc:
-            self._malformed += 1
+            self._count_malformed("reply", subject, exc)
             raise TransportError(
                 f"the response from {envelope.recipient!r} is not a valid envelope: {exc}"
             ) from None
