@@ -93,6 +93,8 @@ class RuntimePresence(msgspec.Struct, frozen=True, kw_only=True):
     failures: int
     pubsub: PubSubStatistics | None = None
     boards: tuple[BoardStatistics, ...] = ()
+    #: Refused frames by kind (``rt.statistics().rejected_frames``).
+    rejected_frames: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 _agent_decoder = msgspec.json.Decoder(AgentPresence)
@@ -233,6 +235,7 @@ class Presence:
                 failures=stats.failures,
                 pubsub=pubsub,
                 boards=tuple(boards),
+                rejected_frames=stats.rejected_frames,
             )
             key = f"runtimes.{self.instance}"
             await t.kv_put(BUCKET, key, msgspec.json.encode(rrec), ttl=ttl)

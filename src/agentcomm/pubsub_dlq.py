@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from .envelope import Envelope, decode_guarded, encode_payload, invalid_frame_bytes, new_id
+from .envelope import (
+    Envelope,
+    decode_guarded,
+    encode_envelope,
+    encode_payload,
+    invalid_frame,
+    invalid_frame_bytes,
+    new_id,
+)
 from .errors import ConfigurationError, DecodeError
 from .pubsub_declare import Start, _deliver
 from .topics import check_pattern
@@ -44,7 +52,9 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     payload does not match the handler's schema, or the stored bytes are not an
     envelope at all: then ``event`` is a stand-in holding them, see
     :func:`~agentcomm.envelope.invalid_frame_bytes`). ``sequence`` is its number in
-    the dead-letter queue; ``event`` the original event (with its own sequence).
+    the dead-letter queue; ``event`` the original event (with its own sequence), or
+    that stand-in holding the event's encoded bytes when the event could not be read
+    back inside a dead letter (a payload too deep, or not JSON, from a local sender).
 
     Example::
 
@@ -206,12 +216,18 @@ class DeadLetterOps:
             event=event,
             failed_at=time.time(),
         )
+        payload = encode_payload(dl)
+        try:  # what cannot be read back (a local sender's raw payload) is kept as bytes
+            decode_guarded(_dead_letter_decoder.decode, payload, "dead letter")
+        except DecodeError:
+            raw = invalid_frame(encode_envelope(event), topic=event.topic, sequence=event.sequence)
+            payload = encode_payload(msgspec.structs.replace(dl, event=raw))
         env = Envelope(
             id=new_id(),
             kind="event",
             sender=sub.agent.name,
             topic=f"dlq.{sub.durable}",
-            payload=encode_payload(dl),
+            payload=payload,
             causation_id=event.id,
             traceparent=event.traceparent,
         )
