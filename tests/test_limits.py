@@ -18,7 +18,8 @@ from agentcomm.core.limits import Limits, json_depth
         (b'{"a": [1, {"b": "[[["}]}', 3),
         (b'{"a": "\\"[[", "b": [[]]}', 3),
         (b"[[[[[[[[[[]]]]]]]]]]", 10),
-        (b"[[[", 0),  # unbalanced: the decoder refuses it, depth does not care
+        # unbalanced: a decoder recurses that deep before it finds the truncation
+        (b"[[[", 3),
     ],
 )
 def test_json_depth(text: bytes, depth: int) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentcomm import Agent, Runtime
+from agentcomm import Agent, Runtime, decode_envelope
 from agentcomm.core.errors import (
     ConfigurationError,
     NoResponders,
@@ -20,7 +20,7 @@ from agentcomm.testing.nats_server import NatsServer
 
 nats = pytest.importorskip("nats")
 
-from agentcomm.transports.nats import NatsTransport  # noqa: E402
+from agentcomm.transports.nats.transport import NatsTransport  # noqa: E402
 
 pytestmark = pytest.mark.nats
 
@@ -50,12 +50,20 @@ async def test_malformed_messages_are_counted_and_never_kill_the_subscription(
             await raw.publish(f"{ns}.a.echo.n", b"not json at all")
             await raw.publish(f"{ns}.a.echo.r", b'{"kind": "nonsense"}')
             await raw.flush()
-            with pytest.raises(nats.errors.TimeoutError):  # a bad request gets no answer
-                await raw.request(f"{ns}.a.echo.r", b"[]", timeout=0.3)
+            # a bad request with a reply subject is answered with the reason
+            reply = decode_envelope((await raw.request(f"{ns}.a.echo.r", b"[]", timeout=5)).data)
         finally:
             await raw.close()
+        assert reply.kind == "response"
+        assert reply.sender == "echo"
+        assert reply.error is not None
+        assert reply.error.code == "validation"
+        assert "Expected `object`" in reply.error.message
         assert await rt.agent("me").request("echo", "say", {"text": "still here"}) == "still here"
-        assert transport.statistics().malformed == 3
+        stats = transport.statistics()
+        assert stats.malformed == 3
+        assert stats.rejected_frames == {"notification": 1, "request": 2}
+        assert rt.statistics().rejected_frames == {"notification": 1, "request": 2}
 
 
 async def test_namespaces_isolate_applications(nats_server: NatsServer) -> None:

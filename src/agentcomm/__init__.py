@@ -47,6 +47,7 @@ from agentcomm.core.errors import (
     TransportClosed,
     TransportError,
     UnknownHandler,
+    UnsupportedVersion,
     ValidationError,
 )
 from agentcomm.core.flow import RateLimit, Retention, RetryPolicy
@@ -120,6 +121,7 @@ __all__ = [
     "TransportClosed",
     "TransportError",
     "UnknownHandler",
+    "UnsupportedVersion",
     "ValidationError",
     "Watch",
     "__version__",

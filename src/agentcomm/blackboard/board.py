@@ -33,12 +33,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
 
-from agentcomm.core.errors import (
-    ConfigurationError,
-    KeyExists,
-    RevisionConflict,
-    ValidationError,
-)
+from agentcomm.core.errors import ConfigurationError, KeyExists, RevisionConflict, ValidationError
+from agentcomm.core.limits import MAX_WIRE_DEPTH
 from agentcomm.core.schema import codec_for
 from agentcomm.transports.base import KVStore
 
@@ -66,7 +62,6 @@ from agentcomm.blackboard.core import (
     Entry,
     _Core,
     _created_of,
-    _decode_created,
     _encode_record,
     _now,
     _RecordOut,
@@ -191,6 +186,8 @@ class Blackboard:
 
         The value is decoded as ``type`` when given (raising :class:`ValidationError`
         on a mismatch), else as the declared type of its prefix, else as plain JSON.
+        Stored bytes that are not a record (written around the library, too deep,
+        not JSON) raise :class:`DecodeError`; either is counted in ``rejected``.
 
         Example::
 
@@ -208,6 +205,8 @@ class Blackboard:
         """Every present entry selected by ``prefix``, by key (sorted).
 
         ``prefix`` is ``""`` (every key), ``"a.b."`` (every key below ``a.b``) or a key.
+        An entry that does not decode (as ``type``, or at all) is left out, counted in
+        :meth:`statistics` (``rejected``) and logged; :meth:`read` of its key raises.
 
         Example::
 
@@ -219,7 +218,7 @@ class Blackboard:
         kv = await core.ready()
         entries = await kv.kv_entries(core.bucket, prefix)
         core.reads += 1
-        return {e.key: core.decode(e, type) for e in sorted(entries, key=lambda e: e.key)}
+        return core.entries(entries, type)
 
     async def keys(self, prefix: str = "") -> list[str]:
         """The present keys selected by ``prefix``, sorted.
@@ -237,7 +236,8 @@ class Blackboard:
     async def history(self, key: str, *, type: Any = None) -> list[Change[Any]]:
         """The key's most recent changes, oldest first, deletes and expiries included.
 
-        At most :attr:`max_history` items.
+        At most :attr:`max_history` items. A put that does not decode is left out
+        (counted in :meth:`statistics`, ``rejected``).
 
         Example::
 
@@ -249,16 +249,7 @@ class Blackboard:
         core.rt.authorize(self.author, "read", key)
         kv = await core.ready()
         core.reads += 1
-        return [
-            Change(
-                key=e.key,
-                operation=e.operation,
-                revision=e.revision,
-                timestamp=e.timestamp,
-                entry=core.decode(e, type) if e.operation == "put" else None,
-            )
-            for e in await kv.kv_history(core.bucket, key)
-        ]
+        return core.changes(await kv.kv_history(core.bucket, key), type)
 
     # -- writing -------------------------------------------------------------------
     async def write(
@@ -316,10 +307,12 @@ class Blackboard:
                 try:
                     rec = _RecordOut(known[1], now, self.author, value, None, trace, cause)
                     data = _encode_record(rec)
-                except (NotImplementedError, TypeError, msgspec.EncodeError) as exc:
+                except (NotImplementedError, TypeError, msgspec.EncodeError, RecursionError) as exc:
                     raise ValidationError(
                         f"key {key!r}: value cannot be encoded as JSON: {exc}"
                     ) from None
+                if len(data) > MAX_WIRE_DEPTH:  # what no reader could decode is never stored
+                    core.check_record(key, data)
             try:
                 rev = await kv.kv_put(bucket, key, data, expected_revision=known[0], ttl=ttl)
             except RevisionConflict:
@@ -335,13 +328,8 @@ class Blackboard:
         now = _now()
         if cur is None:
             created = now
-        elif len(cur.value) <= 256:
-            try:
-                created = _decode_created(cur.value).created
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                created = now  # not a record; reading it will say so
         else:
-            created = _created_of(cur.value, now)
+            created = _created_of(cur.value, now)  # now, if it is not a record
         data = core.encode(key, value, self.author, created, now, ttl, trace, cause)
         try:
             if expected_revision is None and ttl is None:
@@ -571,6 +559,7 @@ class Blackboard:
             lagged=c.lagged,
             callbacks=c.callbacks,
             callback_failures=c.callback_failures,
+            rejected=c.rejected,
         )
 
 

@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
-from agentcomm.core.envelope import _enc_hook
+from agentcomm.core.envelope import _enc_hook, decode_guarded
 from agentcomm.core.errors import (
     ConfigurationError,
+    DecodeError,
     RevisionConflict,
     TransportClosed,
     ValidationError,
 )
+from agentcomm.core.limits import MAX_WIRE_DEPTH, check_depth
 from agentcomm.core.schema import Codec, codec_for
 from agentcomm.transports.base import KVStore
 
@@ -191,7 +193,9 @@ class BoardStatistics(msgspec.Struct, frozen=True):
 
     ``conflicts`` counts refused compare-and-set writes (including retried ones in
     ``update``), ``lagged`` counts watcher resyncs, ``callback_failures`` callbacks
-    that raised or changes they could not decode.
+    that raised or changes they could not decode; ``rejected`` stored entries that did
+    not decode (not a record, too deep, not JSON, not of the type asked for): a read
+    of such a key raises, listings skip it (see ``docs/blackboard.md``).
 
     Example::
 
@@ -209,6 +213,7 @@ class BoardStatistics(msgspec.Struct, frozen=True):
     lagged: int
     callbacks: int
     callback_failures: int
+    rejected: int = 0
 
 
 class _Record(msgspec.Struct, omit_defaults=True):
@@ -258,8 +263,8 @@ def _created_of(data: bytes, default: float) -> float:
             except ValueError:
                 pass
     try:
-        return _decode_created(data).created
-    except (msgspec.ValidationError, msgspec.DecodeError):
+        return decode_guarded(_decode_created, data, "record").created
+    except DecodeError:
         return default  # not a record; reading it will say so
 
 
@@ -298,7 +303,7 @@ class _Core:
         #: key -> (revision, created) of what this board last wrote there (bounded).
         self.known: dict[str, tuple[int, float]] = {}
         self.reads = self.writes = self.deletes = self.conflicts = 0
-        self.lagged = self.callbacks = self.callback_failures = 0
+        self.lagged = self.callbacks = self.callback_failures = self.rejected = 0
 
     async def ready(self) -> KVStore:
         if not self.rt._running:
@@ -320,24 +325,28 @@ class _Core:
         return schemas.get("")
 
     def decode(self, e: KVStore.Entry, tp: Any) -> Entry[Any]:
+        """The entry of stored bytes; raises :class:`ValidationError` (counted) if they
+        do not decode, as a record or as the value's type (hostile input included)."""
         try:
-            rec = _decode_record(e.value)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise ValidationError(
-                f"key {e.key!r} revision {e.revision} is not a blackboard record ({exc}); "
-                "write it through the blackboard API"
+            rec = decode_guarded(_decode_record, e.value, "record")
+        except DecodeError as exc:
+            raise self.refuse(
+                e,
+                DecodeError(
+                    f"key {e.key!r} revision {e.revision} is not a blackboard record ({exc}); "
+                    "write it through the blackboard API"
+                ),
             ) from None
         codec = codec_for(tp) if tp is not None else self.schema(e.key)
-        if codec is None:
-            try:
-                value = _decode_any(rec.value)
-            except msgspec.DecodeError as exc:
-                raise ValidationError(f"key {e.key!r}: value is not valid JSON: {exc}") from None
-        else:
-            try:
+        try:
+            if codec is None:
+                value = decode_guarded(_decode_any, rec.value, "value")
+            else:
                 value = codec.decode(rec.value)
-            except ValidationError as exc:
-                raise ValidationError(f"key {e.key!r}: {exc}") from None
+        except DecodeError as exc:
+            raise self.refuse(e, DecodeError(f"key {e.key!r}: {exc}")) from None
+        except ValidationError as exc:
+            raise self.refuse(e, ValidationError(f"key {e.key!r}: {exc}")) from None
         return Entry(
             key=e.key,
             value=value,
@@ -349,6 +358,12 @@ class _Core:
             cause=rec.cause,
             traceparent=rec.trace,
         )
+
+    def refuse(self, e: KVStore.Entry, exc: ValidationError) -> ValidationError:
+        """Count a stored entry that did not decode; return the error to raise."""
+        self.rejected += 1
+        self.rt._rejects.add("blackboard", f"{self.bucket}:{e.key}", exc)
+        return exc
 
     def remember(self, key: str, revision: int, created: float) -> None:
         known = self.known
@@ -363,6 +378,34 @@ class _Core:
             return self.decode(e, tp)
         except ValidationError:
             return None
+
+    def entries(self, entries: list[KVStore.Entry], tp: Any) -> dict[str, Entry[Any]]:
+        """The decoded entries by key (sorted); those that do not decode are skipped
+        (counted in ``rejected``)."""
+        out = {}
+        for e in sorted(entries, key=lambda e: e.key):
+            entry = self.decode_or_none(e, tp)
+            if entry is not None:
+                out[e.key] = entry
+        return out
+
+    def changes(self, items: list[KVStore.Entry], tp: Any) -> list[Change[Any]]:
+        """A key's history as changes; puts that do not decode are skipped (counted)."""
+        out: list[Change[Any]] = []
+        for e in items:
+            entry = None
+            if e.operation == "put" and (entry := self.decode_or_none(e, tp)) is None:
+                continue
+            out.append(
+                Change(
+                    key=e.key,
+                    operation=e.operation,
+                    revision=e.revision,
+                    timestamp=e.timestamp,
+                    entry=entry,
+                )
+            )
+        return out
 
     def conflict(
         self, cls: type[RevisionConflict], key: str, expected: int | None, exc: RevisionConflict
@@ -394,9 +437,20 @@ class _Core:
             created, now, author, value, None if ttl is None else now + ttl, trace, cause
         )
         try:
-            return _encode_record(rec)
-        except (NotImplementedError, TypeError, msgspec.EncodeError) as exc:
+            data = _encode_record(rec)
+        except (NotImplementedError, TypeError, msgspec.EncodeError, RecursionError) as exc:
             raise ValidationError(f"key {key!r}: value cannot be encoded as JSON: {exc}") from None
+        if len(data) > MAX_WIRE_DEPTH:
+            self.check_record(key, data)
+        return data
+
+    @staticmethod
+    def check_record(key: str, data: bytes) -> None:
+        """Refuse to store what no reader could decode (over the wire limits)."""
+        try:
+            check_depth(data, "the record of this value")
+        except DecodeError as exc:
+            raise ValidationError(f"key {key!r}: {exc}") from None
 
     def check_ttl(self, ttl: float | None) -> None:
         if ttl is not None and not (ttl > 0 and ttl >= self.kv.min_ttl):

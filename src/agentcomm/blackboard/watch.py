@@ -16,10 +16,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from agentcomm.core.errors import (
-    TransportClosed,
-    ValidationError,
-)
+from agentcomm.core.errors import TransportClosed, ValidationError
 from agentcomm.transports.base import KVStore
 
 if TYPE_CHECKING:
@@ -48,9 +45,10 @@ class Watch(Generic[T]):
     final state is never missed. To do this the watch remembers the revision of
     each key it has seen (bounded by the number of keys under its prefix).
 
-    A change whose value does not decode as the watch's ``type`` raises
-    :class:`ValidationError` from the iteration; the watch stays usable (iterate
-    again to get the next change).
+    A change whose value does not decode (as the watch's ``type``, or at all: a
+    hostile or broken writer) raises :class:`ValidationError` from the iteration,
+    counted in the board's ``rejected``; the watch stays usable (iterate again to get
+    the next change).
 
     Example::
 
@@ -254,8 +252,9 @@ class Subscription:
                     change = await w.__anext__()
                 except StopAsyncIteration:
                     return
-                except ValidationError:
-                    self._failed("a change could not be decoded")
+                except ValidationError:  # a stored value that does not decode: skipped
+                    self.failures += 1  # (the board counts and logs it, rate-limited)
+                    core.callback_failures += 1
                     continue
                 core.callbacks += 1
                 try:

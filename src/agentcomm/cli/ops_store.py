@@ -30,11 +30,18 @@ __all__ = ["cmd_board", "cmd_dlq"]
 # -- dead letters -------------------------------------------------------------------------------
 async def cmd_dlq(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> int:
     """``agentcomm dlq list|show|redrive --nats``: the namespace's dead-letter queue."""
-    from agentcomm.core.envelope import Envelope
+    from agentcomm.core.envelope import Envelope, decode_guarded, invalid_frame_bytes
+    from agentcomm.core.errors import DecodeError
     from agentcomm.pubsub.bus import DEAD_LETTER_STREAM, EVENT_STREAM, DeadLetter
 
-    def decode(env: Envelope) -> DeadLetter:
-        dl = msgspec.json.decode(env.payload, type=DeadLetter)
+    decoder = msgspec.json.Decoder(DeadLetter).decode
+
+    def decode(env: Envelope) -> DeadLetter | None:
+        try:
+            dl = decode_guarded(decoder, env.payload, f"dead letter #{env.sequence}")
+        except DecodeError as exc:  # not written by a runtime: said, not fatal
+            print(f"skipped: {exc}", file=sys.stderr)
+            return None
         return msgspec.structs.replace(dl, sequence=env.sequence or 0)
 
     try:
@@ -47,7 +54,7 @@ async def cmd_dlq(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> in
     if args.action == "list":
         subject = "dlq.>" if args.subscription is None else f"dlq.{args.subscription}"
         envs = await t.read_messages(DEAD_LETTER_STREAM, limit=args.limit, filter_subject=subject)
-        dls = [decode(e) for e in envs]
+        dls = [dl for e in envs if (dl := decode(e)) is not None]
         if args.json:
             for dl in dls:
                 _json_line(out, dl)
@@ -66,6 +73,8 @@ async def cmd_dlq(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> in
     if env is None:
         raise _Fail(f"no dead letter #{args.sequence}; `agentcomm dlq list` shows them")
     dl = decode(env)
+    if dl is None:
+        raise _Fail(f"entry #{args.sequence} of the dead-letter queue is not a dead letter")
     if args.action == "show":
         data = msgspec.json.encode(dl)
         out.write(data.decode() if args.json else msgspec.json.format(data, indent=2).decode())
@@ -73,6 +82,10 @@ async def cmd_dlq(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> in
         return 0
     # Redrive across processes: the event goes back onto its topic (every subscription
     # of that topic sees it again; handlers are at-least-once anyway), then leaves the queue.
+    if invalid_frame_bytes(dl.event) is not None:
+        raise _Fail(
+            f"dead letter #{dl.sequence} holds bytes that are not an event: nothing to redrive"
+        )
     event = msgspec.structs.replace(dl.event, deadline=None, sequence=None)
     seq = await t.append(EVENT_STREAM, event, msg_id=f"redrive-{dl.sequence}-{event.id}")
     await t.delete_message(DEAD_LETTER_STREAM, dl.sequence)

@@ -9,28 +9,37 @@ agents can never share a mutable object. The wire format is documented in
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import time
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from agentcomm.core.errors import DecodeError, ValidationError
+from agentcomm.core.depth import MAX_WIRE_DEPTH, check_depth
+from agentcomm.core.errors import DecodeError, UnsupportedVersion, ValidationError
 
 __all__ = [
     "Envelope",
     "ErrorInfo",
     "Kind",
     "decode_envelope",
+    "decode_guarded",
     "encode_envelope",
     "encode_payload",
+    "invalid_frame",
+    "invalid_frame_bytes",
     "new_id",
 ]
 
 Kind = Literal["request", "response", "notification", "event"]
 
 WIRE_VERSION = 1
+#: The wire versions (the envelope's ``v``) this library decodes.
+SUPPORTED_VERSIONS = (WIRE_VERSION,)
+T = TypeVar("T")
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -143,21 +152,47 @@ def encode_envelope(env: Envelope) -> bytes:
     return _envelope_encoder.encode(env)
 
 
+def decode_guarded(decode: Callable[[Any], T], data: Any, what: str) -> T:
+    """Run ``decode(data)`` on bytes from the wire or a store; only :class:`DecodeError` escapes.
+
+    The wire limits are checked first (:func:`~agentcomm.limits.check_depth`: a
+    document of at most 256 bytes cannot be deeper, so it pays one length test),
+    because msgspec and pydantic recurse; then every exception a decoder raises on
+    hostile input (msgspec errors, RecursionError, UnicodeError, OverflowError,
+    ValueError, TypeError) becomes a :class:`DecodeError` naming ``what``.
+
+    Example::
+
+        record = decode_guarded(msgspec.json.Decoder(Record).decode, data, "record")
+    """
+    if len(data) > MAX_WIRE_DEPTH:
+        check_depth(data, what)
+    try:
+        return decode(data)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"{what} is not valid: {exc}") from None
+    except UnicodeError as exc:  # a string with bytes that are not UTF-8 (fuzz-found)
+        raise DecodeError(f"{what} is not valid UTF-8 JSON: {exc}") from None
+    except (ValueError, RecursionError, OverflowError, TypeError) as exc:
+        raise DecodeError(f"{what} is not valid JSON: {exc}") from None
+
+
 def decode_envelope(data: bytes | bytearray | memoryview | str) -> Envelope:
     """Decode JSON wire bytes into an :class:`Envelope`; raises :class:`DecodeError`.
+
+    Raises :class:`~agentcomm.errors.UnsupportedVersion` (a DecodeError) for a wire
+    version ``v`` other than those in :data:`SUPPORTED_VERSIONS`, and DecodeError for
+    anything that is not an envelope: not JSON, not UTF-8, wrong types, missing
+    fields, numbers out of range, nested deeper than 256 levels or over 64 MiB.
 
     Example::
 
         env = decode_envelope(b'{"id": "1", "kind": "event", "sender": "a"}')
     """
-    try:
-        return _envelope_decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        raise DecodeError(f"not a valid agentcomm envelope: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise DecodeError(f"envelope is not valid JSON: {exc}") from None
-    except UnicodeDecodeError as exc:  # a string with bytes that are not UTF-8 (fuzz-found)
-        raise DecodeError(f"envelope is not valid UTF-8 JSON: {exc}") from None
+    env = decode_guarded(_envelope_decoder.decode, data, "envelope")
+    if env.v != WIRE_VERSION:
+        raise UnsupportedVersion(env.v, SUPPORTED_VERSIONS)
+    return env
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -182,5 +217,52 @@ def encode_payload(obj: Any) -> msgspec.Raw:
     """
     try:
         return msgspec.Raw(_payload_encoder.encode(obj))
-    except (NotImplementedError, TypeError, msgspec.EncodeError) as exc:
+    except (NotImplementedError, TypeError, msgspec.EncodeError, RecursionError) as exc:
         raise ValidationError(f"payload cannot be encoded as JSON: {exc}") from None
+
+
+#: Header of the stand-in envelope for a stored frame that did not decode (see
+#: :func:`invalid_frame`); its value is the frame's size in bytes.
+INVALID_FRAME_HEADER = "agentcomm-invalid-frame"
+#: How many bytes of such a frame are kept (base64 in the stand-in's payload).
+INVALID_FRAME_KEEP = 65_536
+
+
+def invalid_frame(data: bytes, *, topic: str | None, sequence: int | None = None) -> Envelope:
+    """A stand-in event for stream bytes that are not an envelope, to dead-letter them.
+
+    The payload is a JSON string: the frame's first :data:`INVALID_FRAME_KEEP` bytes
+    in base64; the header :data:`INVALID_FRAME_HEADER` holds the frame's full size.
+    The sender is ``""`` (unknown). :func:`invalid_frame_bytes` gives the bytes back.
+
+    Example::
+
+        env = invalid_frame(b"[[[", topic="orders.created")
+        assert invalid_frame_bytes(env) == b"[[["
+    """
+    kept = bytes(data[:INVALID_FRAME_KEEP])
+    return Envelope(
+        id=new_id(),
+        kind="event",
+        sender="",
+        topic=topic,
+        sequence=sequence,
+        payload=msgspec.Raw(b'"' + base64.b64encode(kept) + b'"'),
+        headers={INVALID_FRAME_HEADER: str(len(data))},
+    )
+
+
+def invalid_frame_bytes(env: Envelope) -> bytes | None:
+    """The kept bytes of a frame that did not decode, or ``None`` for a real envelope.
+
+    Example::
+
+        for dl in await rt.events.dead_letters():
+            raw = invalid_frame_bytes(dl.event)  # not None: the frame was not an envelope
+    """
+    if INVALID_FRAME_HEADER not in env.headers:
+        return None
+    try:
+        return base64.b64decode(bytes(env.payload).strip(b'"'), validate=True)
+    except ValueError:  # binascii.Error is a ValueError
+        return b""

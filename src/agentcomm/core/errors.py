@@ -17,7 +17,8 @@ Every error the library raises on purpose derives from :class:`AgentCommError`::
     │   └── RevisionConflict            compare-and-set lost: someone wrote first
     │       └── KeyExists               create() on a key that is present
     ├── ValidationError                 a payload or envelope does not match its schema
-    │   ├── DecodeError                 bytes that are not a valid envelope
+    │   ├── DecodeError                 bytes that do not decode (an envelope, a stored record)
+    │   │   └── UnsupportedVersion      an envelope of a wire version this library does not know
     │   ├── LimitExceeded               too large, too many headers, nested too deep
     │   └── AuthenticationError         unsigned, forged or tampered (signing is on)
     │       └── ReplayDetected          an id already seen, or outside its validity window
@@ -53,6 +54,7 @@ __all__ = [
     "TransportClosed",
     "TransportError",
     "UnknownHandler",
+    "UnsupportedVersion",
     "ValidationError",
 ]
 
@@ -255,12 +257,35 @@ class ValidationError(AgentCommError, ValueError):
 
 
 class DecodeError(ValidationError):
-    """Bytes that are not a valid agentcomm envelope.
+    """Bytes from the wire or a store that do not decode: not JSON, not UTF-8, wrong
+    types, missing fields, numbers out of range, or over the wire limits (nested
+    deeper than 256 levels, larger than 64 MiB; see ``docs/security.md``).
 
     Example::
 
         decode_envelope(b"not json")  # raises DecodeError
     """
+
+
+class UnsupportedVersion(DecodeError):
+    """An envelope whose wire version ``v`` this library does not understand.
+
+    ``version`` is the one received, ``supported`` the versions understood.
+
+    Example::
+
+        decode_envelope(b'{"id": "1", "kind": "event", "sender": "a", "v": 2}')
+        # raises UnsupportedVersion: ... understands wire version 1
+    """
+
+    def __init__(self, version: object, supported: tuple[int, ...]) -> None:
+        names = ", ".join(str(v) for v in supported)
+        super().__init__(
+            f"envelope has wire version {version!r}; this agentcomm understands only wire "
+            f"version {names}: send that, or upgrade the receiver if the sender is newer"
+        )
+        self.version = version
+        self.supported = supported
 
 
 class LimitExceeded(ValidationError):

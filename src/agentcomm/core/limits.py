@@ -15,49 +15,31 @@ Example::
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from agentcomm.core.depth import (
+    MAX_PAYLOAD_DEPTH,
+    MAX_WIRE_BYTES,
+    MAX_WIRE_DEPTH,
+    check_depth,
+    json_depth,
+)
 from agentcomm.core.errors import ConfigurationError, LimitExceeded
 from agentcomm.core.flow import RateLimit
 
 if TYPE_CHECKING:
     from agentcomm.core.envelope import Envelope
 
-__all__ = ["Limits", "json_depth"]
-
-# A JSON string (with escapes); removed before counting brackets so "[[[" in text is data.
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
-_INNERMOST = re.compile(rb"\[\]|\{\}")
-
-
-def json_depth(data: bytes, stop_after: int | None = None) -> int:
-    """Nesting depth of JSON text (``1`` for ``[]`` or ``{}``, ``0`` for a scalar).
-
-    Runs in C-speed regex passes, without decoding (so without recursion), and stops
-    counting once the depth exceeds ``stop_after``. Unbalanced input counts as deep
-    as far as it balances; malformed JSON is the decoder's business.
-
-    Example::
-
-        assert json_depth(b'{"a": [1, {"b": "[[["}]}') == 3
-    """
-    if b"[" not in data and b"{" not in data:
-        return 0
-    skeleton = _NOT_BRACKET.sub(b"", _STRING.sub(b"", data))
-    depth = 0
-    while skeleton:
-        reduced = _INNERMOST.sub(b"", skeleton)
-        if reduced == skeleton:  # unbalanced brackets left over
-            break
-        depth += 1
-        skeleton = reduced
-        if stop_after is not None and depth > stop_after:
-            break
-    return depth
+__all__ = [
+    "MAX_PAYLOAD_DEPTH",
+    "MAX_WIRE_BYTES",
+    "MAX_WIRE_DEPTH",
+    "Limits",
+    "check_depth",
+    "json_depth",
+]
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,13 +48,16 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     * ``max_payload``: encoded payload bytes (default 1 MiB, NATS's default maximum);
     * ``max_headers``: number of headers; ``max_header_bytes``: their total size
       (names plus values, UTF-8);
-    * ``max_depth``: JSON nesting depth of the payload (``[[1]]`` is 2);
+    * ``max_depth``: JSON nesting depth of the payload (``[[1]]`` is 2), at most
+      :data:`MAX_PAYLOAD_DEPTH` (240);
     * ``sender_rate``: direct messages (requests and notifications) per second each
       agent may send. A sender over its rate waits (it is held, the others are not);
       across processes the receiver also refuses a sender that exceeds it (one that
       bypasses the library), answering ``RateLimited``.
 
-    ``None`` switches one check off.
+    ``None`` switches one check off. The wire limits (:data:`MAX_WIRE_DEPTH`,
+    :data:`MAX_WIRE_BYTES`) hold whatever these are: deeper or larger input is never
+    decoded.
 
     Example::
 
@@ -91,6 +76,16 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ConfigurationError(f"Limits.{field} must be a non-negative int or None")
+        if self.max_depth is not None and self.max_depth > MAX_PAYLOAD_DEPTH:
+            raise ConfigurationError(
+                f"Limits.max_depth={self.max_depth} is over {MAX_PAYLOAD_DEPTH}, the deepest "
+                f"payload that fits the wire limit of {MAX_WIRE_DEPTH} levels with its envelope"
+            )
+        if self.max_payload is not None and self.max_payload > MAX_WIRE_BYTES:
+            raise ConfigurationError(
+                f"Limits.max_payload={self.max_payload} is over the wire limit of "
+                f"{MAX_WIRE_BYTES} bytes"
+            )
 
     def check(self, env: Envelope) -> None:
         """Raise :class:`LimitExceeded` if ``env`` breaks a limit.
@@ -123,10 +118,12 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
                         f"max_header_bytes={self.max_header_bytes}",
                         limit="max_header_bytes",
                     )
-        if self.max_depth is not None and size > 2 * self.max_depth:
-            # A payload shorter than 2*max_depth bytes cannot nest deeper than max_depth.
-            depth = json_depth(bytes(payload), stop_after=self.max_depth)
-            if depth > self.max_depth:
+        depth = self.max_depth
+        if depth is not None and size > 2 * depth:
+            # A payload shorter than 2*max_depth bytes, or with fewer brackets than
+            # max_depth, cannot nest deeper than max_depth (a decoded payload is whole).
+            data = bytes(payload)
+            if data.count(b"[") + data.count(b"{") > depth and json_depth(data) > depth:
                 raise LimitExceeded(
                     f"{who}: payload nests deeper than max_depth={self.max_depth}; "
                     "flatten the structure",

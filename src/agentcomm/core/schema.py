@@ -16,8 +16,9 @@ from typing import Any, get_args
 
 import msgspec
 
+from agentcomm.core.depth import MAX_WIRE_DEPTH, check_depth
 from agentcomm.core.envelope import encode_payload
-from agentcomm.core.errors import ConfigurationError, ValidationError
+from agentcomm.core.errors import ConfigurationError, DecodeError, ValidationError
 
 __all__ = ["Codec", "HandlerSpec", "codec_for", "inspect_handler"]
 
@@ -108,11 +109,17 @@ class Codec:
     def decode(self, raw: bytes | msgspec.Raw) -> Any:
         """Decode and validate raw JSON; raises :class:`ValidationError` naming the field.
 
+        Hostile input (nested deeper than the wire limit, not UTF-8, numbers out of
+        range) raises ValidationError too, never anything else: the depth is
+        bounded before the decoder (which recurses) runs.
+
         Example::
 
             codec_for(int).decode(b'"x"')  # raises ValidationError
         """
         try:
+            if len(raw) > MAX_WIRE_DEPTH:
+                check_depth(raw, "payload")
             if self._decoder is not None:
                 return self._decoder.decode(raw)
             return self._adapter.validate_json(bytes(raw))
@@ -120,7 +127,10 @@ class Codec:
             raise ValidationError(f"{self.name}: {exc}") from None
         except msgspec.DecodeError as exc:
             raise ValidationError(f"{self.name}: payload is not valid JSON: {exc}") from None
-        except ValueError as exc:  # pydantic.ValidationError is a ValueError
+        except DecodeError as exc:  # over the wire limits
+            raise DecodeError(f"{self.name}: {exc}") from None
+        except (ValueError, RecursionError, OverflowError, TypeError) as exc:
+            # pydantic.ValidationError is a ValueError; the rest only on hostile input
             raise ValidationError(f"{self.name}: {exc}") from None
 
     def validate(self, obj: Any) -> msgspec.Raw:

@@ -19,6 +19,7 @@ import msgspec
 
 from agentcomm.core.envelope import Envelope, encode_payload, new_id
 from agentcomm.core.errors import MailboxFull
+from agentcomm.core.limits import MAX_WIRE_DEPTH
 from agentcomm.core.responses import raise_remote
 from agentcomm.core.schema import codec_for
 
@@ -202,7 +203,13 @@ class DirectMessages:
             if resp.error is not None:
                 raise_remote(resp, env, timeout)
             if returns is None:
-                return _json_decode(resp.payload)
+                payload = resp.payload
+                if len(payload) <= MAX_WIRE_DEPTH:  # cannot nest too deep: decode at once
+                    try:
+                        return _json_decode(payload)
+                    except msgspec.DecodeError:
+                        pass
+                returns = Any  # guarded: hostile payloads raise ValidationError only
             return codec_for(returns).decode(resp.payload)
         finally:
             if span is not None:

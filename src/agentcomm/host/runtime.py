@@ -20,6 +20,7 @@ import msgspec
 
 from agentcomm.core.envelope import Envelope
 from agentcomm.core.errors import ConfigurationError, TransportClosed
+from agentcomm.core.rejects import Rejects
 from agentcomm.host.agent import Agent, AgentStatistics
 from agentcomm.host.message_log import MessageLog
 from agentcomm.host.services import AccessHook, GuardHook, HostServices, TracingHook
@@ -111,6 +112,11 @@ def requests_of(runtime: HostServices) -> Requests:
 class RuntimeStatistics(msgspec.Struct, frozen=True):
     """A frozen snapshot of the runtime and its agents.
 
+    ``rejected_frames`` counts, by kind, frames from the wire or a store that did not
+    decode and were refused (``request``, ``notification``, ``direct``, ``reply``,
+    ``event``, ``stream``, ``dead_letter``, ``blackboard``, ``presence``: see
+    ``docs/security.md``); never fatal.
+
     Example::
 
         snap = rt.statistics(); print(snap.transport, [a.name for a in snap.agents])
@@ -121,6 +127,7 @@ class RuntimeStatistics(msgspec.Struct, frozen=True):
     agents: tuple[AgentStatistics, ...]
     messages_logged: int  # envelopes held in the bounded message log now
     failures: int
+    rejected_frames: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class Runtime:
@@ -161,6 +168,9 @@ class Runtime:
         self.default_timeout = default_timeout
         self.drain_timeout = drain_timeout
         self.message_log = MessageLog(log_size, log_max_age)
+        rejects = getattr(self.transport, "rejects", None)  # the NATS transport counts too
+        #: Refused frames by kind (the transport's own counter when it keeps one).
+        self._rejects = rejects if isinstance(rejects, Rejects) else Rejects(logger)
         self.access = access
         #: Boundary checks (limits, signatures, receiver-side policy), or ``None``.
         self.guard = guard
@@ -477,6 +487,7 @@ class Runtime:
             agents=tuple(a.statistics() for a in self._agents.values()),
             messages_logged=len(self.message_log),
             failures=self._failures,
+            rejected_frames=self._rejects.snapshot(),
         )
 
 

@@ -142,7 +142,11 @@ def _transport_field(field: str) -> Reader:
 
 def _runtime(field: str) -> Reader:
     def read(v: _View) -> Iterator[tuple[Attrs, float]]:
-        yield {}, getattr(v.stats, field)
+        value = getattr(v.stats, field)
+        if isinstance(value, dict):  # counts by kind
+            yield from (({"kind": k}, n) for k, n in sorted(value.items()))
+        else:
+            yield {}, value
 
     return read
 
@@ -152,6 +156,9 @@ _EVT = "{event}"
 SPECS: tuple[_Spec, ...] = (
     _Spec("agentcomm.runtime.failures", "counter", _MSG, "Messages the runtime could not handle.",
           _runtime("failures")),
+    _Spec("agentcomm.runtime.rejected_frames", "counter", "{frame}",
+          "Frames from the wire or a store refused because they did not decode, by kind.",
+          _runtime("rejected_frames")),
     _Spec("agentcomm.runtime.messages_logged", "gauge", _MSG,
           "Envelopes held in the bounded message log.",
           _runtime("messages_logged")),
@@ -240,6 +247,7 @@ SPECS: tuple[_Spec, ...] = (
             ("lagged", "Watcher resyncs after falling behind."),
             ("callbacks", "Watch callbacks run."),
             ("callback_failures", "Watch callbacks that raised or could not decode a change."),
+            ("rejected", "Stored entries that did not decode (read refused, listings skip)."),
         )
     ),
     *(
@@ -285,15 +293,10 @@ class MetricsExport:
         self.closed = False
         self.instruments: list[Any] = []
         for spec in SPECS:
-            create = getattr(meter, f"create_observable_{spec.kind}")  # _counter, _gauge
-            self.instruments.append(
-                create(
-                    spec.name,
-                    callbacks=[self._callback(spec)],
-                    unit=spec.unit,
-                    description=spec.description,
-                )
-            )
+            create = getattr(meter, f"create_observable_{spec.kind}")  # counter or gauge
+            cb = [self._callback(spec)]
+            inst = create(spec.name, callbacks=cb, unit=spec.unit, description=spec.description)
+            self.instruments.append(inst)
 
     def _callback(self, spec: _Spec) -> Callable[[Any], list[Any]]:
         from opentelemetry.metrics import Observation

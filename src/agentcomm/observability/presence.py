@@ -33,10 +33,13 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from agentcomm.blackboard.core import BoardStatistics
-from agentcomm.core.errors import AgentCommError, ConfigurationError
+from agentcomm.core.envelope import decode_guarded
+from agentcomm.core.errors import AgentCommError, ConfigurationError, DecodeError
+from agentcomm.core.rejects import Rejects
 from agentcomm.host.agent import AgentStatistics
 from agentcomm.pubsub.metrics import PubSubStatistics, SubscriptionStatistics
-from agentcomm.tools.catalogue import ToolInfo, Tools
+from agentcomm.tools.catalogue import Tools
+from agentcomm.tools.schemas import ToolInfo
 
 if TYPE_CHECKING:
     from agentcomm.host.runtime import Runtime
@@ -91,6 +94,8 @@ class RuntimePresence(msgspec.Struct, frozen=True, kw_only=True):
     failures: int
     pubsub: PubSubStatistics | None = None
     boards: tuple[BoardStatistics, ...] = ()
+    #: Refused frames by kind (``rt.statistics().rejected_frames``).
+    rejected_frames: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 _agent_decoder = msgspec.json.Decoder(AgentPresence)
@@ -231,6 +236,7 @@ class Presence:
                 failures=stats.failures,
                 pubsub=pubsub,
                 boards=tuple(boards),
+                rejected_frames=stats.rejected_frames,
             )
             key = f"runtimes.{self.instance}"
             await t.kv_put(BUCKET, key, msgspec.json.encode(rrec), ttl=ttl)
@@ -265,7 +271,8 @@ async def read_presence(
 ) -> tuple[list[AgentPresence], list[RuntimePresence]]:
     """Every live agent and runtime record on ``transport``'s namespace (sorted).
 
-    Records that do not decode (another version) are skipped. Raises
+    Records that do not decode (another version, or hostile bytes) are skipped and
+    counted in the transport's ``rejected_frames`` (``presence``). Raises
     :class:`~agentcomm.errors.ConfigurationError` when no runtime ever announced
     itself there (no bucket).
 
@@ -277,16 +284,20 @@ async def read_presence(
     now = time.time()
     agents: list[AgentPresence] = []
     runtimes: list[RuntimePresence] = []
+    rejects = getattr(transport, "rejects", None)
     for e in entries:
         try:
             if e.key.startswith("agents."):
-                agents.append(_agent_decoder.decode(e.value))
+                agents.append(decode_guarded(_agent_decoder.decode, e.value, "presence record"))
             elif e.key.startswith("runtimes."):
-                rec = _runtime_decoder.decode(e.value)
+                rec = decode_guarded(_runtime_decoder.decode, e.value, "presence record")
                 if rec.updated + rec.interval * 3 >= now:
                     runtimes.append(rec)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            logger.debug("presence: skipped an undecodable record %s", e.key)
+        except DecodeError as exc:  # another version, or hostile: skipped and counted
+            if isinstance(rejects, Rejects):
+                rejects.add("presence", f"{BUCKET}:{e.key}", exc)
+            else:
+                logger.debug("presence: skipped an undecodable record %s: %s", e.key, exc)
     agents.sort(key=lambda r: (r.agent, r.host, r.pid, r.instance))
     runtimes.sort(key=lambda r: (r.host, r.pid, r.instance))
     return agents, runtimes

@@ -154,7 +154,7 @@ class PubSub(DeadLetterOps):
         self._buckets = RateBuckets(MAX_TRACKED_TOPICS)
         self._subs: dict[tuple[str, str], Subscription] = {}
         self._groups: dict[str, str] = {}
-        self.metrics = Metrics()
+        self.metrics = Metrics(runtime._rejects)
         self._topics = self.metrics.topics
         self._lock = asyncio.Lock()
         self._started = False

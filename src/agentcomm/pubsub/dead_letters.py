@@ -14,8 +14,16 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from agentcomm.core.envelope import Envelope, encode_payload, new_id
-from agentcomm.core.errors import ConfigurationError
+from agentcomm.core.envelope import (
+    Envelope,
+    decode_guarded,
+    encode_envelope,
+    encode_payload,
+    invalid_frame,
+    invalid_frame_bytes,
+    new_id,
+)
+from agentcomm.core.errors import ConfigurationError, DecodeError
 from agentcomm.core.topics import check_pattern
 from agentcomm.pubsub.declare import (
     DEAD_LETTER_STREAM,
@@ -47,8 +55,12 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     ``reason`` is ``"max_attempts"`` (every retry failed), ``"timeout"`` (the last
     attempt outlived the subscription's ``handler_timeout``), ``"rejected"`` (the
     handler raised Reject), ``"expired"`` (its TTL passed) or ``"invalid"`` (the
-    payload does not match the handler's schema). ``sequence`` is its number in
-    the dead-letter queue; ``event`` the original event (with its own sequence).
+    payload does not match the handler's schema, or the stored bytes are not an
+    envelope at all: then ``event`` is a stand-in holding them, see
+    :func:`~agentcomm.envelope.invalid_frame_bytes`). ``sequence`` is its number in
+    the dead-letter queue; ``event`` the original event (with its own sequence), or
+    that stand-in holding the event's encoded bytes when the event could not be read
+    back inside a dead letter (a payload too deep, or not JSON, from a local sender).
 
     Example::
 
@@ -245,12 +257,18 @@ class DeadLetterOps:
             event=event,
             failed_at=time.time(),
         )
+        payload = encode_payload(dl)
+        try:  # what cannot be read back (a local sender's raw payload) is kept as bytes
+            decode_guarded(_dead_letter_decoder.decode, payload, "dead letter")
+        except DecodeError:
+            raw = invalid_frame(encode_envelope(event), topic=event.topic, sequence=event.sequence)
+            payload = encode_payload(msgspec.structs.replace(dl, event=raw))
         env = Envelope(
             id=new_id(),
             kind="event",
             sender=sub.agent.name,
             topic=f"dlq.{sub.durable}",
-            payload=encode_payload(dl),
+            payload=payload,
             causation_id=event.id,
             traceparent=event.traceparent,
         )
@@ -258,13 +276,17 @@ class DeadLetterOps:
 
     @staticmethod
     def _decode_dead_letter(env: Envelope) -> DeadLetter:
-        dl = _dead_letter_decoder.decode(env.payload)
+        what = f"dead letter #{env.sequence}"
+        dl = decode_guarded(_dead_letter_decoder.decode, env.payload, what)
         return msgspec.structs.replace(dl, sequence=env.sequence or 0)
 
     async def dead_letters(
         self, *, subscription: str | None = None, start: int = 1, limit: int = 100
     ) -> list[DeadLetter]:
         """Dead letters, oldest first (of one subscription's durable name, if given).
+
+        Entries of the queue that are not dead letters (written there by something
+        else) are skipped and counted in ``rt.statistics().rejected_frames``.
 
         Example::
 
@@ -277,10 +299,18 @@ class DeadLetterOps:
         envs = await self.runtime.transport.read_messages(
             DEAD_LETTER_STREAM, start_seq=start, limit=limit, filter_subject=subject
         )
-        return [self._decode_dead_letter(e) for e in envs]
+        out = []
+        for e in envs:
+            try:
+                out.append(self._decode_dead_letter(e))
+            except DecodeError as exc:
+                self.runtime._rejects.add("dead_letter", f"{DEAD_LETTER_STREAM} #{e.sequence}", exc)
+        return out
 
     async def dead_letter(self, sequence: int) -> DeadLetter | None:
         """One dead letter by its sequence, or ``None`` if it is gone.
+
+        Raises :class:`~agentcomm.errors.DecodeError` when that entry is not a dead letter.
 
         Example::
 
@@ -307,6 +337,11 @@ class DeadLetterOps:
         dl = await self.dead_letter(sequence)
         if dl is None:
             raise ConfigurationError(f"no dead letter with sequence {sequence}; list them first")
+        if invalid_frame_bytes(dl.event) is not None:
+            raise ConfigurationError(
+                f"dead letter {sequence} holds stored bytes that are not an envelope (a "
+                "hostile or broken publisher); there is no event to redrive, only to inspect"
+            )
         subs = [s for s in self._subs.values() if s.durable == dl.subscription]
         if not subs:
             raise ConfigurationError(

@@ -18,6 +18,7 @@ import msgspec
 from agentcomm.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from agentcomm.core.rejects import Rejects
     from agentcomm.transports.streams import StreamInfo
 
 __all__ = [
@@ -165,6 +166,9 @@ class PubSubStatistics(msgspec.Struct, frozen=True):
     topics: tuple[TopicStatistics, ...]
     subscriptions: tuple[SubscriptionStatistics, ...]
     duplicates: int = 0
+    #: Stream messages that were not envelopes: fetched by a subscription (each then
+    #: dead-lettered, reason ``invalid``), skipped by a read, or not a dead letter.
+    rejected_frames: int = 0
 
     def topic(self, topic: str) -> TopicStatistics:
         """The statistics of one topic; raises KeyError when never seen."""
@@ -246,7 +250,8 @@ class Metrics:
         m = Metrics(); m.topic("orders.new", lambda t: True).published += 1
     """
 
-    def __init__(self) -> None:
+    def __init__(self, rejects: Rejects | None = None) -> None:
+        self.rejects = rejects
         self.topics: dict[str, _TopicCounters] = {}
         self.other = _TopicCounters(OTHER_TOPICS, True)
         self.published = 0
@@ -328,6 +333,9 @@ class Metrics:
             topics=topics,
             subscriptions=subs,
             duplicates=self.duplicates,
+            rejected_frames=(
+                0 if self.rejects is None else self.rejects.total("event", "stream", "dead_letter")
+            ),
         )
 
     def update_rates(self, subscriptions: Iterable[_SubscriptionView]) -> None:

@@ -329,7 +329,9 @@ class Subscription(HandlerRuns, Restarts):
             attempt = m.num_delivered + retrying.get(m.sequence, 0) if retrying else m.num_delivered
             self.running += 1
             try:
-                if fast and env.deadline is None:
+                if m.invalid is not None:  # stored bytes that are not an envelope
+                    outcome = await self._dead(m, "invalid", m.invalid, attempt)
+                elif fast and env.deadline is None:
                     try:
                         kwargs = decode_args(env.payload)
                     except ValidationError as exc:

@@ -173,6 +173,8 @@ class HandlerRuns:
         slot: Slot | None = None,
     ) -> str:
         env = m.envelope
+        if m.invalid is not None:  # stored bytes that are not an envelope
+            return await self._dead(m, "invalid", m.invalid, attempt)
         guard = self.pubsub.runtime.guard  # limits, signature, policy: docs/security.md
         if guard is not None and (bad := guard.admit_event(self.agent.name, env)) is not None:
             return await self._dead(m, bad[0], bad[1], attempt)

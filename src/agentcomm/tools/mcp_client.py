@@ -75,9 +75,7 @@ class _SchemaCodec(Codec):
             self._validator = None
 
     def decode(self, raw: bytes | msgspec.Raw) -> Any:
-        if bytes(raw) == _NULL:
-            return self.check({})
-        return self.check(super().decode(raw))
+        return self.check({} if bytes(raw) == _NULL else super().decode(raw))
 
     def check(self, obj: Any) -> Any:
         """Return ``obj`` if the tool's input schema accepts it, else raise ValidationError."""
@@ -86,7 +84,10 @@ class _SchemaCodec(Codec):
         if self._validator is not None:
             from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
 
-            err = best_match(self._validator.iter_errors(obj))
+            try:  # jsonschema recurses: a recursive schema and deep arguments (hostile)
+                err = best_match(self._validator.iter_errors(obj))
+            except RecursionError:
+                raise ValidationError(f"{self.name}: arguments nest too deep to check") from None
             if err is not None:
                 where = "/".join(str(p) for p in err.absolute_path) or "arguments"
                 raise ValidationError(f"{self.name}: {where}: {err.message}")
@@ -100,11 +101,8 @@ def _is_wrapper(schema: dict[str, Any] | None) -> bool:
     if not schema:
         return False
     props = schema.get("properties")
-    return (
-        isinstance(props, dict)
-        and list(props) == ["result"]
-        and schema.get("required") == ["result"]
-    )
+    wrapped = isinstance(props, dict) and list(props) == ["result"]
+    return wrapped and schema.get("required") == ["result"]
 
 
 def _content_value(block: mt.ContentBlock) -> Any:

@@ -173,6 +173,10 @@ class LogMessage(abc.ABC):
     envelope: Envelope
     sequence: int
     num_delivered: int
+    #: Why the stored bytes are not an envelope, ``None`` normally. Then ``envelope``
+    #: is a stand-in holding the raw bytes (:func:`agentcomm.envelope.invalid_frame`),
+    #: and a subscription dead-letters it (reason ``invalid``) without a handler.
+    invalid: str | None = None
 
     @abc.abstractmethod
     async def ack(self) -> None:

@@ -8,11 +8,14 @@ Mapping (one to one, no emulation):
 * a consumer is a durable pull consumer with explicit acks; a handle is a pull
   subscription bound to it; ack / nak(delay) / term / in_progress are JetStream's.
 
-Malformed messages found in a stream (not envelopes) are terminated and counted in
-the transport's statistics; they never stop a consumer. While the broker is away,
-``fetch`` returns nothing after its timeout and settling a message logs a warning
-instead of raising: the message stays unsettled on the server and is redelivered
-after ``ack_wait`` (at least once), so a subscription survives a broker restart.
+Malformed messages found in a stream (not envelopes) never stop a consumer: ``fetch``
+hands them out as a stand-in envelope holding the raw bytes, flagged
+``LogMessage.invalid`` (a subscription dead-letters them once, reason ``invalid``),
+and reads by sequence skip them; both are counted in the transport's statistics.
+While the broker is away, ``fetch`` returns nothing after its timeout and settling a
+message logs a warning instead of raising: the message stays unsettled on the server
+and is redelivered after ``ack_wait`` (at least once), so a subscription survives a
+broker restart.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import nats.errors
 import nats.js.errors
 from nats.js import api
 
-from agentcomm.core.envelope import decode_envelope, encode_envelope
+from agentcomm.core.envelope import decode_envelope, encode_envelope, invalid_frame
 from agentcomm.core.errors import ConfigurationError, DecodeError
 from agentcomm.transports.nats.admin import (
     Refused,
@@ -75,12 +78,27 @@ _ERRORS = (nats.errors.Error, OSError)
 
 
 class _NatsLogMessage(LogMessage):
-    __slots__ = ("_handle", "_msg", "_settled", "envelope", "num_delivered", "sequence")
+    __slots__ = (
+        "_handle",
+        "_msg",
+        "_settled",
+        "envelope",
+        "invalid",
+        "num_delivered",
+        "sequence",
+    )
 
     def __init__(
-        self, envelope: Envelope, sequence: int, delivered: int, msg: Msg, handle: _NatsConsumer
+        self,
+        envelope: Envelope,
+        sequence: int,
+        delivered: int,
+        msg: Msg,
+        handle: _NatsConsumer,
+        invalid: str | None = None,
     ) -> None:
         self.envelope = envelope
+        self.invalid = invalid
         self.sequence = sequence
         self.num_delivered = delivered
         self._msg = msg
@@ -158,18 +176,16 @@ class _NatsConsumer(LogConsumer):
         for m in raw:
             meta = m.metadata
             seq = meta.sequence.stream
+            invalid = None
             try:
-                env = decode_envelope(m.data)
-            except DecodeError as exc:
-                self._log._count_malformed()
-                logger.warning("terminated malformed message %d in %s: %s", seq, self._stream, exc)
-                try:
-                    await m.term()
-                except _ERRORS:
-                    pass
-                continue
-            env = msgspec.structs.replace(env, sequence=seq)
-            lm = _NatsLogMessage(env, seq, meta.num_delivered, m, self)
+                env = msgspec.structs.replace(decode_envelope(m.data), sequence=seq)
+            except DecodeError as exc:  # handed out as a stand-in, to be dead-lettered
+                self._log._count_malformed("event", f"{self._stream} #{seq}", exc)
+                invalid = str(exc)
+                prefix = self._log._subject_prefix(self._stream)
+                topic = m.subject[len(prefix) :] if m.subject.startswith(prefix) else m.subject
+                env = invalid_frame(m.data, topic=topic, sequence=seq)
+            lm = _NatsLogMessage(env, seq, meta.num_delivered, m, self, invalid)
             self._unsettled[seq] = lm
             out.append(lm)
         return out
@@ -237,7 +253,7 @@ class NatsEventLog:
         @property
         def client(self) -> Client: ...
 
-        def _count_malformed(self) -> None: ...
+        def _count_malformed(self, kind: str, where: str, error: object) -> None: ...
 
         def _js(self) -> JetStreamContext: ...
 
@@ -375,8 +391,8 @@ class NatsEventLog:
         got = raw.seq or seq
         try:
             env = decode_envelope(raw.data or b"")
-        except DecodeError:
-            self._count_malformed()
+        except DecodeError as exc:
+            self._count_malformed("stream", f"{stream} #{got}", exc)
             return got, None  # skipped by callers
         return got, msgspec.structs.replace(env, sequence=got)
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import msgspec
@@ -46,7 +45,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.client import JetStreamContext
 
-from agentcomm.core.envelope import decode_envelope, encode_envelope
+from agentcomm.core.envelope import Envelope, ErrorInfo, decode_envelope, encode_envelope, new_id
 from agentcomm.core.errors import (
     AgentCommError,
     ConfigurationError,
@@ -58,14 +57,12 @@ from agentcomm.core.errors import (
     TransportError,
 )
 from agentcomm.core.names import nats_inbox_prefix
+from agentcomm.core.rejects import Rejects
 from agentcomm.transports.base import Delivery, Inbox, Transport
 from agentcomm.transports.nats.admin import NatsAdmin, Violations
 from agentcomm.transports.nats.errors import nats_error
 from agentcomm.transports.nats.kv import NatsKV
 from agentcomm.transports.nats.log import NatsEventLog
-
-if TYPE_CHECKING:
-    from agentcomm.core.envelope import Envelope
 
 __all__ = ["NatsStatistics", "NatsTransport"]
 
@@ -74,13 +71,16 @@ logger = logging.getLogger("agentcomm.nats")
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _ACK = b""
 _FULL = b"full"
+_KINDS = {"r": "request", "n": "notification", "nb": "notification"}  # of refused frames
 
 
 class NatsStatistics(msgspec.Struct, frozen=True):
     """A frozen snapshot of a :class:`NatsTransport`.
 
-    ``malformed`` counts inbound messages that were not valid envelopes (dropped and
-    logged, never fatal); ``reply_failures`` counts responses that could not be sent.
+    ``malformed`` counts inbound messages that were not valid envelopes (never
+    fatal: see ``docs/security.md``); ``rejected_frames`` counts those and the
+    runtime's refused stored records by kind; ``reply_failures`` counts responses
+    that could not be sent.
 
     Example::
 
@@ -95,6 +95,7 @@ class NatsStatistics(msgspec.Struct, frozen=True):
     malformed: int
     reply_failures: int
     bound: tuple[str, ...]
+    rejected_frames: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class _NatsDelivery(Delivery):
@@ -194,6 +195,8 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, Transport):
         self._subs: dict[str, Subscription] = {}
         self._running = False
         self._malformed = 0
+        #: Refused frames by kind, shared with the runtime that uses this transport.
+        self.rejects = Rejects(logger)
         self._reply_failures = 0
         self._reconnects = 0
         self._disconnects = 0
@@ -295,8 +298,9 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, Transport):
             js = self._jsctx = self.client.jetstream(timeout=self.api_timeout)
         return js
 
-    def _count_malformed(self) -> None:
+    def _count_malformed(self, kind: str, where: str, error: object) -> None:
         self._malformed += 1
+        self.rejects.add(kind, where, error)
 
     def statistics(self) -> NatsStatistics:
         """A frozen snapshot of the connection and counters.
@@ -318,6 +322,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, Transport):
             malformed=self._malformed,
             reply_failures=self._reply_failures,
             bound=tuple(sorted(self._subs)),
+            rejected_frames=self.rejects.snapshot(),
         )
 
     # -- direct messages ---------------------------------------------------------
@@ -365,13 +370,18 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, Transport):
 
     async def _deliver(self, inbox: Inbox, msg: Msg) -> None:
         """Subscription callback: decode, queue, acknowledge. Never raises."""
+        kind = msg.subject.rsplit(".", 1)[-1]
         try:
             env = decode_envelope(msg.data)
         except DecodeError as exc:
-            self._malformed += 1
-            logger.warning("dropped a malformed message on %s: %s", msg.subject, exc)
+            # Counted; a request is answered with the reason, other frames only logged.
+            self._count_malformed(_KINDS.get(kind, "direct"), msg.subject, exc)
+            if kind == "r" and msg.reply:
+                sender = msg.subject[len(self._prefix) :].rsplit(".", 1)[0]
+                info = ErrorInfo(code="validation", type=type(exc).__name__, message=str(exc))
+                err = Envelope(id=new_id(), kind="response", sender=sender, error=info)
+                await self._ack(msg, encode_envelope(err))
             return
-        kind = msg.subject.rsplit(".", 1)[-1]
         try:
             if kind == "r":
                 delivery = _NatsDelivery(env, self, msg.reply)
@@ -444,7 +454,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, Transport):
         try:
             return decode_envelope(msg.data)
         except DecodeError as exc:
-            self._malformed += 1
+            self._count_malformed("reply", subject, exc)
             raise TransportError(
                 f"the response from {envelope.recipient!r} is not a valid envelope: {exc}"
             ) from None
