@@ -90,23 +90,27 @@ def json_depth(data: bytes, stop_after: int | None = None) -> int:
 def check_depth(data: bytes | bytearray | memoryview | str, what: str) -> None:
     """Raise :class:`DecodeError` when ``data`` is over the wire limits (size, depth).
 
-    Cheap for ordinary input: a document with no more than :data:`MAX_WIRE_DEPTH`
-    brackets cannot be deeper (one count each of ``[`` and ``{``); only otherwise
-    the linear :func:`json_depth` scan runs. Callers skip it for documents of at most
+    Cheap for ordinary input, with bounds a decoder cannot get past: each level of
+    an array takes a ``[`` and each level of an object at least four bytes
+    (``{"":``), so a document of ``n`` bytes with ``k`` ``[`` nests at most
+    ``k + (n - k) / 4`` levels (one count), and never deeper than its number of
+    ``[`` and ``{`` (a second count); only when both bounds are over the limit does
+    the linear :func:`json_depth` scan run. Callers skip it for documents of at most
     :data:`MAX_WIRE_DEPTH` bytes. ``what`` names the document in the message.
 
     Example::
 
         check_depth(b"[" * 10_000, "envelope")  # raises DecodeError
     """
-    if isinstance(data, str):
-        data = data.encode("utf-8", "surrogatepass")
-    elif not isinstance(data, bytes):
-        data = bytes(data)
+    if type(data) is not bytes:
+        data = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
     size = len(data)
     if size > MAX_WIRE_BYTES:
         raise DecodeError(f"{what} is {size} bytes, over the wire limit of {MAX_WIRE_BYTES} bytes")
-    if data.count(b"[") + data.count(b"{") <= MAX_WIRE_DEPTH:
+    arrays = data.count(b"[")
+    if arrays + ((size - arrays) >> 2) <= MAX_WIRE_DEPTH:
+        return
+    if arrays + data.count(b"{") <= MAX_WIRE_DEPTH:
         return
     if json_depth(data) > MAX_WIRE_DEPTH:
         raise DecodeError(

@@ -152,6 +152,17 @@ def encode_envelope(env: Envelope) -> bytes:
     return _envelope_encoder.encode(env)
 
 
+_DECODE_ERRORS = (ValueError, RecursionError, OverflowError, TypeError)  # with msgspec's
+
+
+def _decode_error(exc: BaseException, what: str) -> DecodeError:
+    if isinstance(exc, msgspec.ValidationError):
+        return DecodeError(f"{what} is not valid: {exc}")
+    if isinstance(exc, UnicodeError):  # a string with bytes that are not UTF-8 (fuzz-found)
+        return DecodeError(f"{what} is not valid UTF-8 JSON: {exc}")
+    return DecodeError(f"{what} is not valid JSON: {exc}")
+
+
 def decode_guarded(decode: Callable[[Any], T], data: Any, what: str) -> T:
     """Run ``decode(data)`` on bytes from the wire or a store; only :class:`DecodeError` escapes.
 
@@ -169,12 +180,8 @@ def decode_guarded(decode: Callable[[Any], T], data: Any, what: str) -> T:
         check_depth(data, what)
     try:
         return decode(data)
-    except msgspec.ValidationError as exc:
-        raise DecodeError(f"{what} is not valid: {exc}") from None
-    except UnicodeError as exc:  # a string with bytes that are not UTF-8 (fuzz-found)
-        raise DecodeError(f"{what} is not valid UTF-8 JSON: {exc}") from None
-    except (ValueError, RecursionError, OverflowError, TypeError) as exc:
-        raise DecodeError(f"{what} is not valid JSON: {exc}") from None
+    except _DECODE_ERRORS as exc:  # msgspec's errors and UnicodeError are ValueErrors
+        raise _decode_error(exc, what) from None
 
 
 def decode_envelope(data: bytes | bytearray | memoryview | str) -> Envelope:
@@ -189,7 +196,15 @@ def decode_envelope(data: bytes | bytearray | memoryview | str) -> Envelope:
 
         env = decode_envelope(b'{"id": "1", "kind": "event", "sender": "a"}')
     """
-    env = decode_guarded(_envelope_decoder.decode, data, "envelope")
+    n = len(data)
+    if n > MAX_WIRE_DEPTH and (  # check_depth's first bound, inlined: the hot path
+        type(data) is not bytes or (k := data.count(b"[")) + ((n - k) >> 2) > MAX_WIRE_DEPTH
+    ):
+        check_depth(data, "envelope")
+    try:
+        env = _envelope_decoder.decode(data)
+    except _DECODE_ERRORS as exc:
+        raise _decode_error(exc, "envelope") from None
     if env.v != WIRE_VERSION:
         raise UnsupportedVersion(env.v, SUPPORTED_VERSIONS)
     return env

@@ -110,15 +110,18 @@ class Codec:
         """Decode and validate raw JSON; raises :class:`ValidationError` naming the field.
 
         Hostile input (nested deeper than the wire limit, not UTF-8, numbers out of
-        range) raises ValidationError too, never anything else: the depth is
-        bounded before the decoder (which recurses) runs.
+        range) raises ValidationError too, never anything else. Bytes are checked
+        against the wire limits before the decoder (which recurses) runs; a
+        ``msgspec.Raw`` payload was checked with the frame or record it came in
+        (on the wire, in a store) or made in this process, so it pays nothing (a
+        RecursionError from an in-process one still becomes ValidationError).
 
         Example::
 
             codec_for(int).decode(b'"x"')  # raises ValidationError
         """
         try:
-            if len(raw) > MAX_WIRE_DEPTH:
+            if len(raw) > MAX_WIRE_DEPTH and type(raw) is not msgspec.Raw:
                 check_depth(raw, "payload")
             if self._decoder is not None:
                 return self._decoder.decode(raw)
