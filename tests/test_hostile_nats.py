@@ -21,6 +21,7 @@ import pytest
 
 from agentcomm import (
     Agent,
+    ConfigurationError,
     DecodeError,
     Runtime,
     TransportError,
@@ -87,6 +88,8 @@ async def test_the_deep_frame_of_the_issue_is_dead_lettered_once_and_ends_nothin
                 assert [(dl.reason, dl.event.sequence) for dl in dls] == [("invalid", ack.seq)]
                 assert "deeper than 256" in (dls[0].last_error or "")
                 assert invalid_frame_bytes(dls[0].event) == DEEP  # the raw bytes are kept
+                with pytest.raises(ConfigurationError, match="not an envelope"):
+                    await rt.events.redrive(dls[0].sequence)  # no event to hand back
                 stats = rt.statistics()
                 assert stats.rejected_frames == {"event": 1}
                 assert rt.events.statistics().rejected_frames == 1
