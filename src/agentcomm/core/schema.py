@@ -121,7 +121,7 @@ class Codec:
             codec_for(int).decode(b'"x"')  # raises ValidationError
         """
         try:
-            if len(raw) > MAX_WIRE_DEPTH and type(raw) is not msgspec.Raw:
+            if type(raw) is not _Raw and len(raw) > MAX_WIRE_DEPTH:
                 check_depth(raw, "payload")
             if self._decoder is not None:
                 return self._decoder.decode(raw)
@@ -180,6 +180,7 @@ def _schema_hook(tp: Any) -> dict[str, Any]:
 
 
 _SCALARS = frozenset({int, str, float, bool, type(None)})
+_Raw = msgspec.Raw
 _codec_cache: dict[Any, Codec] = {}
 #: Bound of the codec cache: types made at run time (one per request) cannot grow it
 #: without limit; past the bound the oldest codec is rebuilt when next needed.

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from agentcomm.core.envelope import Envelope, encode_payload, new_id
-from agentcomm.core.errors import MailboxFull
-from agentcomm.core.limits import MAX_WIRE_DEPTH
+from agentcomm.core.errors import MailboxFull, ValidationError
 from agentcomm.core.responses import raise_remote
 from agentcomm.core.schema import codec_for
 
@@ -203,13 +202,12 @@ class DirectMessages:
             if resp.error is not None:
                 raise_remote(resp, env, timeout)
             if returns is None:
-                payload = resp.payload
-                if len(payload) <= MAX_WIRE_DEPTH:  # cannot nest too deep: decode at once
-                    try:
-                        return _json_decode(payload)
-                    except msgspec.DecodeError:
-                        pass
-                returns = Any  # guarded: hostile payloads raise ValidationError only
+                # The payload came in a frame checked against the wire limits, or from a
+                # handler in this process: no depth check, only typed errors.
+                try:
+                    return _json_decode(resp.payload)
+                except (ValueError, RecursionError) as exc:  # msgspec's are ValueErrors
+                    raise ValidationError(f"the answer is not valid JSON: {exc}") from None
             return codec_for(returns).decode(resp.payload)
         finally:
             if span is not None:
