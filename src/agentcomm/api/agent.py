@@ -66,10 +66,7 @@ class Agent(_HostAgent):
 
     def _requests(self) -> Requests:
         rt = self._runtime
-        if rt is None:
-            rt = self.runtime  # raises TransportClosed with advice
-        requests = rt.requests
-        return requests if requests is not None else requests_of(rt)
+        return requests_of(rt if rt is not None else self.runtime)  # runtime: TransportClosed
 
     # -- direct messages (agentcomm.direct) ---------------------------------------------
     async def send(

@@ -8,7 +8,7 @@ conversation can be rebuilt.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from agentcomm.blackboard.board import Blackboard
 from agentcomm.host.agent import Agent as _HostAgent
@@ -16,9 +16,6 @@ from agentcomm.host.context import Context as _HostContext
 from agentcomm.host.runtime import Runtime as _HostRuntime
 from agentcomm.host.runtime import requests_of, runtime_of
 from agentcomm.pubsub.bus import PubSub
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Context"]
 

@@ -1,8 +1,10 @@
-"""Agents: named participants with schema-typed handlers, a bounded mailbox and workers.
+"""The host's agent: a name, schema-typed handlers, declarations, a bounded mailbox, workers.
+
+The workers take deliveries from the mailbox, run handlers and answer requests. The
+verbs an application talks with (``request``, ``send``, ``on``, ``publish``,
+``board``) are added by the public :class:`agentcomm.Agent` (``agentcomm.api``).
 
 Example::
-
-    from agentcomm import Agent, Runtime
 
     calc = Agent("calc")
 
@@ -10,10 +12,6 @@ Example::
     async def add(a: int, b: int) -> int:
         "Add two integers."
         return a + b
-
-    async with Runtime(agents=[calc]) as rt:
-        client = rt.agent("client")
-        assert await client.request("calc", "add", {"a": 1, "b": 2}) == 3
 """
 
 from __future__ import annotations
@@ -50,7 +48,6 @@ __all__ = ["Agent", "AgentStatistics"]
 logger = logging.getLogger("agentcomm")
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
 
 
 class _Running:
@@ -69,7 +66,7 @@ class _Running:
 
 
 class Agent:
-    """A named agent. Declare handlers with :meth:`handler`; talk with :meth:`request`.
+    """A named agent. Declare handlers with :meth:`handler`; the host runs them.
 
     ``concurrency`` handlers of this agent run at once; ``mailbox_size`` bounds the
     messages waiting for them (senders wait or get :class:`MailboxFull`).
