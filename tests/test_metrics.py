@@ -18,7 +18,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from agentcomm import Agent, Reject, Runtime
 from agentcomm.core.errors import ConfigurationError
-from agentcomm.observability.metrics import SPECS, export, prometheus_text, serve_prometheus
+from agentcomm.observability.metric_specs import SPECS
+from agentcomm.observability.metrics import export, prometheus_text, serve_prometheus
+from agentcomm.observability.prometheus import prometheus_name
 
 
 def make_agents() -> list[Agent]:
@@ -93,24 +95,44 @@ async def test_otel_export_reads_the_snapshots() -> None:
     provider.shutdown()
 
 
+def parsed(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Prometheus text as prometheus_client's parser reads it: sample -> labels -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
 async def test_prometheus_text_and_endpoint() -> None:
     async with Runtime(agents=make_agents()) as rt:
         await _work(rt)
         text = prometheus_text(rt)
         assert "# TYPE agentcomm_agent_handled_total counter" in text
-        assert 'agentcomm_agent_handled_total{agent="calc"} 3' in text
         assert "# TYPE agentcomm_subscription_lag gauge" in text
-        assert 'agentcomm_topic_published_total{topic="orders.new"} 2' in text
         # every metric has HELP and TYPE exactly once
         assert text.count("# TYPE ") == len(SPECS) == len({s.name for s in SPECS})
+        got = parsed(text)
+        assert got["agentcomm_agent_handled_total"][(("agent", "calc"),)] == 3
+        assert got["agentcomm_topic_published_total"][(("topic", "orders.new"),)] == 2
+        (dead,) = got["agentcomm_subscription_dead_lettered_total"].items()
+        assert dict(dead[0])["subscription"] == "ledger__book"
+        assert "group" not in dict(dead[0])  # no empty label for an ungrouped subscription
+        assert got["agentcomm_runtime_failures_total"] == {(): 0}
+        assert set(got) <= {prometheus_name(s) for s in SPECS}
 
         endpoint = await serve_prometheus(rt, port=0)
         assert endpoint.url.startswith("http://127.0.0.1:")
         status, headers, body = await _get(endpoint.port, "/metrics")
         assert status == 200
-        assert "text/plain; version=0.0.4" in headers
-        assert 'agentcomm_agent_handled_total{agent="calc"} 3' in body
+        assert "Content-Type: text/plain" in headers
+        assert parsed(body)["agentcomm_agent_handled_total"][(("agent", "calc"),)] == 3
         assert (await _get(endpoint.port, "/nope"))[0] == 404
+        assert (await _get(endpoint.port, "/metrics", method="POST"))[0] == 405
+        status, _, body = await _get(endpoint.port, "/metrics", method="HEAD")
+        assert (status, body) == (200, "")
         with pytest.raises(ConfigurationError, match="already serves"):
             await serve_prometheus(rt, port=0)
         port = endpoint.port
@@ -118,16 +140,18 @@ async def test_prometheus_text_and_endpoint() -> None:
         await _get(port, "/metrics")
 
 
-def test_label_values_are_escaped() -> None:
-    from agentcomm.observability.metrics import _label
+async def test_label_values_are_escaped() -> None:
+    nasty = 'a"b\\c\nd{e}'
+    async with Runtime(agents=[Agent("n")]) as rt:
+        rt.report_error(nasty, ValueError(nasty))
+        got = parsed(prometheus_text(rt))
+    assert got["agentcomm_runtime_errors_total"] == {(("kind", nasty),): 1}
 
-    assert _label('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
 
-
-async def _get(port: int, path: str) -> tuple[int, str, str]:
+async def _get(port: int, path: str, method: str = "GET") -> tuple[int, str, str]:
     async with asyncio.timeout(5):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         await writer.drain()
         raw = await reader.read()
         writer.close()

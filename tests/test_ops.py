@@ -61,4 +61,4 @@ def test_parser_defaults_come_from_the_environment(monkeypatch: pytest.MonkeyPat
 
 async def test_memory_runtime_has_no_presence() -> None:
     async with Runtime(agents=[Agent("solo")]) as rt:
-        assert "presence" not in rt._extensions
+        assert rt.existing_extension("presence") is None

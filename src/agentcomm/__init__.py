@@ -54,7 +54,8 @@ from agentcomm.core.flow import RateLimit, Retention, RetryPolicy
 from agentcomm.core.limits import Limits
 from agentcomm.core.version import __version__
 from agentcomm.host.agent import AgentStatistics
-from agentcomm.host.runtime import MessageLog, RuntimeStatistics
+from agentcomm.host.message_log import MessageLog
+from agentcomm.host.runtime_stats import RuntimeStatistics
 from agentcomm.pubsub.bus import (
     Alert,
     DeadLetter,

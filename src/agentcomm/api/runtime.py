@@ -23,7 +23,7 @@ from agentcomm.blackboard.board import Blackboard
 from agentcomm.core.errors import ConfigurationError
 from agentcomm.direct.messaging import DirectMessages
 from agentcomm.host.agent import Agent as _HostAgent
-from agentcomm.host.runtime import Extension
+from agentcomm.host.extension import Extension
 from agentcomm.host.runtime import Runtime as _HostRuntime
 from agentcomm.host.services import AccessHook
 from agentcomm.pubsub.bus import PubSub

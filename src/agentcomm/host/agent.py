@@ -159,7 +159,7 @@ class Agent:
 
         Patterns call it from their decorators (``@agent.on`` declares a
         ``"pubsub"`` subscription); a running runtime passes it to the pattern's
-        :class:`~agentcomm.host.runtime.Extension` at once.
+        :class:`~agentcomm.host.extension.Extension` at once.
 
         Example::
 

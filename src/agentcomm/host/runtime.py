@@ -10,34 +10,27 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, Self
-
-import msgspec
+from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 from agentcomm.core.envelope import Envelope
 from agentcomm.core.errors import ConfigurationError, TransportClosed
 from agentcomm.core.rejects import Rejects
-from agentcomm.host.agent import Agent, AgentStatistics
+from agentcomm.host.agent import Agent
+from agentcomm.host.extension import Extension, Extensions
+from agentcomm.host.failures import FailureLog
 from agentcomm.host.message_log import MessageLog
+from agentcomm.host.runtime_stats import RuntimeStatistics
 from agentcomm.host.services import AccessHook, GuardHook, HostServices, TracingHook
 from agentcomm.host.task_group import _RuntimeTaskGroup
 from agentcomm.transports.base import Transport
 
-__all__ = [
-    "Extension",
-    "MessageLog",
-    "Requests",
-    "Runtime",
-    "RuntimeStatistics",
-    "requests_of",
-    "runtime_of",
-]
+__all__ = ["Requests", "Runtime", "requests_of", "runtime_of"]
 
 logger = logging.getLogger("agentcomm")
+_T = TypeVar("_T")
 
 
 class Requests(Protocol):
@@ -71,27 +64,6 @@ class Requests(Protocol):
     ) -> Any: ...
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Extension:
-    """A pattern's lifecycle hooks, called by the runtime in registration order.
-
-    ``on_start(rt)`` once the runtime and its first agents run; ``on_agents(rt,
-    agents)`` for the agents started with the runtime and for each one attached
-    later; ``on_detach(rt, agent)`` before an agent stops; ``on_declare(rt, agent,
-    kind)`` when a running agent declares something (:meth:`Agent.declare`).
-
-    Example::
-
-        rt.register(Extension("presence", on_start=start_presence))
-    """
-
-    name: str
-    on_start: Callable[[Runtime], Awaitable[None]] | None = None
-    on_agents: Callable[[Runtime, Sequence[Agent]], Awaitable[None]] | None = None
-    on_detach: Callable[[Runtime, Agent], Awaitable[None]] | None = None
-    on_declare: Callable[[Runtime, Agent, str], None] | None = None
-
-
 def requests_of(runtime: HostServices) -> Requests:
     """The runtime's direct-messaging service; ConfigurationError when none is installed.
 
@@ -107,27 +79,6 @@ def requests_of(runtime: HostServices) -> Requests:
             "this runtime has no direct messaging; use agentcomm.Runtime, which installs it"
         )
     return requests
-
-
-class RuntimeStatistics(msgspec.Struct, frozen=True):
-    """A frozen snapshot of the runtime and its agents.
-
-    ``rejected_frames`` counts, by kind, frames from the wire or a store that did not
-    decode and were refused (``request``, ``notification``, ``direct``, ``reply``,
-    ``event``, ``stream``, ``dead_letter``, ``blackboard``, ``presence``: see
-    ``docs/security.md``); never fatal.
-
-    Example::
-
-        snap = rt.statistics(); print(snap.transport, [a.name for a in snap.agents])
-    """
-
-    transport: str
-    running: bool
-    agents: tuple[AgentStatistics, ...]
-    messages_logged: int  # envelopes held in the bounded message log now
-    failures: int
-    rejected_frames: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class Runtime:
@@ -182,21 +133,20 @@ class Runtime:
         self._tg: asyncio.TaskGroup | None = None
         self._running = False
         self._failures = 0
-        self._extensions: dict[str, Any] = {}
-        self._hooks: list[Extension] = []
+        #: Failures by kind, including background work's (``statistics().errors``).
+        self.failure_log = FailureLog()
+        self._ext: Extensions[Runtime] = Extensions()
         for a in agents:
             self.add(a)
 
-    def register(self, hook: Extension) -> None:
+    def register(self, hook: Extension[Runtime]) -> None:
         """Register a pattern's lifecycle hooks (see :class:`Extension`).
 
         Example::
 
             rt.register(Extension("presence", on_start=start_presence))
         """
-        if any(h.name == hook.name for h in self._hooks):
-            raise ConfigurationError(f"an extension named {hook.name!r} is already registered")
-        self._hooks.append(hook)
+        self._ext.register(hook)
 
     # -- agents ----------------------------------------------------------------
     def add(self, *agents: Agent) -> None:
@@ -250,8 +200,9 @@ class Runtime:
             assert self._tg is not None
             await self.transport.bind(a.name, a._mailbox)
             a._spawn_workers(self._tg)
-        except Exception:
+        except Exception as exc:
             logger.exception("runtime: agent %s could not be bound; it can only send", a.name)
+            self.report_error("bind", exc, subject=a.name)
 
     async def attach(self, agent: Agent) -> Agent:
         """Register and start an agent while the runtime runs.
@@ -264,9 +215,7 @@ class Runtime:
             raise TransportClosed("the runtime is not running; use `rt.add(agent)` before start")
         self._register(agent)
         await agent._start(self, self._tg)
-        for hook in self._hooks:
-            if hook.on_agents is not None:
-                await hook.on_agents(self, [agent])
+        await self._ext.started(self, [agent], first=False)
         return agent
 
     async def detach(self, agent: Agent | str) -> None:
@@ -279,9 +228,7 @@ class Runtime:
         a = self._agents.get(agent if isinstance(agent, str) else agent.name)
         if a is None:
             raise ConfigurationError(f"no agent named {agent!r} in this runtime")
-        for hook in self._hooks:  # e.g. its event subscriptions stop first
-            if hook.on_detach is not None:
-                await hook.on_detach(self, a)
+        await self._ext.detaching(self, a)  # e.g. its event subscriptions stop first
         await a._stop(asyncio.get_running_loop().time() + self.drain_timeout)
         del self._agents[a.name]
         a._runtime = None
@@ -316,11 +263,7 @@ class Runtime:
             started = list(self._agents.values())
             for a in started:
                 await a._start(self, tg)
-            for hook in self._hooks:
-                if hook.on_agents is not None:
-                    await hook.on_agents(self, started)
-                if hook.on_start is not None:
-                    await hook.on_start(self)
+            await self._ext.started(self, started, first=True)
         except BaseException as exc:
             await self._shutdown(type(exc), exc, exc.__traceback__)
             raise
@@ -337,10 +280,10 @@ class Runtime:
         tg = self._tg
         try:
             deadline = asyncio.get_running_loop().time() + self.drain_timeout
-            await self._close_extensions()
+            await self._ext.close()
             for a in list(self._agents.values()):
                 await a._stop(deadline)
-            await self._close_extensions()  # any a draining handler opened
+            await self._ext.close()  # any a draining handler opened
             if isinstance(tg, _RuntimeTaskGroup):
                 # what the closing above set ending may finish until the drain deadline
                 running = [t for t in tg._owned if not t.done()]
@@ -366,17 +309,6 @@ class Runtime:
                         a._runtime = None
         return None
 
-    async def _close_extensions(self) -> None:
-        while self._extensions:
-            name = next(iter(self._extensions))
-            ext = self._extensions.pop(name)
-            close = getattr(ext, "aclose", None)
-            if close is not None:
-                try:
-                    await close()
-                except Exception:
-                    logger.exception("runtime: closing %s failed", name)
-
     # -- extensions (blackboard, pub/sub, tools) ---------------------------------
     def extension(self, name: str, factory: Callable[[Runtime], Any]) -> Any:
         """The runtime's single instance of a pattern module, created on first use.
@@ -385,9 +317,9 @@ class Runtime:
 
             board = rt.extension("blackboard", Blackboard)
         """
-        ext = self._extensions.get(name)
+        ext = self._ext.instances.get(name)
         if ext is None:
-            ext = self._extensions[name] = factory(self)
+            ext = self._ext.instances[name] = factory(self)
         return ext
 
     def existing_extension(self, name: str) -> Any:
@@ -397,7 +329,34 @@ class Runtime:
 
             ps = rt.existing_extension("pubsub")
         """
-        return self._extensions.get(name)
+        return self._ext.instances.get(name)
+
+    def extension_of(self, name: str, kind: type[_T]) -> _T | None:
+        """The extension ``name`` as a ``kind`` if it was created, else ``None``.
+
+        Never creates it; one of another type is a ConfigurationError.
+
+        Example::
+
+            ps = rt.extension_of("pubsub", PubSub)   # PubSub | None
+        """
+        ext = self._ext.instances.get(name)
+        if ext is None or isinstance(ext, kind):
+            return ext
+        raise ConfigurationError(
+            f"the extension {name!r} is a {type(ext).__name__}, not a {kind.__name__}"
+        )
+
+    def remove_extension(self, name: str) -> Any:
+        """Forget the extension ``name`` without closing it; returns it, or ``None``.
+
+        For a pattern whose start failed after :meth:`extension` created it.
+
+        Example::
+
+            rt.remove_extension("prometheus")
+        """
+        return self._ext.instances.pop(name, None)
 
     def extensions(self) -> list[tuple[str, Any]]:
         """The extensions created so far, as ``(name, instance)`` pairs.
@@ -406,7 +365,7 @@ class Runtime:
 
             for name, ext in rt.extensions(): print(name)
         """
-        return list(self._extensions.items())
+        return list(self._ext.instances.items())
 
     def get_agent(self, name: str) -> Agent | None:
         """The registered agent named ``name``, or ``None``.
@@ -460,19 +419,30 @@ class Runtime:
             rt.declared(agent, "pubsub")
         """
         if self._running and self._agents.get(agent.name) is agent:
-            for hook in self._hooks:
-                if hook.on_declare is not None:
-                    hook.on_declare(self, agent, kind)
+            self._ext.declared(self, agent, kind)
 
     def report_failure(self, env: Envelope, reason: str) -> None:
-        """Count and log a message the runtime could not handle.
+        """Count and log a message the runtime could not handle (kind ``message``).
 
         Example::
 
             rt.report_failure(env, "no handler")
         """
         self._failures += 1
+        self.failure_log.add("message", reason, subject=env.id)
         logger.warning("message %s from %s not handled: %s", env.id, env.sender, reason)
+
+    def report_error(self, kind: str, error: BaseException | str, *, subject: str = "") -> None:
+        """Count a failure of background work under ``kind`` (``statistics().errors``).
+
+        The kinds are listed in :class:`RuntimeStatistics`; the caller logs as it
+        sees fit (a loop that retries logs once, but every failure is counted).
+
+        Example::
+
+            rt.report_error("subscription_start", exc, subject="billing__charge")
+        """
+        self.failure_log.add(kind, error, subject=subject)
 
     def statistics(self) -> RuntimeStatistics:
         """A frozen snapshot of the runtime and every agent.
@@ -488,6 +458,7 @@ class Runtime:
             messages_logged=len(self.message_log),
             failures=self._failures,
             rejected_frames=self._rejects.snapshot(),
+            errors=self.failure_log.snapshot(),
         )
 
 

@@ -10,7 +10,7 @@ public :class:`~agentcomm.Runtime` (``agentcomm.api``) plugs the implementations
 * :class:`HostServices`: what an agent (and a handler's context) uses of the
   runtime it runs in; :class:`agentcomm.host.runtime.Runtime` provides it.
 
-The lifecycle hooks of patterns (:class:`~agentcomm.host.runtime.Extension`) and
+The lifecycle hooks of patterns (:class:`~agentcomm.host.extension.Extension`) and
 the direct-messaging service (:class:`~agentcomm.host.runtime.Requests`) live
 beside the runtime.
 
@@ -105,5 +105,7 @@ class HostServices(Protocol):
     def record(self, env: Envelope) -> None: ...
 
     def report_failure(self, env: Envelope, reason: str) -> None: ...
+
+    def report_error(self, kind: str, error: BaseException | str, *, subject: str = "") -> None: ...
 
     def declared(self, agent: Any, kind: str) -> None: ...

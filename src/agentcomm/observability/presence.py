@@ -9,7 +9,8 @@ statistics). Records are rewritten every ``interval`` seconds with a TTL of thre
 intervals, so a process that dies disappears on its own; a clean shutdown deletes
 them at once. ``agentcomm agents``, ``agentcomm tools`` and ``agentcomm stats`` read
 them. Off on the in-memory transport; presence never blocks or fails the runtime
-(a broker that refuses the writes gets a logged warning).
+(a broker that refuses the writes gets a logged warning, and every failed round
+is counted in ``rt.statistics().errors["presence"]``).
 
 Example::
 
@@ -37,6 +38,8 @@ from agentcomm.core.envelope import decode_guarded
 from agentcomm.core.errors import AgentCommError, ConfigurationError, DecodeError
 from agentcomm.core.rejects import Rejects
 from agentcomm.host.agent import AgentStatistics
+from agentcomm.host.failures import FailureRecord
+from agentcomm.observability.sources import board_statistics, pubsub_statistics
 from agentcomm.pubsub.metrics import PubSubStatistics, SubscriptionStatistics
 from agentcomm.tools.catalogue import Tools
 from agentcomm.tools.schemas import ToolInfo
@@ -96,6 +99,8 @@ class RuntimePresence(msgspec.Struct, frozen=True, kw_only=True):
     boards: tuple[BoardStatistics, ...] = ()
     #: Refused frames by kind (``rt.statistics().rejected_frames``).
     rejected_frames: dict[str, int] = msgspec.field(default_factory=dict)
+    #: Failures by kind, background work's included (``rt.statistics().errors``).
+    errors: dict[str, FailureRecord] = msgspec.field(default_factory=dict)
 
 
 _agent_decoder = msgspec.json.Decoder(AgentPresence)
@@ -136,7 +141,7 @@ class Presence:
 
             Presence.install(rt, enabled=False)
         """
-        if "presence" in rt._extensions:
+        if rt.existing_extension("presence") is not None:
             raise ConfigurationError("this runtime's presence exists; install it before start")
         p: Presence = rt.extension("presence", lambda r: cls(r, **options))
         return p
@@ -159,6 +164,7 @@ class Presence:
                     logger.info("presence: announcing again")
                 self._failing = False
             except Exception as exc:  # presence must never fail the runtime
+                self.runtime.report_error("presence", exc, subject=BUCKET)
                 if not self._failing:
                     logger.warning(
                         "presence: cannot announce agents (%s); retrying",
@@ -171,7 +177,7 @@ class Presence:
             await asyncio.sleep(self.interval)
 
     def _tool_infos(self, name: str) -> tuple[ToolInfo, ...]:
-        agent = self.runtime._agents.get(name)
+        agent = self.runtime.get_agent(name)
         if agent is None:
             return ()
         version = len(agent.handlers)
@@ -193,14 +199,8 @@ class Presence:
         now = time.time()
         ttl = max(self.interval * 3, t.min_ttl, 1.0)
         stats = rt.statistics()
-        ps = rt._extensions.get("pubsub")
-        pubsub: PubSubStatistics | None = None if ps is None else ps.statistics()
-        boards: list[BoardStatistics] = []
-        for name, core in list(rt._extensions.items()):
-            if name == "blackboard" or name.startswith("blackboard:"):
-                from agentcomm.blackboard.board import Blackboard
-
-                boards.append(Blackboard(rt, bucket=core.bucket).statistics())
+        pubsub = pubsub_statistics(rt)
+        boards = board_statistics(rt)
         keys: set[str] = set()
         last: dict[str, tuple[float, int, int]] = {}
         for a in stats.agents:
@@ -237,6 +237,7 @@ class Presence:
                 pubsub=pubsub,
                 boards=tuple(boards),
                 rejected_frames=stats.rejected_frames,
+                errors=stats.errors,
             )
             key = f"runtimes.{self.instance}"
             await t.kv_put(BUCKET, key, msgspec.json.encode(rrec), ttl=ttl)
