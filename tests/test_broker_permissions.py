@@ -23,17 +23,18 @@ from agentcomm import Agent, Runtime
 from agentcomm.core.errors import ConfigurationError, PermissionDenied
 from agentcomm.core.names import nats_inbox_prefix
 from agentcomm.security.policy import Policy
+from agentcomm.testing.extras import require_module
 from agentcomm.testing.nats_server import NatsServer
 
-pytest.importorskip("nats")
+require_module("nats")
 
-import nats
-import nats.errors
-import nats.js.errors
-from nats.js import api
+import nats  # noqa: E402
+import nats.errors  # noqa: E402
+import nats.js.errors  # noqa: E402
+from nats.js import api  # noqa: E402
 
-from agentcomm.observability.presence import Presence, read_presence
-from agentcomm.transports.nats.transport import NatsTransport
+from agentcomm.observability.presence import Presence, read_presence  # noqa: E402
+from agentcomm.transports.nats.transport import NatsTransport  # noqa: E402
 
 pytestmark = pytest.mark.nats
 

@@ -38,6 +38,7 @@ from agentcomm.core.envelope import (
 from agentcomm.core.limits import MAX_PAYLOAD_DEPTH, MAX_WIRE_DEPTH, check_depth, json_depth
 from agentcomm.core.rejects import Rejects
 from agentcomm.core.schema import codec_for
+from agentcomm.testing.extras import require_module
 from agentcomm.testing.fixtures import MakeRuntime
 
 from .hostile import DEEP, PAYLOADS, frames, until
@@ -205,7 +206,7 @@ def test_version_one_explicit_or_omitted_decodes() -> None:
 
 # -- payload codecs -------------------------------------------------------------------------
 def test_payload_codecs_refuse_hostile_payloads_with_validation_error() -> None:
-    pydantic = pytest.importorskip("pydantic")
+    pydantic = require_module("pydantic")
 
     class PairModel(pydantic.BaseModel):  # type: ignore[misc,name-defined]
         a: int

@@ -30,11 +30,12 @@ from agentcomm import (
 )
 from agentcomm.core.envelope import invalid_frame_bytes
 from agentcomm.observability.presence import read_presence
+from agentcomm.testing.extras import require_module
 from agentcomm.testing.nats_server import NatsServer
 
 from .hostile import DEEP, frames, until
 
-nats = pytest.importorskip("nats")
+nats = require_module("nats")
 
 from agentcomm.transports.nats.transport import NatsTransport  # noqa: E402
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-mcp = pytest.importorskip("mcp")
+from agentcomm.testing.extras import require_module
+
+mcp = require_module("mcp")
 
 from agentcomm import (  # noqa: E402
     Agent,

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("mcp")
+from agentcomm.testing.extras import require_module
 
-from agentcomm import Runtime, UnknownHandler, ValidationError
+require_module("mcp")
+
+from agentcomm import Runtime, UnknownHandler, ValidationError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "npm"

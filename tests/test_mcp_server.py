@@ -11,7 +11,9 @@ from typing import Any
 import msgspec
 import pytest
 
-mcp = pytest.importorskip("mcp")
+from agentcomm.testing.extras import require_module
+
+mcp = require_module("mcp")
 import mcp_types as mt  # noqa: E402
 
 from agentcomm import Agent, ConfigurationError, Context, PermissionDenied, Runtime  # noqa: E402

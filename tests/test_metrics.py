@@ -11,16 +11,18 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("opentelemetry.sdk.metrics")
+from agentcomm.testing.extras import require_module
 
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+require_module("opentelemetry.sdk.metrics")
 
-from agentcomm import Agent, Reject, Runtime
-from agentcomm.core.errors import ConfigurationError
-from agentcomm.observability.metric_specs import SPECS
-from agentcomm.observability.metrics import export, prometheus_text, serve_prometheus
-from agentcomm.observability.prometheus import prometheus_name
+from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
+
+from agentcomm import Agent, Reject, Runtime  # noqa: E402
+from agentcomm.core.errors import ConfigurationError  # noqa: E402
+from agentcomm.observability.metric_specs import SPECS  # noqa: E402
+from agentcomm.observability.metrics import export, prometheus_text, serve_prometheus  # noqa: E402
+from agentcomm.observability.prometheus import prometheus_name  # noqa: E402
 
 
 def make_agents() -> list[Agent]:

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from agentcomm import Runtime
+from agentcomm.testing.extras import require_module
 from agentcomm.testing.nats_server import NatsServer
 
-pytest.importorskip("nats")
+require_module("nats")
 
-from agentcomm.transports.nats import NatsTransport
+from agentcomm.transports.nats import NatsTransport  # noqa: E402
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 

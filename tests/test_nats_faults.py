@@ -21,12 +21,13 @@ import pytest
 
 from agentcomm import Agent, RetryPolicy, Runtime, TransportError
 from agentcomm.core.envelope import Envelope, encode_payload
+from agentcomm.testing.extras import require_module
 from agentcomm.testing.nats_server import NatsServer, require_nats_server
 from agentcomm.transports.streams import ConsumerConfig, StreamConfig
 
-pytest.importorskip("nats")
+require_module("nats")
 
-from agentcomm.transports.nats import NatsTransport
+from agentcomm.transports.nats import NatsTransport  # noqa: E402
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 

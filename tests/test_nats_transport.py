@@ -16,9 +16,10 @@ from agentcomm.core.errors import (
     TransportClosed,
     TransportError,
 )
+from agentcomm.testing.extras import require_module
 from agentcomm.testing.nats_server import NatsServer
 
-nats = pytest.importorskip("nats")
+nats = require_module("nats")
 
 from agentcomm.transports.nats.transport import NatsTransport  # noqa: E402
 

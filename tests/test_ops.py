@@ -11,6 +11,7 @@ from agentcomm import Agent, Runtime
 from agentcomm.cli.main import build_parser
 from agentcomm.cli.ops import _tail_match
 from agentcomm.cli.output import _table
+from agentcomm.testing.extras import require_module
 
 
 def test_table_falls_back_to_plain_text_without_rich(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -27,7 +28,7 @@ def test_table_falls_back_to_plain_text_without_rich(monkeypatch: pytest.MonkeyP
 
 
 def test_table_with_rich_has_no_colour_off_a_terminal() -> None:
-    pytest.importorskip("rich")
+    require_module("rich")
     out = io.StringIO()
     _table(out, "agents", ["agent", "handled"], [("calc", 3)])
     assert "calc" in out.getvalue()

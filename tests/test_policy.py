@@ -8,6 +8,7 @@ import pytest
 
 from agentcomm.core.errors import ConfigurationError, PermissionDenied
 from agentcomm.security.policy import Policy, Rules
+from agentcomm.testing.extras import require_module
 
 POLICY = """
 trusted = ["runtime"]
@@ -193,7 +194,7 @@ def test_nats_config_has_one_user_per_agent_and_no_secrets(policy: Policy) -> No
 
 
 async def test_policy_refuses_an_unlisted_tool_call_through_mcp() -> None:
-    mcp = pytest.importorskip("mcp")
+    mcp = require_module("mcp")
     import mcp_types as mt
 
     from agentcomm import Agent, Runtime

@@ -18,10 +18,10 @@ import pytest
 from agentcomm import Agent, Runtime
 from agentcomm.core.errors import NoResponders, PermissionDenied
 from agentcomm.security.policy import Policy, nats_inbox_prefix
+from agentcomm.testing.extras import require_module
 from agentcomm.testing.nats_server import NatsServer
 
-nats = pytest.importorskip("nats")
-
+nats = require_module("nats")
 from agentcomm.transports.nats.transport import NatsTransport  # noqa: E402
 
 pytestmark = pytest.mark.nats
@@ -444,7 +444,7 @@ call = ["remote-crm.lookup"]
 
 async def test_tool_calls_outside_the_policy_are_refused_on_nats(nats_server: NatsServer) -> None:
     """An MCP-exposed tool and a proxied MCP tool, each refused by the policy on NATS."""
-    mcp = pytest.importorskip("mcp")
+    mcp = require_module("mcp")
     import mcp_types as mt
 
     crm = Agent("crm")

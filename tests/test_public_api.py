@@ -8,6 +8,81 @@ import sys
 
 import agentcomm
 
+#: The public surface, pinned: adding or removing a name is an API decision.
+PUBLIC_API = (
+    "Agent",
+    "AgentCommError",
+    "AgentStatistics",
+    "Alert",
+    "AuthenticationError",
+    "Blackboard",
+    "BlackboardError",
+    "BoardStatistics",
+    "Change",
+    "ConfigurationError",
+    "Context",
+    "DeadLetter",
+    "DecodeError",
+    "DeliveryError",
+    "Entry",
+    "Envelope",
+    "ErrorInfo",
+    "Identity",
+    "KeyExists",
+    "Keyring",
+    "LimitExceeded",
+    "Limits",
+    "MailboxFull",
+    "MessageLog",
+    "NoResponders",
+    "PermissionDenied",
+    "Policy",
+    "PubSub",
+    "PubSubStatistics",
+    "RateLimit",
+    "RateLimited",
+    "Reject",
+    "RemoteError",
+    "ReplayDetected",
+    "RequestTimeout",
+    "Retention",
+    "Retry",
+    "RetryPolicy",
+    "RevisionConflict",
+    "Rules",
+    "Runtime",
+    "RuntimeStatistics",
+    "Security",
+    "SubscriptionStatistics",
+    "ToolError",
+    "ToolInfo",
+    "Tools",
+    "TopicStatistics",
+    "Transport",
+    "TransportClosed",
+    "TransportError",
+    "UnknownHandler",
+    "UnsupportedVersion",
+    "ValidationError",
+    "Watch",
+    "__version__",
+    "decode_envelope",
+    "encode_envelope",
+    "new_id",
+    "quote_untrusted",
+)
+
+
+def test_all_matches_the_pinned_snapshot() -> None:
+    added = sorted(set(agentcomm.__all__) - set(PUBLIC_API))
+    removed = sorted(set(PUBLIC_API) - set(agentcomm.__all__))
+    assert (added, removed) == ([], []), (
+        f"agentcomm.__all__ changed (added {added}, removed {removed}): if this is a "
+        "deliberate API change, update PUBLIC_API in tests/test_public_api.py and record "
+        "it in CHANGELOG.md under Unreleased"
+    )
+    assert list(agentcomm.__all__) == list(PUBLIC_API), "same names, new order: update PUBLIC_API"
+
 
 def test_all_names_exist_and_are_documented_with_an_example() -> None:
     for name in agentcomm.__all__:
@@ -37,7 +112,7 @@ def test_public_modules_define_their_own_all() -> None:
 def test_importing_agentcomm_loads_no_optional_dependency() -> None:
     code = (
         "import sys, agentcomm, agentcomm.transports;"
-        "opt = ('nats', 'mcp', 'pydantic', 'opentelemetry', 'rich');"
+        "opt = ('nats', 'mcp', 'pydantic', 'opentelemetry', 'rich', 'prometheus_client');"
         "bad = [m for m in opt if m in sys.modules];"
         "print(','.join(bad))"
     )

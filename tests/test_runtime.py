@@ -14,6 +14,7 @@ from agentcomm import (
     MailboxFull,
     MessageLog,
     NoResponders,
+    RemoteError,
     RequestTimeout,
     Runtime,
     TransportClosed,
@@ -121,6 +122,13 @@ async def test_shutdown_deadline_answers_queued_requests_instead_of_hanging(
         await asyncio.sleep(0)
     await asyncio.wait_for(asyncio.gather(first, second), 5)
     assert len(errors) == 2  # neither caller waited its 30 s
+    # Both answered by the stopping agent: the running one cancelled, the queued one refused.
+    assert all(isinstance(e, RemoteError) for e in errors), errors
+    got = sorted((e.source, e.type, e.message) for e in errors if isinstance(e, RemoteError))
+    assert got == [
+        ("stuck", "TransportClosed", "agent stuck shut down before handling it"),
+        ("stuck", "TransportClosed", "agent stuck shut down while handling it"),
+    ]
     assert "not handled before the shutdown deadline" in caplog.text
 
 

@@ -19,6 +19,7 @@ from agentcomm.core.envelope import decode_envelope, encode_envelope
 from agentcomm.core.errors import ValidationError
 from agentcomm.core.limits import Limits
 from agentcomm.security.signing import Identity, Security
+from agentcomm.testing.extras import require_module
 
 BASE: dict[str, Any] = {
     "id": "m1",
@@ -173,7 +174,7 @@ def test_valid_envelope_round_trips() -> None:  # the fuzz base itself is valid
 async def test_hostile_bytes_on_nats_are_counted_and_the_agent_keeps_serving(
     nats_server: Any,
 ) -> None:
-    nats = pytest.importorskip("nats")
+    nats = require_module("nats")
     from agentcomm.transports.nats import NatsTransport
 
     bob = Agent("bob")

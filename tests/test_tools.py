@@ -14,6 +14,7 @@ import pytest
 from agentcomm import Agent, ConfigurationError, Runtime, UnknownHandler
 from agentcomm.cli.main import main
 from agentcomm.core.schema import ANY_JSON
+from agentcomm.testing.extras import require_module
 from agentcomm.tools.catalogue import (
     ToolInfo,
     anthropic_tool,
@@ -173,7 +174,7 @@ def test_importing_agentcomm_does_not_import_mcp() -> None:
 
 
 async def test_cli_mcp_serve_over_http() -> None:
-    mcp = pytest.importorskip("mcp")
+    mcp = require_module("mcp")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -9,6 +9,7 @@ import pytest
 
 from agentcomm import Agent, Context, RetryPolicy, Runtime
 from agentcomm.observability.tracing import TraceRecorder
+from agentcomm.testing.extras import require_module
 
 FAST = RetryPolicy(max_attempts=3, backoff=0.001, max_backoff=0.002, jitter=0.0)
 
@@ -135,7 +136,7 @@ async def test_tracing_off_records_causation_but_no_trace_context() -> None:
 
 
 async def test_mcp_tool_call_continues_the_callers_trace_across_http() -> None:
-    pytest.importorskip("mcp")
+    require_module("mcp")
     calc = Agent("calc")
 
     @calc.handler

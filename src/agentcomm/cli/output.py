@@ -1,4 +1,4 @@
-"""What the operator commands share: failures, tables, JSON lines, times, stream checks."""
+"""What the operator commands share: failures, tables, JSON lines, times, streams, presence."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 import msgspec
 
-__all__ = ["_Fail", "_ago", "_clock", "_has_stream", "_json_line", "_table"]
+__all__ = ["_Fail", "_ago", "_clock", "_has_stream", "_json_line", "_presence", "_table"]
 
 
 class _Fail(Exception):
@@ -67,3 +67,11 @@ def _term_width(out: TextIO) -> int:
         return os.get_terminal_size(out.fileno()).columns if out.isatty() else 160
     except (OSError, ValueError, AttributeError):
         return 160
+
+
+async def _presence(t: Any) -> tuple[list[Any], list[Any]]:
+    from agentcomm.observability.presence import BUCKET, read_presence
+
+    if not await _has_stream(t.client.jetstream(), f"KV_{t.namespace}_{BUCKET}"):
+        return [], []  # no runtime ever announced itself in this namespace
+    return await read_presence(t)

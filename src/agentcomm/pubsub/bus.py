@@ -254,8 +254,9 @@ class PubSub(DeadLetterOps):
     async def _start_quietly(self) -> None:
         try:
             await self.start()
-        except Exception:
+        except Exception as exc:
             logger.exception("pub/sub: starting a subscription declared at run time failed")
+            self.runtime.report_error("subscription_start", exc)
 
     async def detach_agent(self, agent: Agent) -> None:
         """Stop ``agent``'s subscriptions (``Runtime.detach`` calls it before the agent stops).

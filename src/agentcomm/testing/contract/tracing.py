@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
 from agentcomm.api import Agent, Context
 from agentcomm.blackboard.board import Change
+from agentcomm.testing.extras import require_module
 from agentcomm.testing.fixtures import MakeRuntime
 
 __all__ = ["test_one_trace_across_direct_pubsub_and_blackboard"]
@@ -63,7 +62,7 @@ def _five_agents(seen: dict[str, Any], done: asyncio.Event) -> list[Agent]:
 
 
 async def test_one_trace_across_direct_pubsub_and_blackboard(make_runtime: MakeRuntime) -> None:
-    pytest.importorskip("opentelemetry.sdk")
+    require_module("opentelemetry.sdk")
     from agentcomm.observability.tracing import TraceRecorder
 
     recorder = TraceRecorder()
