@@ -142,7 +142,7 @@ class DeadLetters:
         error: str | None,
         attempts: int,
     ) -> None:
-        """Store the dead letter of ``event`` for ``subscription`` and wake the waiters."""
+        """Store the dead letter of ``event`` for ``subscription`` (then call :meth:`settled`)."""
         dl = DeadLetter(
             reason=reason,
             attempts=attempts,
@@ -170,6 +170,13 @@ class DeadLetters:
             traceparent=event.traceparent,
         )
         await self.runtime.transport.append(DEAD_LETTER_STREAM, env)
+
+    def settled(self) -> None:
+        """A stored dead letter's event is settled (terminated, counted): wake the waiters.
+
+        Called after :meth:`store`, once the subscription's counters include it, so a
+        waiter that wakes sees the statistics that go with the dead letter.
+        """
         stored, self._stored = self._stored, asyncio.Event()
         stored.set()
 

@@ -71,6 +71,8 @@ class _DeadLetterStore(Protocol):
         attempts: int,
     ) -> None: ...
 
+    def settled(self) -> None: ...
+
 
 class TimedOut(Exception):
     """A handler run outlived its subscription's handler_timeout (internal marker)."""
@@ -395,7 +397,10 @@ class HandlerRunner:
             )
             await m.nak(self.retry.delay(attempts))
             return "nak"
-        await m.term()
-        self.counters.dead_lettered += 1
-        self.pubsub._topic(m.envelope.topic or "").dead_lettered += 1
+        try:
+            await m.term()
+            self.counters.dead_lettered += 1
+            self.pubsub._topic(m.envelope.topic or "").dead_lettered += 1
+        finally:
+            self.pubsub.dlq.settled()  # wakes wait_dead_letter(), also when term failed
         return "dead"
