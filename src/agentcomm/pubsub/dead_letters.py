@@ -9,6 +9,7 @@ subscriptions store their dead letters through it, which wakes the waiters.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ from agentcomm.core.envelope import (
     invalid_frame_bytes,
     new_id,
 )
-from agentcomm.core.errors import ConfigurationError, DecodeError
+from agentcomm.core.errors import ConfigurationError, DecodeError, TransportClosed, TransportError
 from agentcomm.core.topics import check_pattern, compile_pattern
 from agentcomm.pubsub.declare import DEAD_LETTER_STREAM, EVENT_STREAM
 from agentcomm.transports.streams import ConsumerConfig, LogConsumer, LogMessage
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from agentcomm.pubsub.subscription import Subscription
 
 __all__ = ["DEAD_LETTER_STREAM", "EVENT_STREAM", "DeadLetter", "DeadLetters"]
+
+logger = logging.getLogger("agentcomm")
 
 #: How many queue entries one read of :meth:`DeadLetters.wait_dead_letter` takes.
 WAIT_PAGE = 100
@@ -325,6 +328,7 @@ class DeadLetters:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         doorbell: LogConsumer | None = None
+        watch_queue = rt.transport.shared and rt.access is None
         name = f"dlqwait_{new_id()}"
         try:
             while True:
@@ -347,17 +351,36 @@ class DeadLetters:
                         f"no dead letter of {what} matching topic {topic or '>'!r} from sequence "
                         f"{start} within {timeout:g} s"
                     )
-                if doorbell is None and rt.transport.shared and rt.access is None:
+                if watch_queue and doorbell is None:
                     doorbell = await self._open_doorbell(name, subject, start)
+                    watch_queue = doorbell is not None
                 await _woken(stored, doorbell, left)
         finally:
             if doorbell is not None:
                 await doorbell.close()
                 await rt.transport.delete_consumer(DEAD_LETTER_STREAM, name)
 
-    async def _open_doorbell(self, name: str, subject: str, start: int) -> LogConsumer:
+    async def _open_doorbell(self, name: str, subject: str, start: int) -> LogConsumer | None:
         """A consumer on the queue from ``start``: its fetch returns when a dead letter
-        is stored, by any process (a wake-up only: the waiter reads the queue itself)."""
+        is stored, by any process (a wake-up only: the waiter reads the queue itself).
+
+        ``None``, with a warning, when the engine refuses it (a broker whose
+        permissions grant no consumer on the queue): then only this runtime's dead
+        letters wake the waiter.
+        """
+        try:
+            return await self._open_consumer(name, subject, start)
+        except TransportClosed:
+            raise
+        except TransportError as exc:
+            logger.warning(
+                "wait_dead_letter: no consumer on the dead-letter stream (%s); only this "
+                "runtime's dead letters wake the wait",
+                exc,
+            )
+            return None
+
+    async def _open_consumer(self, name: str, subject: str, start: int) -> LogConsumer:
         return await self.runtime.transport.open_consumer(
             DEAD_LETTER_STREAM,
             ConsumerConfig(
