@@ -40,6 +40,7 @@ from agentcomm.core.rejects import Rejects
 from agentcomm.core.schema import codec_for
 from agentcomm.testing.extras import require_module
 from agentcomm.testing.fixtures import MakeRuntime
+from agentcomm.testing.waits import wait_dead_letters
 
 from .hostile import DEEP, PAYLOADS, frames, until
 
@@ -253,11 +254,13 @@ async def test_hostile_payloads_through_the_memory_transport_get_validation_erro
     from agentcomm import Runtime
 
     seen: list[int] = []
+    audited = asyncio.Event()
     auditor = Agent("auditor")
 
     @auditor.on("orders.*")
     async def audit(a: int, b: int) -> None:
         seen.append(a + b)
+        audited.set()
 
     with caplog.at_level(logging.WARNING):
         async with Runtime(agents=[_calc(), auditor]) as rt:
@@ -279,12 +282,9 @@ async def test_hostile_payloads_through_the_memory_transport_get_validation_erro
                 await rt.transport.append("EVENTS", event)
             await me.publish("orders.created", {"a": 1, "b": 2})
             assert await me.request("calc", "add", {"a": 2, "b": 3}) == 5
-            async with asyncio.timeout(20):
-                while True:
-                    dls = await rt.events.dead_letters(limit=1000)
-                    if len(dls) == len(PAYLOADS) and seen:
-                        break
-                    await asyncio.sleep(0.01)
+            dls = await wait_dead_letters(rt, len(PAYLOADS), timeout=20)
+            await asyncio.wait_for(audited.wait(), 20)
+            assert len(dls) == len(PAYLOADS)
             assert {dl.reason for dl in dls} == {"invalid"}
             assert seen == [3]
             stats = {a.name: a for a in rt.statistics().agents}

@@ -283,11 +283,8 @@ async def test_poison_event_is_tried_four_times_then_dead_lettered_once(
             await producer.publish("jobs.ok", {"n": n})
         async with asyncio.timeout(20):
             await others_done.wait()  # the others flow while the poison waits to retry
-            dead = []
-            while not dead:  # the dead letter is stored after the last attempt
-                dead = await rt.events.dead_letters()
-                if not dead:
-                    await asyncio.sleep(0.05)
+            await rt.events.wait_dead_letter(timeout=20)  # stored after the last attempt
+        dead = await rt.events.dead_letters()
         assert len(dead) == 1
     assert len(attempts) == 4
     gaps = [b - a for a, b in itertools.pairwise(attempts)]

@@ -19,6 +19,7 @@ from agentcomm.api import Context
 from agentcomm.observability.tracing import TraceRecorder
 from agentcomm.pubsub.declare import HANDLER_TIMEOUT, subscriptions_of
 from agentcomm.testing.contract.pubsub import Seen
+from agentcomm.testing.waits import wait_dead_letters
 from agentcomm.transports.memory.transport import MemoryTransport
 from agentcomm.transports.streams import ConsumerConfig, LogConsumer
 
@@ -33,15 +34,6 @@ async def _until(cond: Any) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError("condition not met after 10 s")
-
-
-async def _dead(rt: Runtime, n: int) -> list[Any]:
-    """The dead letters once there are ``n`` (bounded poll, 10 s)."""
-    for _ in range(2000):
-        if len(dls := await rt.events.dead_letters()) >= n:
-            return dls
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"fewer than {n} dead letters after 10 s")
 
 
 # -- declaration -------------------------------------------------------------------------
@@ -86,7 +78,7 @@ async def test_a_run_is_cancelled_after_its_timeout_not_before() -> None:
 
     async with Runtime(agents=[a]) as rt:
         await rt.agent("p").publish("x")
-        (dl,) = await _dead(rt, 1)
+        (dl,) = await wait_dead_letters(rt, 1)
     assert dl.reason == "timeout"
     took = cancelled[0] - started[0]
     assert 0.2 <= took < 1.0, took  # 0.2 s, and at most a tenth later (plus load)
@@ -112,7 +104,7 @@ async def test_a_handler_that_swallows_the_cancel_leaves_its_worker_sound() -> N
         for n in range(4):
             await p.publish("x", {"n": n})
         await seen.count(3)
-        (dl,) = await _dead(rt, 1)
+        (dl,) = await wait_dead_letters(rt, 1)
         await _until(lambda: rt.events.statistics().subscriptions[0].in_flight == 0)
         sub = rt.events.statistics().subscriptions[0]
     assert seen.items == [0, 1, 3]
@@ -151,11 +143,11 @@ async def test_redrive_and_replay_enforce_the_timeout_too() -> None:
 
     async with Runtime(agents=[a]) as rt:
         await rt.agent("p").publish("x", {"n": 1})
-        (dl,) = await _dead(rt, 1)
+        (dl,) = await wait_dead_letters(rt, 1)
         assert await rt.events.redrive(dl.sequence) is False  # timed out again
-        (again,) = await _dead(rt, 1)
+        (again,) = await wait_dead_letters(rt, 1)
         assert await rt.events.replay("a") == 1  # handled: dead-lettered as timeout
-        dls = await _dead(rt, 2)
+        dls = await wait_dead_letters(rt, 2)
         sub = rt.events.statistics().subscriptions[0]
     assert runs == [1, 1, 1]
     assert [d.reason for d in [dl, again, *dls]] == ["timeout"] * 4
@@ -176,7 +168,7 @@ async def test_timeouts_are_span_events_and_alertable() -> None:
         with pytest.raises(ConfigurationError):
             rt.events.alert("last_error", above=0, callback=alerts.append)
         await rt.agent("p").publish("x")
-        await _dead(rt, 1)
+        await wait_dead_letters(rt, 1)
         snap = await rt.events.refresh()
     processes = [s for s in recorder.spans() if s.name == "process x"]
     assert len(processes) == 2

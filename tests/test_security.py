@@ -19,14 +19,9 @@ from agentcomm.core.envelope import (
     new_id,
 )
 from agentcomm.core.errors import AuthenticationError, ConfigurationError, ReplayDetected
-from agentcomm.security.signing import (
-    SIGNATURE_HEADER,
-    Identity,
-    Keyring,
-    Security,
-    canonical_bytes,
-    quote_untrusted,
-)
+from agentcomm.security.keyring import Keyring
+from agentcomm.security.quoting import quote_untrusted
+from agentcomm.security.signing import SIGNATURE_HEADER, Identity, Security, canonical_bytes
 
 
 def _env(sender: str = "alice", **kw: object) -> Envelope:

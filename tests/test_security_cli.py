@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from agentcomm.cli.main import main
+from agentcomm.security.keyring import Keyring
 from agentcomm.security.policy import Policy
-from agentcomm.security.signing import Identity, Keyring
+from agentcomm.security.signing import Identity
 
 
 def test_keys_generate_writes_files_and_never_prints_the_private_key(

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 import msgspec
 
 from agentcomm import Agent
@@ -12,18 +9,10 @@ from agentcomm.core.envelope import encode_payload
 from agentcomm.core.flow import RetryPolicy
 from agentcomm.security.signing import Identity, Security
 from agentcomm.testing.fixtures import MakeRuntime
+from agentcomm.testing.waits import wait_dead_letters
 
 DEADLINE = 10.0
 ONCE = RetryPolicy(max_attempts=1, backoff=0.005, jitter=0.0)
-
-
-async def _dead_letters(rt: Any, n: int) -> list[Any]:
-    for _ in range(int(DEADLINE / 0.005)):
-        dls = await rt.events.dead_letters()
-        if len(dls) >= n:
-            return list(dls)
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"fewer than {n} dead letters after {DEADLINE}s")
 
 
 async def test_redrive_of_a_signed_event_with_a_ttl_runs_the_handler(
@@ -42,7 +31,7 @@ async def test_redrive_of_a_signed_event_with_a_ttl_runs_the_handler(
 
     async with make_runtime(agents=[audit], security=security) as rt:
         await rt.agent("shop").publish("orders.created", {"id": 7}, ttl=60.0)
-        (dl,) = await _dead_letters(rt, 1)
+        (dl,) = await wait_dead_letters(rt, 1)
         assert dl.event.deadline is not None  # stored signed, with its TTL
         broken[0] = False
         assert await rt.events.redrive(dl.sequence) is True

@@ -37,10 +37,7 @@ async def test_pubsub_retries_and_dead_letter_are_span_events() -> None:
     async with Runtime(agents=[worker], tracing=recorder.provider) as rt:
         await rt.agent("boss").publish("jobs.a", {"n": 1})
         await asyncio.wait_for(done.wait(), 10)
-        for _ in range(1000):  # the dead letter is stored right after the last attempt
-            if await rt.events.dead_letters():
-                break
-            await asyncio.sleep(0.005)
+        await rt.events.wait_dead_letter(timeout=10)  # stored right after the last attempt
         assert len(await rt.events.dead_letters()) == 1
 
     spans = _by_name(recorder)

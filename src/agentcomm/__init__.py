@@ -64,8 +64,10 @@ from agentcomm.pubsub.bus import (
     SubscriptionStatistics,
     TopicStatistics,
 )
+from agentcomm.security.keyring import Keyring
 from agentcomm.security.policy import Policy, Rules
-from agentcomm.security.signing import Identity, Keyring, Security, quote_untrusted
+from agentcomm.security.quoting import quote_untrusted
+from agentcomm.security.signing import Identity, Security
 from agentcomm.tools.catalogue import ToolError, ToolInfo, Tools
 from agentcomm.transports.base import Transport
 

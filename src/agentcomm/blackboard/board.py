@@ -22,13 +22,9 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
@@ -36,7 +32,6 @@ import msgspec
 from agentcomm.core.errors import ConfigurationError, KeyExists, RevisionConflict, ValidationError
 from agentcomm.core.limits import MAX_WIRE_DEPTH
 from agentcomm.core.schema import codec_for
-from agentcomm.transports.base import KVStore
 
 if TYPE_CHECKING:
     from agentcomm.host.runtime import Runtime
@@ -69,14 +64,13 @@ from agentcomm.blackboard.core import (
     check_key,
     check_prefix,
 )
+from agentcomm.blackboard.traced import _in_span, in_write_span
+from agentcomm.blackboard.update import compare_and_set_loop
 from agentcomm.blackboard.watch import Subscription, Watch
 
 logger = logging.getLogger("agentcomm.blackboard")
 
 T = TypeVar("T")
-
-# Set while a traced write runs its untraced body (see Blackboard._traced).
-_in_span: ContextVar[bool] = ContextVar("agentcomm_board_span", default=False)
 
 
 class Blackboard:
@@ -142,24 +136,7 @@ class Blackboard:
 
     async def _traced(self, operation: str, key: str, call: Awaitable[T]) -> T:
         """Run a write's body in a ``"write <key>"`` span (docs/tracing.md)."""
-        core = self._core
-        tracing = core.rt.tracing
-        assert tracing is not None
-        attrs = {
-            "agentcomm.board.operation": operation,
-            "agentcomm.board.bucket": core.bucket,
-            "agentcomm.author": self.author,
-            "agentcomm.causation_id": self._cause,
-        }
-        token = _in_span.set(True)
-        try:
-            with tracing.span("write", key, kind="producer", attributes=attrs) as span:
-                result = await call
-                rev: Any = result.revision if isinstance(result, Entry) else result
-                span.set_attribute("agentcomm.revision", rev)
-                return result
-        finally:
-            _in_span.reset(token)
+        return await in_write_span(self._core, self.author, self._cause, operation, key, call)
 
     def declare(self, prefix: str, type: Any) -> None:
         """Validate every write under ``prefix`` against ``type`` and decode reads with it.
@@ -431,52 +408,9 @@ class Blackboard:
                 key,
                 self.update(key, fn, type=type, max_attempts=max_attempts, ttl=ttl),
             )
-        check_key(key)
-        core.rt.authorize(self.author, "write", key)
-        core.rt.authorize(self.author, "read", key)
-        if ttl is not None:
-            core.check_ttl(ttl)
-        kv = await core.ready()
-        bucket = core.bucket
-        for attempt in range(1, max_attempts + 1):
-            raw_cur = await kv.kv_get(bucket, key)
-            cur = None if raw_cur is None else core.decode(raw_cur, type)
-            new = fn(None if cur is None else cur.value)
-            if inspect.isawaitable(new):
-                new = await new
-            now = time.time()
-            created = now if cur is None else cur.created
-            trace = None if tracing is None else tracing.current_traceparent()[0]
-            data = core.encode(key, new, self.author, created, now, ttl, trace, self._cause)
-            try:
-                if cur is None:
-                    rev = await kv.kv_put(bucket, key, data, create_only=True, ttl=ttl)
-                else:
-                    rev = await kv.kv_put(
-                        bucket, key, data, expected_revision=cur.revision, ttl=ttl
-                    )
-            except RevisionConflict as exc:
-                core.conflicts += 1
-                if attempt == max_attempts:
-                    err = RevisionConflict(
-                        key,
-                        None if cur is None else cur.revision,
-                        core.decode_or_none(exc.current, type),
-                    )
-                    err.args = (
-                        f"key {key!r}: update lost the race {max_attempts} times; raise "
-                        "max_attempts or have fewer writers share this key",
-                    )
-                    raise err from None
-                await _backoff(attempt)
-                continue
-            core.remember(key, rev, now if cur is None else cur.created)
-            core.writes += 1
-            return core.decode(
-                KVStore.Entry(key=key, value=data, revision=rev, operation="put", timestamp=now),
-                type,
-            )
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await compare_and_set_loop(
+            core, self.author, self._cause, key, fn, type, max_attempts, ttl
+        )
 
     # -- watching ------------------------------------------------------------------
     def watch(
@@ -546,25 +480,4 @@ class Blackboard:
 
             print(rt.board.statistics().conflicts)
         """
-        c = self._core
-        return BoardStatistics(
-            bucket=c.bucket,
-            history=c.history,
-            reads=c.reads,
-            writes=c.writes,
-            deletes=c.deletes,
-            conflicts=c.conflicts,
-            watches=len(c.watches),
-            subscriptions=len(c.subscriptions),
-            lagged=c.lagged,
-            callbacks=c.callbacks,
-            callback_failures=c.callback_failures,
-            rejected=c.rejected,
-        )
-
-
-async def _backoff(attempt: int) -> None:
-    if attempt == 1:
-        await asyncio.sleep(0)
-    else:
-        await asyncio.sleep(random.uniform(0, min(0.05, 0.0002 * 2**attempt)))
+        return self._core.statistics()

@@ -459,6 +459,23 @@ class _Core:
                 f"on the {getattr(self.kv, 'name', 'current')} transport, got {ttl!r}"
             )
 
+    def statistics(self) -> BoardStatistics:
+        """A frozen snapshot of the counters (``Blackboard.statistics``)."""
+        return BoardStatistics(
+            bucket=self.bucket,
+            history=self.history,
+            reads=self.reads,
+            writes=self.writes,
+            deletes=self.deletes,
+            conflicts=self.conflicts,
+            watches=len(self.watches),
+            subscriptions=len(self.subscriptions),
+            lagged=self.lagged,
+            callbacks=self.callbacks,
+            callback_failures=self.callback_failures,
+            rejected=self.rejected,
+        )
+
     async def aclose(self) -> None:
         """Close every watch and subscription (called by the runtime at shutdown)."""
         self.closed = True

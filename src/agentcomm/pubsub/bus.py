@@ -35,24 +35,21 @@ from typing import TYPE_CHECKING, Any
 
 from agentcomm.core.envelope import Envelope, encode_payload, new_id
 from agentcomm.core.errors import ConfigurationError, TransportClosed
-from agentcomm.core.flow import RateBuckets, RateLimit, Retention
+from agentcomm.core.flow import RateLimit, Retention
 from agentcomm.core.topics import check_topic, compile_pattern
 from agentcomm.pubsub.dead_letters import (
     DEAD_LETTER_STREAM,
     EVENT_STREAM,
     DeadLetter,
-    DeadLetterOps,
+    DeadLetters,
 )
 from agentcomm.pubsub.declare import (
     Start,
-    _ack_wait,
-    _deliver,
     _SubSpec,
     declare_subscription,
     subscriptions_of,
 )
 from agentcomm.pubsub.metrics import (
-    MAX_TRACKED_TOPICS,
     Alert,
     Metrics,
     PubSubStatistics,
@@ -60,13 +57,14 @@ from agentcomm.pubsub.metrics import (
     TopicStatistics,
     _TopicCounters,
 )
+from agentcomm.pubsub.publishing import PublishLimits, event_envelope, traced_append
+from agentcomm.pubsub.replay import Replays
 from agentcomm.pubsub.subscription import Subscription
-from agentcomm.transports.streams import ConsumerConfig, StreamInfo, pubsub_streams
+from agentcomm.transports.streams import StreamInfo, pubsub_streams
 
 if TYPE_CHECKING:
     from agentcomm.host.agent import Agent
     from agentcomm.host.runtime import Runtime
-    from agentcomm.host.services import TracingHook
 
 __all__ = [
     "DEAD_LETTER_STREAM",
@@ -84,44 +82,13 @@ __all__ = [
 logger = logging.getLogger("agentcomm")
 
 
-# -- the extension ------------------------------------------------------------------------
-
-
-def _event_envelope(
-    sender: str,
-    topic: str,
-    payload: Any,
-    key: str | None,
-    msg_id: str | None,
-    ttl: float | None,
-    headers: dict[str, str] | None,
-    cause: Envelope | None,
-    traceparent: str | None,
-    tracestate: str | None,
-) -> Envelope:
-    """An event envelope with every optional field (the common case builds fewer)."""
-    now = time.time()
-    return Envelope(
-        id=msg_id or new_id(),
-        kind="event",
-        sender=sender,
-        topic=topic,
-        payload=encode_payload(payload),
-        created=now,
-        deadline=None if ttl is None else now + ttl,
-        key=key,
-        causation_id=None if cause is None else cause.id,
-        traceparent=traceparent,
-        tracestate=tracestate,
-        headers=headers or {},
-    )
-
-
-class PubSub(DeadLetterOps):
+class PubSub:
     """A runtime's pub/sub (``rt.events``): publish, subscriptions, replay, dead letters.
 
     One instance per runtime, created on first use; configure it with
-    :meth:`install` before that. Subscriptions declared with ``@agent.on`` start with
+    :meth:`install` before that. Replays and the dead-letter queue are objects it
+    owns (``pubsub.replay.Replays``, ``pubsub.dead_letters.DeadLetters``); their
+    methods here hand the call to them. Subscriptions declared with ``@agent.on`` start with
     the first pub/sub operation of the runtime; a process that only subscribes calls
     ``await rt.events.start()``.
 
@@ -143,16 +110,14 @@ class PubSub(DeadLetterOps):
     ) -> None:
         self.runtime = runtime
         self.retention = retention or Retention()
-        self.publisher_limit = publisher_limit
-        self._topic_limits = [
-            (compile_pattern(p), p, lim) for p, lim in (topic_limits or {}).items()
-        ]
         if monitor_interval <= 0:
             raise ConfigurationError("monitor_interval must be positive seconds")
         self.monitor_interval = monitor_interval
-        self._limited = publisher_limit is not None or bool(self._topic_limits)
-        self._buckets = RateBuckets(MAX_TRACKED_TOPICS)
+        self._limits = PublishLimits(publisher_limit, topic_limits)
+        self._limited = self._limits.active
         self._subs: dict[tuple[str, str], Subscription] = {}
+        self.dlq = DeadLetters(runtime, self._subs, self._topic, self._ensure)  # dead letters
+        self._replays = Replays(runtime, self._subs, self._topic, self._ensure)
         self._groups: dict[str, str] = {}
         self.metrics = Metrics(runtime._rejects)
         self._topics = self.metrics.topics
@@ -165,7 +130,6 @@ class PubSub(DeadLetterOps):
         self._monitor: asyncio.Task[None] | None = None
         self._stream_info: StreamInfo | None = None
         self._dlq_info: StreamInfo | None = None
-        self._dlq_deleted = 0
 
     @classmethod
     def of(cls, runtime: Runtime) -> PubSub:
@@ -286,16 +250,7 @@ class PubSub(DeadLetterOps):
                     f"consumer group {spec.group!r} subscribes to {known!r}; member "
                     f"{agent.name!r} asks for {spec.pattern!r}: a group has one pattern"
                 )
-        deliver, seq, at = _deliver(spec.start)
-        config = ConsumerConfig(
-            name=durable,
-            filter_subject=spec.pattern,
-            deliver=deliver,
-            opt_start_seq=seq,
-            opt_start_time=at,
-            max_ack_pending=spec.max_in_flight,
-            ack_wait=_ack_wait(spec.retry),
-        )
+        config = spec.consumer_config(durable)
         consumer = await rt.transport.open_consumer(EVENT_STREAM, config)
         sub = Subscription(
             self,
@@ -375,11 +330,14 @@ class PubSub(DeadLetterOps):
         if ttl is not None and ttl <= 0:
             raise ConfigurationError(f"ttl must be positive seconds, got {ttl}")
         if self._limited:  # a wait never outlasts the event's ttl
-            await self._limit(sender, topic, wait, None if ttl is None else time.time() + ttl)
+            deadline = None if ttl is None else time.time() + ttl
+            await self._limits.take(sender, topic, wait, deadline)
         if rt.tracing is not None:  # docs/tracing.md
-            return await self._traced_publish(
-                rt.tracing, tc, sender, topic, payload, key, msg_id, ttl, headers, cause
+            seq, env, duplicate = await traced_append(
+                rt, rt.tracing, sender, topic, payload, key, msg_id, ttl, headers, cause
             )
+            self._count_stored(tc, env, duplicate)
+            return seq
         if ttl is None and cause is None and headers is None:  # the common case, fewer fields
             env = Envelope(
                 id=msg_id or new_id(),
@@ -393,7 +351,7 @@ class PubSub(DeadLetterOps):
             tp = ts = None
             if cause is not None:
                 tp, ts = cause.traceparent, cause.tracestate
-            env = _event_envelope(sender, topic, payload, key, msg_id, ttl, headers, cause, tp, ts)
+            env = event_envelope(sender, topic, payload, key, msg_id, ttl, headers, cause, tp, ts)
         if rt.guard is not None:  # limits and signature (docs/security.md)
             env = rt.guard.seal(env)
         seq, duplicate = await rt.transport.append_checked(EVENT_STREAM, env, msg_id=msg_id)
@@ -411,44 +369,68 @@ class PubSub(DeadLetterOps):
             tc.unrouted += 1
         self.runtime.message_log.append(env)
 
-    async def _traced_publish(
-        self,
-        tracing: TracingHook,
-        tc: _TopicCounters,
-        sender: str,
-        topic: str,
-        payload: Any,
-        key: str | None,
-        msg_id: str | None,
-        ttl: float | None,
-        headers: dict[str, str] | None,
-        cause: Envelope | None,
+    # -- replay and dead letters (pubsub.replay, pubsub.dead_letters) ------------------
+    async def replay(
+        self, agent: Agent | str, name: str | None = None, *, start: Start = "all"
     ) -> int:
-        """:meth:`publish` with a ``"publish <topic>"`` span whose context the event carries."""
-        rt = self.runtime
-        attrs = {"agentcomm.sender": sender, "agentcomm.key": key}
-        with tracing.span("publish", topic, kind="producer", attributes=attrs) as span:
-            tp, ts = tracing.current_traceparent()
-            env = _event_envelope(sender, topic, payload, key, msg_id, ttl, headers, cause, tp, ts)
-            if rt.guard is not None:
-                env = rt.guard.seal(env)
-            seq, duplicate = await rt.transport.append_checked(EVENT_STREAM, env, msg_id=msg_id)
-            tracing.describe_current(env)
-            span.set_attribute("agentcomm.sequence", seq)
-            if duplicate:
-                span.set_attribute("agentcomm.duplicate", True)
-            self._count_stored(tc, env, duplicate)
-            return seq
+        """Hand retained events to one subscription again (see ``Replays.replay``).
 
-    async def _limit(self, sender: str, topic: str, wait: bool, deadline: float | None) -> None:
-        lim = self.publisher_limit
-        if lim is not None:
-            what = f"publisher {sender!r}"
-            await self._buckets.get(what, lim).take(what, wait=wait, deadline=deadline)
-        for match, pattern, tlim in self._topic_limits:
-            if match(topic):
-                what = f"topic {topic!r} (limit {pattern!r})"
-                await self._buckets.get(what, tlim).take(what, wait=wait, deadline=deadline)
+        Example::
+
+            count = await rt.events.replay("auditor", start="all")
+        """
+        return await self._replays.replay(agent, name, start=start)
+
+    async def dead_letters(
+        self, *, subscription: str | None = None, start: int = 1, limit: int = 100
+    ) -> list[DeadLetter]:
+        """Dead letters, oldest first (see ``DeadLetters.dead_letters``).
+
+        Example::
+
+            for dl in await rt.events.dead_letters(subscription="billing__charge"):
+                print(dl.sequence, dl.reason, dl.attempts, dl.last_error)
+        """
+        return await self.dlq.dead_letters(subscription=subscription, start=start, limit=limit)
+
+    async def dead_letter(self, sequence: int) -> DeadLetter | None:
+        """One dead letter by its sequence, or ``None`` (see ``DeadLetters.dead_letter``).
+
+        Example::
+
+            dl = await rt.events.dead_letter(3)
+        """
+        return await self.dlq.dead_letter(sequence)
+
+    async def wait_dead_letter(
+        self,
+        *,
+        topic: str | None = None,
+        subscription: str | None = None,
+        start: int = 1,
+        timeout: float = 10.0,
+    ) -> DeadLetter:
+        """The first matching dead letter from ``start`` on, waiting for one without polling.
+
+        See ``DeadLetters.wait_dead_letter`` (what wakes it, on which engine);
+        raises :class:`TimeoutError` after ``timeout`` seconds.
+
+        Example::
+
+            dl = await rt.events.wait_dead_letter(subscription="billing__charge", timeout=5)
+        """
+        return await self.dlq.wait_dead_letter(
+            topic=topic, subscription=subscription, start=start, timeout=timeout
+        )
+
+    async def redrive(self, sequence: int) -> bool:
+        """Hand a dead letter back to its subscriber (see ``DeadLetters.redrive``).
+
+        Example::
+
+            ok = await rt.events.redrive(dl.sequence)
+        """
+        return await self.dlq.redrive(sequence)
 
     # -- metrics ----------------------------------------------------------------------------
     def statistics(self) -> PubSubStatistics:
@@ -459,7 +441,7 @@ class PubSub(DeadLetterOps):
             print(rt.events.statistics().published)
         """
         return self.metrics.snapshot(
-            self._subs.values(), self._stream_info, self._dlq_info, self._dlq_deleted
+            self._subs.values(), self._stream_info, self._dlq_info, self.dlq.deleted
         )
 
     async def refresh(self) -> PubSubStatistics:

@@ -1,15 +1,17 @@
-"""Replay, dead letters and redrive of a runtime's pub/sub (methods of :class:`PubSub`).
+"""The dead-letter queue of a runtime's pub/sub: store, list, wait for, redrive.
 
-Internal to :mod:`agentcomm.pubsub`: :class:`DeadLetterOps` is a base class of
-:class:`~agentcomm.pubsub.PubSub`, so ``rt.events.replay()``, ``dead_letters()``,
-``dead_letter()`` and ``redrive()`` are used as before; this module only keeps them
-out of the module that publishes and starts subscriptions.
+Internal to :mod:`agentcomm.pubsub`: the runtime's :class:`~agentcomm.pubsub.PubSub`
+owns one :class:`DeadLetters` and delegates ``rt.events.dead_letters()``,
+``dead_letter()``, ``wait_dead_letter()`` and ``redrive()`` to it; its
+subscriptions store their dead letters through it, which wakes the waiters.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -23,30 +25,25 @@ from agentcomm.core.envelope import (
     invalid_frame_bytes,
     new_id,
 )
-from agentcomm.core.errors import ConfigurationError, DecodeError
-from agentcomm.core.topics import check_pattern
-from agentcomm.pubsub.declare import (
-    DEAD_LETTER_STREAM,
-    EVENT_STREAM,
-    REPLAY_SUFFIX,
-    Start,
-    _deliver,
-)
-from agentcomm.transports.streams import ConsumerConfig, DeliverPolicy, LogMessage
+from agentcomm.core.errors import ConfigurationError, DecodeError, TransportClosed, TransportError
+from agentcomm.core.topics import check_pattern, compile_pattern
+from agentcomm.pubsub.declare import DEAD_LETTER_STREAM, EVENT_STREAM
+from agentcomm.transports.streams import ConsumerConfig, LogConsumer, LogMessage
 
 if TYPE_CHECKING:
-    from agentcomm.host.agent import Agent
     from agentcomm.host.runtime import Runtime
     from agentcomm.pubsub.metrics import _TopicCounters
     from agentcomm.pubsub.subscription import Subscription
-    from agentcomm.pubsub.subscription_handler import HandlerRuns
 
-__all__ = ["DEAD_LETTER_STREAM", "EVENT_STREAM", "DeadLetter", "DeadLetterOps"]
+__all__ = ["DEAD_LETTER_STREAM", "EVENT_STREAM", "DeadLetter", "DeadLetters"]
 
+logger = logging.getLogger("agentcomm")
 
-#: A replay consumer not used for this long is deleted by the engine (JetStream's
-#: ``inactive_threshold``), so one left behind by a crashed process does not linger.
-REPLAY_INACTIVE = 600.0
+#: How many queue entries one read of :meth:`DeadLetters.wait_dead_letter` takes.
+WAIT_PAGE = 100
+#: A waiter's consumer on the queue (a shared engine) is deleted by the engine after
+#: this long unused, should the process die while waiting.
+WAIT_INACTIVE = 60.0
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,150 +106,53 @@ class _LocalMessage(LogMessage):
         return None
 
 
-class DeadLetterOps:
-    """Replay, dead letters and redrive; a base class of :class:`~agentcomm.pubsub.PubSub`.
+class DeadLetters:
+    """The dead-letter queue of one runtime's pub/sub (``rt.events`` delegates here).
+
+    ``subscriptions`` is the pub/sub's live table of running subscriptions (redrive
+    hands a dead letter back to one of them), ``topic(name)`` its counters of a
+    topic and ``ensure()`` starts the pub/sub if it has not started yet.
 
     Example::
 
-        count = await rt.events.replay("auditor", start="all")
         for dl in await rt.events.dead_letters():
             await rt.events.redrive(dl.sequence)
     """
 
-    runtime: Runtime
-    _subs: dict[tuple[str, str], Subscription]
-    _dlq_deleted: int
-
-    if TYPE_CHECKING:  # PubSub's
-
-        async def _ensure(self) -> None: ...
-
-        def _topic(self, topic: str) -> _TopicCounters: ...
-
-    # -- replay ---------------------------------------------------------------------------
-    @property
-    def _replaying(self) -> set[str]:
-        """Replay consumers (fixed names, under a policy) running in this runtime."""
-        running: set[str] = self.__dict__.setdefault("_replaying_names", set())
-        return running
-
-    def _find(self, agent: Agent | str, name: str | None) -> Subscription:
-        aname = agent if isinstance(agent, str) else agent.name
-        subs = [s for (a, _), s in self._subs.items() if a == aname]
-        if name is not None:
-            subs = [s for s in subs if s.spec.name == name or s.durable == name]
-        if len(subs) != 1:
-            have = sorted(s.spec.name for (a, _), s in self._subs.items() if a == aname)
-            raise ConfigurationError(
-                f"agent {aname!r} has {len(subs)} running subscriptions matching {name!r} "
-                f"(it has {have}); name exactly one"
-            )
-        return subs[0]
-
-    async def replay(
-        self, agent: Agent | str, name: str | None = None, *, start: Start = "all"
-    ) -> int:
-        """Hand retained events to one subscription again, without re-publishing them.
-
-        Only this subscription runs its handler (with its retry policy and dead
-        letters); the log and the other subscribers see nothing. Replays the events
-        stored when it starts, from ``start``, and returns how many were handled
-        (events published meanwhile are left to the subscription itself). Each call
-        uses a consumer of its own, named with a fresh id, so replays in several
-        processes never share one, and it is deleted when the replay ends (by the
-        engine after a while of disuse if the process dies first). Under a policy
-        (``access=``) the consumer is ``<durable>__replay``, the one name the generated
-        broker config grants: one replay of a subscription at a time.
-
-        Example::
-
-            count = await rt.events.replay("auditor", start=datetime.now(UTC) - timedelta(hours=1))
-        """
-        await self._ensure()
-        sub = self._find(agent, name)
-        rt = self.runtime
-        rt.authorize_subscription(sub.agent.name, sub.pattern, sub.spec.name, sub.group)
-        deliver, seq, at = _deliver(start)
-        t = rt.transport
-        target = (await t.stream_info(EVENT_STREAM)).last_seq
-        if rt.access is None:
-            durable = f"{sub.durable}__replay_{new_id()}"
-        else:  # the one name the broker config grants for it (docs/security.md)
-            durable = sub.durable + REPLAY_SUFFIX
-            if durable in self._replaying:
-                raise ConfigurationError(
-                    f"a replay of {sub.durable!r} is already running in this runtime; under a "
-                    "policy a subscription replays one at a time (wait for it to finish)"
-                )
-        self._replaying.add(durable)
-        try:
-            if rt.access is not None:  # a leftover of a replay that died keeps its position
-                await t.delete_consumer(EVENT_STREAM, durable)
-            return await self._replay(sub, durable, target, deliver, seq, at)
-        finally:
-            self._replaying.discard(durable)
-
-    async def _replay(
+    def __init__(
         self,
-        sub: Subscription,
-        durable: str,
-        target: int,
-        deliver: DeliverPolicy,
-        seq: int | None,
-        at: float | None,
-    ) -> int:
-        t = self.runtime.transport
-        consumer = await t.open_consumer(
-            EVENT_STREAM,
-            ConsumerConfig(
-                name=durable,
-                filter_subject=sub.pattern,
-                deliver=deliver,
-                opt_start_seq=seq,
-                opt_start_time=at,
-                max_ack_pending=sub.max_in_flight,
-                ack_wait=sub.ack_wait,
-                inactive_threshold=max(REPLAY_INACTIVE, 2 * sub.ack_wait),
-            ),
-        )
-        handled = 0
-        try:
-            while True:
-                msgs = await consumer.fetch(64, 0.05)
-                past = not msgs
-                for m in msgs:
-                    if m.sequence > target:  # published after the replay began: not ours
-                        await m.ack()
-                        past = True
-                        continue
-                    c = sub.counters
-                    tc = self._topic(m.envelope.topic or "")
-                    c.delivered += 1
-                    tc.delivered += 1
-                    outcome = await sub.run_once(m, m.num_delivered, c, tc, local_retry=False)
-                    if outcome != "nak":
-                        handled += 1
-                if past:
-                    info = await consumer.info()
-                    if info.num_ack_pending == 0 and (
-                        info.num_pending == 0 or info.delivered_seq >= target
-                    ):
-                        return handled
-        finally:
-            await consumer.close()
-            await t.delete_consumer(EVENT_STREAM, durable)
-
-    # -- dead letters -----------------------------------------------------------------------
-    async def _store_dead_letter(
-        self, sub: HandlerRuns, event: Envelope, reason: str, error: str | None, attempts: int
+        runtime: Runtime,
+        subscriptions: Mapping[tuple[str, str], Subscription],
+        topic: Callable[[str], _TopicCounters],
+        ensure: Callable[[], Awaitable[None]],
     ) -> None:
+        self.runtime = runtime
+        self._subs = subscriptions
+        self._topic = topic
+        self._ensure = ensure
+        self.deleted = 0  # dead letters redriven out of the queue (statistics)
+        # Set, then replaced, whenever this runtime stores a dead letter: one event,
+        # however many wait (wait_dead_letter).
+        self._stored = asyncio.Event()
+
+    async def store(
+        self,
+        agent: str,
+        subscription: str,
+        group: str | None,
+        event: Envelope,
+        reason: str,
+        error: str | None,
+        attempts: int,
+    ) -> None:
+        """Store the dead letter of ``event`` for ``subscription`` (then call :meth:`settled`)."""
         dl = DeadLetter(
             reason=reason,
             attempts=attempts,
             last_error=error,
-            agent=sub.agent.name,
-            subscription=sub.durable,
-            group=sub.group,
+            agent=agent,
+            subscription=subscription,
+            group=group,
             topic=event.topic or "",
             event=event,
             failed_at=time.time(),
@@ -266,19 +166,35 @@ class DeadLetterOps:
         env = Envelope(
             id=new_id(),
             kind="event",
-            sender=sub.agent.name,
-            topic=f"dlq.{sub.durable}",
+            sender=agent,
+            topic=f"dlq.{subscription}",
             payload=payload,
             causation_id=event.id,
             traceparent=event.traceparent,
         )
         await self.runtime.transport.append(DEAD_LETTER_STREAM, env)
 
+    def settled(self) -> None:
+        """A stored dead letter's event is settled (terminated, counted): wake the waiters.
+
+        Called after :meth:`store`, once the subscription's counters include it, so a
+        waiter that wakes sees the statistics that go with the dead letter.
+        """
+        stored, self._stored = self._stored, asyncio.Event()
+        stored.set()
+
     @staticmethod
     def _decode_dead_letter(env: Envelope) -> DeadLetter:
         what = f"dead letter #{env.sequence}"
         dl = decode_guarded(_dead_letter_decoder.decode, env.payload, what)
         return msgspec.structs.replace(dl, sequence=env.sequence or 0)
+
+    def _decode_or_count(self, env: Envelope) -> DeadLetter | None:
+        try:
+            return self._decode_dead_letter(env)
+        except DecodeError as exc:
+            self.runtime._rejects.add("dead_letter", f"{DEAD_LETTER_STREAM} #{env.sequence}", exc)
+            return None
 
     async def dead_letters(
         self, *, subscription: str | None = None, start: int = 1, limit: int = 100
@@ -299,13 +215,7 @@ class DeadLetterOps:
         envs = await self.runtime.transport.read_messages(
             DEAD_LETTER_STREAM, start_seq=start, limit=limit, filter_subject=subject
         )
-        out = []
-        for e in envs:
-            try:
-                out.append(self._decode_dead_letter(e))
-            except DecodeError as exc:
-                self.runtime._rejects.add("dead_letter", f"{DEAD_LETTER_STREAM} #{e.sequence}", exc)
-        return out
+        return [dl for e in envs if (dl := self._decode_or_count(e)) is not None]
 
     async def dead_letter(self, sequence: int) -> DeadLetter | None:
         """One dead letter by its sequence, or ``None`` if it is gone.
@@ -362,7 +272,7 @@ class DeadLetterOps:
             while True:
                 c.delivered += 1
                 tc.delivered += 1
-                await sub.run_once(m, m.num_delivered, c, tc, local_retry=False)
+                await sub.handler.run_once(m, m.num_delivered, c, tc, local_retry=False)
                 if m.outcome != "nak":
                     break
                 await asyncio.sleep(m.delay)
@@ -371,5 +281,136 @@ class DeadLetterOps:
             if guard is not None:
                 guard.release(event)
         if await self.runtime.transport.delete_message(DEAD_LETTER_STREAM, sequence):
-            self._dlq_deleted += 1
+            self.deleted += 1
         return m.outcome == "ack"
+
+    # -- waiting for one ----------------------------------------------------------------
+    async def wait_dead_letter(
+        self,
+        *,
+        topic: str | None = None,
+        subscription: str | None = None,
+        start: int = 1,
+        timeout: float = 10.0,
+    ) -> DeadLetter:
+        """The first dead letter from sequence ``start`` on; waits until there is one.
+
+        ``topic`` (a topic or a pattern, NATS rules) and ``subscription`` (a durable
+        name) narrow the match. The queue is read first, so a dead letter stored
+        before the call is found too; then the call sleeps until a dead letter is
+        stored (no polling) and reads again. Raises :class:`TimeoutError` after
+        ``timeout`` seconds without a match. To wait for the next one, pass
+        ``start=previous.sequence + 1``.
+
+        What wakes it: every dead letter this runtime stores, on any engine. On a
+        shared engine (NATS) without a policy it also holds a consumer on the queue,
+        so a dead letter stored by another process wakes it as well. Under a policy
+        (``access=``) the broker config grants no consumer on the queue: there it sees
+        another process's dead letters only when one of this runtime's wakes it, or
+        when it was stored before the call.
+
+        Example::
+
+            dl = await rt.events.wait_dead_letter(topic="orders.*", timeout=5.0)
+            print(dl.reason, dl.last_error)
+        """
+        if timeout <= 0:
+            raise ConfigurationError(f"timeout must be positive seconds, got {timeout}")
+        if isinstance(start, bool) or not isinstance(start, int) or start < 1:
+            raise ConfigurationError(f"start must be a sequence number >= 1, got {start!r}")
+        subject = "dlq.>" if subscription is None else f"dlq.{subscription}"
+        check_pattern(subject)
+        if topic is not None:
+            check_pattern(topic)
+        match = None if topic is None else compile_pattern(topic)
+        await self._ensure()
+        rt = self.runtime
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        doorbell: LogConsumer | None = None
+        watch_queue = rt.transport.shared and rt.access is None
+        name = f"dlqwait_{new_id()}"
+        try:
+            while True:
+                stored = self._stored  # a store during the read below sets this one
+                while True:  # read what is there, a page at a time
+                    envs = await rt.transport.read_messages(
+                        DEAD_LETTER_STREAM, start_seq=start, limit=WAIT_PAGE, filter_subject=subject
+                    )
+                    for env in envs:
+                        start = max(start, (env.sequence or 0) + 1)
+                        dl = self._decode_or_count(env)
+                        if dl is not None and (match is None or match(dl.topic)):
+                            return dl
+                    if len(envs) < WAIT_PAGE:
+                        break
+                left = end - loop.time()
+                if left <= 0:
+                    what = f"subscription {subscription!r}" if subscription else "any subscription"
+                    raise TimeoutError(
+                        f"no dead letter of {what} matching topic {topic or '>'!r} from sequence "
+                        f"{start} within {timeout:g} s"
+                    )
+                if watch_queue and doorbell is None:
+                    doorbell = await self._open_doorbell(name, subject, start)
+                    watch_queue = doorbell is not None
+                await _woken(stored, doorbell, left)
+        finally:
+            if doorbell is not None:
+                await doorbell.close()
+                await rt.transport.delete_consumer(DEAD_LETTER_STREAM, name)
+
+    async def _open_doorbell(self, name: str, subject: str, start: int) -> LogConsumer | None:
+        """A consumer on the queue from ``start``: its fetch returns when a dead letter
+        is stored, by any process (a wake-up only: the waiter reads the queue itself).
+
+        ``None``, with a warning, when the engine refuses it (a broker whose
+        permissions grant no consumer on the queue): then only this runtime's dead
+        letters wake the waiter.
+        """
+        try:
+            return await self._open_consumer(name, subject, start)
+        except TransportClosed:
+            raise
+        except TransportError as exc:
+            logger.warning(
+                "wait_dead_letter: no consumer on the dead-letter stream (%s); only this "
+                "runtime's dead letters wake the wait",
+                exc,
+            )
+            return None
+
+    async def _open_consumer(self, name: str, subject: str, start: int) -> LogConsumer:
+        return await self.runtime.transport.open_consumer(
+            DEAD_LETTER_STREAM,
+            ConsumerConfig(
+                name=name,
+                filter_subject=subject,
+                deliver="by_start_sequence",
+                opt_start_seq=start,
+                max_ack_pending=WAIT_PAGE,
+                inactive_threshold=WAIT_INACTIVE,
+            ),
+        )
+
+
+async def _woken(stored: asyncio.Event, doorbell: LogConsumer | None, left: float) -> None:
+    """Return when ``stored`` is set, ``doorbell`` fetches something, or after ``left`` s."""
+    if doorbell is None:
+        try:
+            async with asyncio.timeout(left):
+                await stored.wait()
+        except TimeoutError:
+            pass
+        return
+    local = asyncio.ensure_future(stored.wait())
+    remote = asyncio.ensure_future(doorbell.fetch(WAIT_PAGE, left))
+    try:
+        await asyncio.wait([local, remote], timeout=left, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (local, remote):
+            t.cancel()
+        await asyncio.wait([local, remote])
+    if remote.done() and not remote.cancelled():
+        for m in remote.result():  # an engine's failure propagates
+            await m.ack()

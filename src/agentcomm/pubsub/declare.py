@@ -17,7 +17,7 @@ from agentcomm.core.errors import ConfigurationError
 from agentcomm.core.flow import RetryPolicy
 from agentcomm.core.schema import HandlerSpec, inspect_handler
 from agentcomm.core.topics import check_pattern
-from agentcomm.transports.streams import DeliverPolicy
+from agentcomm.transports.streams import ConsumerConfig, DeliverPolicy
 
 if TYPE_CHECKING:
     from agentcomm.host.agent import Agent
@@ -71,6 +71,19 @@ class _SubSpec:
 
     def durable(self, agent: str) -> str:
         return self.group if self.group is not None else f"{agent}__{self.name}"
+
+    def consumer_config(self, durable: str) -> ConsumerConfig:
+        """The durable consumer this subscription reads from (named ``durable``)."""
+        deliver, seq, at = _deliver(self.start)
+        return ConsumerConfig(
+            name=durable,
+            filter_subject=self.pattern,
+            deliver=deliver,
+            opt_start_seq=seq,
+            opt_start_time=at,
+            max_ack_pending=self.max_in_flight,
+            ack_wait=_ack_wait(self.retry),
+        )
 
 
 def _ack_wait(retry: RetryPolicy) -> float:

@@ -11,10 +11,12 @@ Internal to :mod:`agentcomm.pubsub`. One :class:`Subscription` per subscribing a
   without a key are retried through ``nak(delay)``;
 * an event is acked only after its handler returned; it is terminated only after its
   dead letter is stored; a handler cut short by shutdown leaves its event unacked;
-* an async handler running longer than ``handler_timeout`` is cancelled by the
-  subscription's watchdog (:mod:`.subscription_handler`) and the attempt fails;
+* the handler runs in its :class:`~.subscription_handler.HandlerRunner` (retry,
+  dead letter); an async handler running longer than ``handler_timeout`` is
+  cancelled by the subscription's watchdog (:mod:`.subscription_handler`) and the
+  attempt fails;
 * the pump, the workers and the watchdog run in a task group of their own, under a
-  supervisor (:mod:`.subscription_restart`): an unexpected failure in any of them
+  :class:`~.subscription_restart.Supervisor`: an unexpected failure in any of them
   restarts the subscription after a backoff, never ends the runtime; every event
   held (running, queued, waiting behind its key or for a local retry) goes back to
   the engine, which delivers it again.
@@ -29,16 +31,17 @@ from typing import TYPE_CHECKING
 
 from agentcomm.core.errors import TransportClosed, TransportError, ValidationError
 from agentcomm.core.flow import RetryPolicy
+from agentcomm.pubsub.declare import EVENT_STREAM
 from agentcomm.pubsub.metrics import SubscriptionCounters, _TopicCounters
 from agentcomm.pubsub.subscription_handler import (
-    HandlerRuns,
+    HandlerRunner,
     Slot,
     TimedOut,
     _Owner,
     expired,
     watch,
 )
-from agentcomm.pubsub.subscription_restart import Restarts
+from agentcomm.pubsub.subscription_restart import Supervisor
 from agentcomm.transports.streams import ConsumerConfig, LogConsumer, LogMessage
 
 if TYPE_CHECKING:
@@ -53,8 +56,12 @@ FETCH_BATCH = 256
 FETCH_TIMEOUT = 1.0
 
 
-class Subscription(HandlerRuns, Restarts):
-    """A running subscription: a pump task, workers, a watchdog, per-key ordering."""
+class Subscription:
+    """A running subscription: a pump task, workers, a watchdog, per-key ordering.
+
+    It owns a :class:`HandlerRunner` (``handler``: one run of the handler, retries,
+    dead letters) and a :class:`Supervisor` (restarts after a failure).
+    """
 
     def __init__(
         self,
@@ -91,8 +98,6 @@ class Subscription(HandlerRuns, Restarts):
         self._ages: dict[int, float] = {}  # seq -> seconds held since the last in_progress
         self._key_head: dict[str, int] = {}
         self._key_wait: dict[str, deque[LogMessage]] = {}
-        self._retrying: dict[int, int] = {}  # keyed seq -> local attempts so far
-        self._timers: set[asyncio.TimerHandle] = set()
         self._ready: deque[LogMessage] = deque()
         self._idle: list[asyncio.Future[None]] = []
         self._tc_topic: str | None = None
@@ -100,14 +105,55 @@ class Subscription(HandlerRuns, Restarts):
         self._room: asyncio.Future[None] | None = None
         self._wake: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []  # this run's: pump, workers, watchdog
-        self._main: asyncio.Task[None] | None = None  # the supervisor
-        self._pause: asyncio.Future[None] | None = None  # the supervisor's backoff
+        self._main: asyncio.Task[None] | None = None  # the supervisor's
         self._failure: asyncio.Future[Exception | None] | None = None  # ends a run
         self._closing = False
         self._restarting = False  # a run is ending after a failure
         self.stopped: str | None = None  # why it stopped on its own (statistics)
-        self.restarts = 0
-        self.last_error: str | None = None  # of the last restart (statistics)
+        self.handler = HandlerRunner(
+            pubsub,
+            agent,
+            spec,
+            durable=durable,
+            group=group,
+            retry=retry,
+            handler_timeout=handler_timeout,
+            counters=self.counters,
+            requeue=self._requeue,
+        )
+        self.supervisor = Supervisor(self)
+
+    @property
+    def restarts(self) -> int:
+        """Restarts after an unexpected failure of its loop (statistics)."""
+        return self.supervisor.restarts
+
+    @property
+    def last_error(self) -> str | None:
+        """The failure that caused the last restart (statistics)."""
+        return self.supervisor.last_error
+
+    # -- what the supervisor sees (subscription_restart.Supervised) ------------------
+    @property
+    def owner_name(self) -> str:
+        """The subscribing agent's name."""
+        return self.agent.name
+
+    @property
+    def closing(self) -> bool:
+        """True once stop() began."""
+        return self._closing
+
+    async def reopen_consumer(self) -> None:
+        """Open the consumer again after a failed run (with the config it started with)."""
+        assert self._config is not None
+        self.consumer = await self.pubsub.runtime.transport.open_consumer(
+            EVENT_STREAM, self._config
+        )
+
+    def transport_closed(self, exc: TransportClosed) -> None:
+        """The engine closed while reopening: stop for good, and say why in statistics."""
+        self.stopped = f"transport closed: {exc}"
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self, tg: asyncio.TaskGroup, consumer: LogConsumer, config: ConsumerConfig) -> None:
@@ -116,9 +162,9 @@ class Subscription(HandlerRuns, Restarts):
         self._config = config
         self.ack_wait = config.ack_wait
         name = f"agentcomm:sub:{self.durable}:{self.agent.name}"
-        self._main = tg.create_task(self._supervise(), name=name)
+        self._main = tg.create_task(self.supervisor.run(), name=name)
 
-    async def _run(self) -> Exception | None:
+    async def run_until_failure(self) -> Exception | None:
         """One run: the pump, the workers and the watchdog; returns the failure that ended it.
 
         ``None`` when stop() ended it. The run owns its tasks (it awaits every one
@@ -157,7 +203,7 @@ class Subscription(HandlerRuns, Restarts):
         return exc
 
     def _ended(self, task: asyncio.Task[None]) -> None:
-        """A task of the run ended: an exception from it ends the run (see _supervise)."""
+        """A task of the run ended: an exception from it ends the run (see Supervisor)."""
         if task.cancelled() or (exc := task.exception()) is None:
             return
         if not isinstance(exc, Exception):  # KeyboardInterrupt and the like: asyncio raises it
@@ -168,20 +214,17 @@ class Subscription(HandlerRuns, Restarts):
         else:
             logger.error("subscription %s: failed again", self.durable, exc_info=exc)
 
-    async def _reset(self) -> None:
+    async def forget_held(self) -> None:
         """After a failed run: forget what it held and close the consumer handle.
 
         Closing hands every unsettled event back to the engine, which delivers it
         again (at once; on NATS, after a nak), to the next run or to another member.
         """
-        for h in self._timers:
-            h.cancel()
-        self._timers.clear()
+        self.handler.cancel_retries()
         self._held.clear()
         self._ages = {}
         self._key_head.clear()
         self._key_wait.clear()
-        self._retrying.clear()
         self._ready.clear()
         self._idle.clear()
         self._room = None
@@ -198,14 +241,12 @@ class Subscription(HandlerRuns, Restarts):
     async def stop(self, deadline: float) -> None:
         """Stop fetching; let running handlers finish until ``deadline`` (loop time)."""
         self._closing = True
-        for h in self._timers:
-            h.cancel()
-        self._timers.clear()
+        self.handler.cancel_retries()
         if self._tasks:
             self._tasks[0].cancel()  # the pump: waiting for room or in fetch
         _resolve(self._room)
         _resolve(self._wake)
-        _resolve(self._pause)  # the supervisor, waiting to restart
+        self.supervisor.wake()  # waiting to restart
         loop = asyncio.get_running_loop()
         while self.running and loop.time() < deadline:
             self._wake = loop.create_future()
@@ -308,6 +349,8 @@ class Subscription(HandlerRuns, Restarts):
         tracing = self.pubsub.runtime.tracing
         fast = spec.context_arg is None and self.pubsub.runtime.guard is None and tracing is None
         held = self._held
+        runner = self.handler
+        retrying = runner.retrying
         # The hot path, inlined: one coroutine per event (the handler's) besides the ack.
         while not self._closing:
             if not ready:
@@ -325,17 +368,16 @@ class Subscription(HandlerRuns, Restarts):
                 self._tc_topic = topic
             c.delivered += 1
             tc.delivered += 1
-            retrying = self._retrying
             attempt = m.num_delivered + retrying.get(m.sequence, 0) if retrying else m.num_delivered
             self.running += 1
             try:
                 if m.invalid is not None:  # stored bytes that are not an envelope
-                    outcome = await self._dead(m, "invalid", m.invalid, attempt)
+                    outcome = await runner.dead(m, "invalid", m.invalid, attempt)
                 elif fast and env.deadline is None:
                     try:
                         kwargs = decode_args(env.payload)
                     except ValidationError as exc:
-                        outcome = await self._dead(m, "invalid", str(exc), attempt)
+                        outcome = await runner.dead(m, "invalid", str(exc), attempt)
                     else:
                         try:
                             if is_async:
@@ -345,14 +387,14 @@ class Subscription(HandlerRuns, Restarts):
                                 finally:
                                     slot.run = 0
                             else:
-                                self._call_sync(kwargs)
+                                runner.call_sync(kwargs)
                         except Exception as exc:
-                            why = self._why(exc, slot)
-                            outcome = await self._failed(m, attempt, why, c, tc, key is not None)
+                            why = runner.why(exc, slot)
+                            outcome = await runner.failed(m, attempt, why, c, tc, key is not None)
                         except asyncio.CancelledError:
                             if not expired(slot):  # a shutdown's or a restart's
                                 raise
-                            outcome = await self._failed(
+                            outcome = await runner.failed(
                                 m, attempt, TimedOut(), c, tc, key is not None
                             )
                         else:
@@ -361,10 +403,10 @@ class Subscription(HandlerRuns, Restarts):
                             tc.acked += 1
                             outcome = "ack"
                 elif tracing is None:
-                    outcome = await self._run_once(m, attempt, c, tc, key is not None, slot)
+                    outcome = await runner.run_untraced(m, attempt, c, tc, key is not None, slot)
                 else:
                     keyed = key is not None
-                    outcome = await self.run_once(m, attempt, c, tc, local_retry=keyed, slot=slot)
+                    outcome = await runner.run_once(m, attempt, c, tc, local_retry=keyed, slot=slot)
             finally:
                 self.running -= 1
                 if self._closing and self._wake is not None:
@@ -395,6 +437,11 @@ class Subscription(HandlerRuns, Restarts):
                 q.append(m)
                 return
         self._push(m)
+
+    def _requeue(self, m: LogMessage) -> None:
+        """A keyed event's local retry is due: queue it again (unless stopping)."""
+        if not self._closing:
+            self._push(m)
 
     def _push(self, m: LogMessage) -> None:
         self._ready.append(m)

@@ -1,7 +1,10 @@
 """Running a subscription's handler once: timeout, retry or dead letter.
 
-Internal to :mod:`agentcomm.subscription`: :class:`HandlerRuns` is a base class of
-:class:`~agentcomm.pubsub.subscription.Subscription` (as ``DeadLetterOps`` is of ``PubSub``).
+Internal to :mod:`agentcomm.pubsub`: each
+:class:`~agentcomm.pubsub.subscription.Subscription` owns one :class:`HandlerRunner`,
+built with what it needs (the handler, the retry policy, the counters and a
+``requeue`` callback for local retries), and its pump's workers call it. The runner
+owns the local-retry state (attempts so far and their timers).
 
 The handler timeout costs the hot path two attribute stores, no timer: each worker
 has a :class:`Slot`; around the await of an async handler it holds a token of
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentcomm.core.errors import Reject, Retry, ValidationError
@@ -33,7 +37,7 @@ if TYPE_CHECKING:
     from agentcomm.host.runtime import Runtime
     from agentcomm.transports.streams import LogMessage
 
-__all__ = ["HandlerRuns", "Slot", "TimedOut", "expired", "watch"]
+__all__ = ["HandlerRunner", "Slot", "TimedOut", "expired", "watch"]
 
 logger = logging.getLogger("agentcomm")
 
@@ -49,9 +53,25 @@ class _Owner(Protocol):
 
     def _topic(self, topic: str) -> _TopicCounters: ...
 
-    async def _store_dead_letter(
-        self, sub: Any, event: Envelope, reason: str, error: str | None, attempts: int
+    @property
+    def dlq(self) -> _DeadLetterStore: ...
+
+
+class _DeadLetterStore(Protocol):
+    """Where a subscription stores a dead letter (``pubsub.dead_letters.DeadLetters``)."""
+
+    async def store(
+        self,
+        agent: str,
+        subscription: str,
+        group: str | None,
+        event: Envelope,
+        reason: str,
+        error: str | None,
+        attempts: int,
     ) -> None: ...
+
+    def settled(self) -> None: ...
 
 
 class TimedOut(Exception):
@@ -112,23 +132,44 @@ async def watch(slots: list[Slot], timeout: float) -> None:
         await asyncio.sleep(wait)
 
 
-class HandlerRuns:
-    """Running the handler once and settling its event; a base of ``Subscription``."""
+class HandlerRunner:
+    """Runs a subscription's handler once and settles its event (owned by ``Subscription``).
 
-    if TYPE_CHECKING:  # Subscription's
-        pubsub: _Owner
-        agent: Agent
-        spec: HandlerSpec
-        durable: str
-        group: str | None
-        retry: RetryPolicy
-        handler_timeout: float | None
-        counters: SubscriptionCounters
-        _retrying: dict[int, int]
-        _timers: set[asyncio.TimerHandle]
-        _closing: bool
+    ``requeue(m)`` hands a keyed event back to the subscription's queue when its
+    local retry is due (see :meth:`run_once`).
+    """
 
-        def _push(self, m: LogMessage) -> None: ...
+    def __init__(
+        self,
+        pubsub: _Owner,
+        agent: Agent,
+        spec: HandlerSpec,
+        *,
+        durable: str,
+        group: str | None,
+        retry: RetryPolicy,
+        handler_timeout: float | None,
+        counters: SubscriptionCounters,
+        requeue: Callable[[LogMessage], None],
+    ) -> None:
+        self.pubsub = pubsub
+        self.agent = agent
+        self.spec = spec
+        self.durable = durable
+        self.group = group
+        self.retry = retry
+        self.handler_timeout = handler_timeout
+        self.counters = counters
+        self._requeue = requeue
+        self.retrying: dict[int, int] = {}  # keyed seq -> local attempts so far
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    def cancel_retries(self) -> None:
+        """Forget every pending local retry (the subscription stops or restarts)."""
+        for h in self._timers:
+            h.cancel()
+        self._timers.clear()
+        self.retrying.clear()
 
     async def run_once(
         self,
@@ -151,7 +192,7 @@ class HandlerRuns:
         """
         tracing = self.pubsub.runtime.tracing
         if tracing is None:
-            return await self._run_once(m, attempt, c, tc, local_retry, slot)
+            return await self.run_untraced(m, attempt, c, tc, local_retry, slot)
         env = m.envelope
         attrs = tracing.message_attributes(env)
         attrs["messaging.destination.subscription.name"] = self.durable
@@ -161,9 +202,9 @@ class HandlerRuns:
         attrs["agentcomm.agent"] = self.agent.name
         topic = env.topic or ""
         with tracing.span("process", topic, kind="consumer", parent=env, attributes=attrs):
-            return await self._run_once(m, attempt, c, tc, local_retry, slot)
+            return await self.run_untraced(m, attempt, c, tc, local_retry, slot)
 
-    async def _run_once(
+    async def run_untraced(
         self,
         m: LogMessage,
         attempt: int,
@@ -174,28 +215,28 @@ class HandlerRuns:
     ) -> str:
         env = m.envelope
         if m.invalid is not None:  # stored bytes that are not an envelope
-            return await self._dead(m, "invalid", m.invalid, attempt)
+            return await self.dead(m, "invalid", m.invalid, attempt)
         guard = self.pubsub.runtime.guard  # limits, signature, policy: docs/security.md
         if guard is not None and (bad := guard.admit_event(self.agent.name, env)) is not None:
-            return await self._dead(m, bad[0], bad[1], attempt)
+            return await self.dead(m, bad[0], bad[1], attempt)
         if env.deadline is not None and env.deadline <= time.time():
             c.expired += 1
             tc.expired += 1
-            return await self._dead(m, "expired", "its ttl passed before it was handled", attempt)
+            return await self.dead(m, "expired", "its ttl passed before it was handled", attempt)
         spec = self.spec
         try:
             kwargs = spec.decode_args(env.payload)
         except ValidationError as exc:
-            return await self._dead(m, "invalid", str(exc), attempt)
+            return await self.dead(m, "invalid", str(exc), attempt)
         if spec.context_arg is not None:
             kwargs[spec.context_arg] = self.agent.context_class(self.agent, env)
         try:
             if spec.is_async:
                 await self._call_async(kwargs, slot, c.delivered)
             else:
-                self._call_sync(kwargs)
+                self.call_sync(kwargs)
         except Exception as exc:
-            return await self._failed(m, attempt, self._why(exc, slot), c, tc, local_retry)
+            return await self.failed(m, attempt, self.why(exc, slot), c, tc, local_retry)
         await m.ack()
         c.acked += 1
         tc.acked += 1
@@ -227,7 +268,7 @@ class HandlerRuns:
                     raise TimedOut from None
                 raise
 
-    def _call_sync(self, kwargs: dict[str, Any]) -> None:
+    def call_sync(self, kwargs: dict[str, Any]) -> None:
         """Call a sync handler: it cannot be cancelled, so an overrun is only logged."""
         timeout = self.handler_timeout
         if timeout is None:
@@ -250,13 +291,13 @@ class HandlerRuns:
                 )
 
     @staticmethod
-    def _why(exc: Exception, slot: Slot | None) -> Exception:
+    def why(exc: Exception, slot: Slot | None) -> Exception:
         """``exc``, or TimedOut when the handler raised it while being cancelled for time."""
         if slot is not None and slot.fired and expired(slot):
             return TimedOut()
         return exc
 
-    async def _failed(
+    async def failed(
         self,
         m: LogMessage,
         attempt: int,
@@ -292,7 +333,7 @@ class HandlerRuns:
             if tracing is not None:  # the attempt's span (run_once) is current
                 tracing.record_failure("error", type(exc).__name__, str(exc))
             if isinstance(exc, Reject):
-                return await self._dead(m, "rejected", exc.reason, attempt)
+                return await self.dead(m, "rejected", exc.reason, attempt)
             if isinstance(exc, Retry):
                 error = f"Retry: {exc.reason}"
                 delay = exc.delay if exc.delay is not None else self.retry.delay(attempt)
@@ -307,7 +348,7 @@ class HandlerRuns:
                 )
                 delay = self.retry.delay(attempt)
         if attempt >= self.retry.max_attempts:
-            return await self._dead(m, reason, error, attempt)
+            return await self.dead(m, reason, error, attempt)
         c.retried += 1
         tc.retried += 1
         if tracing is not None:
@@ -316,7 +357,7 @@ class HandlerRuns:
                 {"agentcomm.retry.delay": delay, "agentcomm.attempt": attempt, "error": error},
             )
         if local_retry:
-            self._retrying[m.sequence] = self._retrying.get(m.sequence, 0) + 1
+            self.retrying[m.sequence] = self.retrying.get(m.sequence, 0) + 1
             await m.in_progress()
             loop = asyncio.get_running_loop()
             handle: asyncio.TimerHandle | None = None
@@ -324,8 +365,7 @@ class HandlerRuns:
             def again() -> None:
                 if handle is not None:
                     self._timers.discard(handle)
-                if not self._closing:
-                    self._push(m)
+                self._requeue(m)
 
             handle = loop.call_later(delay, again)
             self._timers.add(handle)
@@ -333,7 +373,8 @@ class HandlerRuns:
         await m.nak(delay)
         return "nak"  # no longer held here: the engine redelivers it
 
-    async def _dead(self, m: LogMessage, reason: str, error: str | None, attempts: int) -> str:
+    async def dead(self, m: LogMessage, reason: str, error: str | None, attempts: int) -> str:
+        """Store ``m``'s dead letter, then terminate it (``"dead"``); ``"nak"`` if that failed."""
         tracing = self.pubsub.runtime.tracing
         if tracing is not None:  # the attempt's span (run_once) is current
             tracing.event(
@@ -345,7 +386,9 @@ class HandlerRuns:
                 },
             )
         try:
-            await self.pubsub._store_dead_letter(self, m.envelope, reason, error, attempts)
+            await self.pubsub.dlq.store(
+                self.agent.name, self.durable, self.group, m.envelope, reason, error, attempts
+            )
         except Exception:
             logger.exception(
                 "subscription %s: storing the dead letter of event %s failed; will retry",
@@ -354,7 +397,10 @@ class HandlerRuns:
             )
             await m.nak(self.retry.delay(attempts))
             return "nak"
-        await m.term()
-        self.counters.dead_lettered += 1
-        self.pubsub._topic(m.envelope.topic or "").dead_lettered += 1
+        try:
+            await m.term()
+            self.counters.dead_lettered += 1
+            self.pubsub._topic(m.envelope.topic or "").dead_lettered += 1
+        finally:
+            self.pubsub.dlq.settled()  # wakes wait_dead_letter(), also when term failed
         return "dead"

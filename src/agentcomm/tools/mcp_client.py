@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -24,23 +23,22 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 import mcp_types as mt
-import msgspec
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from agentcomm.core.errors import (
     AgentCommError,
-    ConfigurationError,
     RequestTimeout,
     TransportError,
     UnknownHandler,
     ValidationError,
 )
 from agentcomm.core.names import check_name
-from agentcomm.core.schema import Codec, HandlerSpec, inspect_handler
+from agentcomm.core.schema import HandlerSpec
 from agentcomm.host.agent import Agent
 from agentcomm.host.context import Context
+from agentcomm.tools.mcp_handlers import SchemaCodec, handler_name, proxy_spec
 from agentcomm.tools.schemas import ToolError, ToolInfo, llm_tool_name
 
 if TYPE_CHECKING:
@@ -50,51 +48,7 @@ __all__ = ["MCPConnection"]
 
 logger = logging.getLogger("agentcomm.mcp")
 
-_NULL = b"null"
 _GRACE = 0.25  # seconds an MCP call may outlive its caller's deadline
-
-
-class _SchemaCodec(Codec):
-    """Validates a tool's arguments (a JSON object) against the server's input schema."""
-
-    __slots__ = ("_schema", "_validator")
-
-    def __init__(self, schema: dict[str, Any], name: str) -> None:
-        super().__init__(dict[str, Any], name=name)
-        from jsonschema.validators import validator_for  # type: ignore[import-untyped]
-
-        self._schema = schema
-        try:
-            cls = validator_for(schema)
-            cls.check_schema(schema)
-            self._validator: Any = cls(schema)
-        except Exception as exc:
-            logger.warning(
-                "%s: unusable input schema (%s); arguments not checked locally", name, exc
-            )
-            self._validator = None
-
-    def decode(self, raw: bytes | msgspec.Raw) -> Any:
-        return self.check({} if bytes(raw) == _NULL else super().decode(raw))
-
-    def check(self, obj: Any) -> Any:
-        """Return ``obj`` if the tool's input schema accepts it, else raise ValidationError."""
-        if not isinstance(obj, dict):
-            raise ValidationError(f"{self.name}: expected a JSON object, got {type(obj).__name__}")
-        if self._validator is not None:
-            from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
-
-            try:  # jsonschema recurses: a recursive schema and deep arguments (hostile)
-                err = best_match(self._validator.iter_errors(obj))
-            except RecursionError:
-                raise ValidationError(f"{self.name}: arguments nest too deep to check") from None
-            if err is not None:
-                where = "/".join(str(p) for p in err.absolute_path) or "arguments"
-                raise ValidationError(f"{self.name}: {where}: {err.message}")
-        return obj
-
-    def json_schema(self) -> dict[str, Any]:
-        return dict(self._schema)
 
 
 def _is_wrapper(schema: dict[str, Any] | None) -> bool:
@@ -144,7 +98,7 @@ class MCPConnection:
         self._mode = mode
         self._client: Client | None = None
         self._tools: dict[str, mt.Tool] = {}
-        self._codecs: dict[str, _SchemaCodec] = {}
+        self._codecs: dict[str, SchemaCodec] = {}
         self._handler_of: dict[str, str] = {}  # MCP tool name -> handler name
         self._stop = asyncio.Event()
         self._done = asyncio.Event()
@@ -344,7 +298,7 @@ class MCPConnection:
             if cursor is None:
                 break
         self._codecs = {
-            name: _SchemaCodec(dict(t.input_schema), f"{self.name}.{name} arguments")
+            name: SchemaCodec(dict(t.input_schema), f"{self.name}.{name} arguments")
             for name, t in tools.items()
         }
         self._tools = tools
@@ -355,11 +309,11 @@ class MCPConnection:
         taken: set[str] = set()
         specs: dict[str, HandlerSpec] = {}
         for tname, tool in self._tools.items():
-            hname = _handler_name(tname, taken)
+            hname = handler_name(tname, taken)
             taken.add(hname)
             handler_of[tname] = hname
             codec = self._codecs[tname]
-            specs[hname] = _proxy_spec(
+            specs[hname] = proxy_spec(
                 hname,
                 self._forwarder(tname),
                 codec,
@@ -495,46 +449,6 @@ class MCPConnection:
                 return UnknownHandler(f"MCP server {self.name!r}: {msg}")
             return ValidationError(f"MCP server {self.name!r} refused the arguments: {msg}")
         return ToolError(self.name, f"MCP error {exc.code}: {msg}")
-
-
-async def _proxy_template(arguments: dict[str, Any], ctx: Context) -> Any:
-    """Signature of every proxy handler: the whole payload is the tool's arguments."""
-    raise NotImplementedError  # pragma: no cover - only its signature is used
-
-
-def _proxy_spec(
-    name: str, fn: Callable[..., Coroutine[Any, Any, Any]], codec: _SchemaCodec, description: str
-) -> HandlerSpec:
-    """A handler spec whose input is a whole JSON object checked against the tool's schema."""
-    template = inspect_handler(_proxy_template, name)
-    decode = codec.decode
-
-    def decode_args(raw: msgspec.Raw | bytes) -> dict[str, Any]:
-        return {"arguments": decode(raw)}
-
-    changes: dict[str, Any] = {
-        "fn": fn,
-        "input": codec,
-        "mode": "model",
-        "arg_names": ("arguments",),
-        "description": description,
-        "decode_args": decode_args,
-        "decode_positional": None,
-    }
-    known = {f.name for f in dataclasses.fields(HandlerSpec)}
-    return dataclasses.replace(template, **{k: v for k, v in changes.items() if k in known})
-
-
-def _handler_name(tool: str, taken: set[str]) -> str:
-    base = "".join(c if c.isalnum() or c in "_-" else "_" for c in tool)[:120] or "tool"
-    name, n = base, 1
-    while name in taken:
-        n += 1
-        name = f"{base}_{n}"
-    try:
-        return check_name("handler", name)
-    except ConfigurationError:  # pragma: no cover - the rewrite above makes it valid
-        return f"tool_{len(taken)}"
 
 
 def _reason(exc: BaseException) -> str:

@@ -7,6 +7,7 @@ on every transport. Waits are on events with deadlines; backoffs are millisecond
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from agentcomm.api import Agent, Context, Runtime
 from agentcomm.core.errors import ConfigurationError, Reject, Retry
 from agentcomm.core.flow import RetryPolicy
 from agentcomm.testing.fixtures import MakeRuntime
+from agentcomm.testing.waits import wait_dead_letters
 
 __all__ = [
     "test_consumer_group_shares_events",
@@ -28,6 +30,8 @@ __all__ = [
     "test_poison_event_is_dead_lettered_and_others_flow",
     "test_retry_and_reject_signals",
     "test_same_key_in_order_different_keys_in_parallel",
+    "test_wait_dead_letter_bad_arguments",
+    "test_wait_dead_letter_finds_stored_then_waits_for_a_match",
     "test_wildcards_follow_nats_rules",
 ]
 
@@ -62,14 +66,8 @@ class Seen:
         return self.items
 
 
-async def _dead_letters(rt: Runtime, n: int, **kw: Any) -> list[Any]:
-    """The dead letters once there are ``n`` (they are stored asynchronously); bounded poll."""
-    for _ in range(int(DEADLINE / 0.005)):
-        dls = await rt.events.dead_letters(**kw)
-        if len(dls) >= n:
-            return dls
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"fewer than {n} dead letters after {DEADLINE}s")
+async def _dead_letters(rt: Runtime, n: int, *, subscription: str | None = None) -> list[Any]:
+    return await wait_dead_letters(rt, n, subscription=subscription, timeout=DEADLINE)
 
 
 async def test_fan_out_every_subscriber_gets_every_event(make_runtime: MakeRuntime) -> None:
@@ -347,3 +345,56 @@ async def test_expired_and_invalid_events_are_dead_lettered(make_runtime: MakeRu
     ]
     assert snap.subscription("a__handle").expired == 1
     assert snap.topic("orders.old").expired == 1
+
+
+async def test_wait_dead_letter_finds_stored_then_waits_for_a_match(
+    make_runtime: MakeRuntime,
+) -> None:
+    a = Agent("a")
+
+    @a.on("bad.*")
+    async def refuse(id: int) -> None:
+        raise Reject(f"no {id}")
+
+    async with make_runtime(agents=[a]) as rt:
+        p = rt.agent("p")
+        await p.publish("bad.a", {"id": 1})
+        await asyncio.sleep(0)  # it may or may not be stored before the wait: both work
+        first = await rt.events.wait_dead_letter(topic="bad.*", timeout=DEADLINE)
+        assert (first.topic, first.reason, first.last_error) == ("bad.a", "rejected", "no 1")
+        again = await rt.events.wait_dead_letter(subscription="a__refuse", timeout=DEADLINE)
+        assert again.sequence == first.sequence, "the first matching one, not only new ones"
+        # Wait first, then publish: the wait wakes for "bad.b" and skips "bad.c" before it.
+        waiter = asyncio.ensure_future(
+            rt.events.wait_dead_letter(topic="bad.b", start=first.sequence + 1, timeout=DEADLINE)
+        )
+        try:
+            await asyncio.sleep(0.05)
+            assert not waiter.done()
+            await p.publish("bad.c", {"id": 3})
+            await p.publish("bad.b", {"id": 2})
+            got = await waiter
+        finally:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+        assert (got.topic, got.last_error) == ("bad.b", "no 2")
+        # A waiter wakes with the statistics that go with its dead letter.
+        assert rt.events.statistics().subscription("a__refuse").dead_lettered == 3
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(TimeoutError, match="no dead letter of subscription 'a__refuse'"):
+            await rt.events.wait_dead_letter(
+                subscription="a__refuse", start=got.sequence + 1, timeout=0.2
+            )
+        assert 0.2 <= loop.time() - began < 5.0
+
+
+async def test_wait_dead_letter_bad_arguments(make_runtime: MakeRuntime) -> None:
+    async with make_runtime() as rt:
+        with pytest.raises(ConfigurationError, match="timeout must be positive"):
+            await rt.events.wait_dead_letter(timeout=0)
+        with pytest.raises(ConfigurationError, match="start must be a sequence number"):
+            await rt.events.wait_dead_letter(start=0)
+        with pytest.raises(ConfigurationError):
+            await rt.events.wait_dead_letter(topic="bad..topic")
