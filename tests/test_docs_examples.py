@@ -3,23 +3,31 @@
 Each block is written to a file and run in a subprocess from the repository root
 (so a block may name ``examples/...``), with a timeout. A block that needs a broker
 reads ``NATS_URL``; for those the test starts a ``nats-server`` (the fixtures of
-``agentcomm.testing``) and passes its URL. Nothing is skipped for a missing extra:
-the dev extras (mcp, otel, nats) are installed wherever the suite runs. Text that is
-not a program (shell commands, JSON, TOML, output) goes in a fence of its own
-language, which this test leaves alone.
+``agentcomm.testing``) and passes its URL. A block that logs in as an agent (it reads
+``AGENTCOMM_NATS_PASSWORD_<NAME>``) gets what the deployment steps of its doc make: a
+broker whose authorization is generated from the doc's ``policy.toml`` block, and a
+working directory holding that ``policy.toml`` and a ``keys/`` directory. Nothing is
+skipped for a missing extra: the dev extras (mcp, otel, nats) are installed wherever the
+suite runs. Text that is not a program (shell commands, JSON, TOML, output) goes in
+a fence of its own language, which this test leaves alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from agentcomm import Identity, Policy
+from agentcomm.testing.nats_server import NatsServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
@@ -91,13 +99,28 @@ def test_the_extractor_handles_indented_blocks(tmp_path: Path) -> None:
 def test_python_block_runs(block: Block, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     script = tmp_path / f"{block.path.stem}_{block.line}.py"
     script.write_text(block.code)
-    env = dict(os.environ)
-    if "NATS_URL" in block.code:
-        env["NATS_URL"] = request.getfixturevalue("nats_url")
+    env, cwd = dict(os.environ), ROOT
+    with contextlib.ExitStack() as stack:
+        if "AGENTCOMM_NATS_PASSWORD_" in block.code:
+            cwd = tmp_path / "deploy"
+            env |= stack.enter_context(_deployment(block, cwd))
+        elif "NATS_URL" in block.code:
+            env["NATS_URL"] = request.getfixturevalue("nats_url")
+        proc = _run(block, script, cwd, env)
+    assert proc.returncode == 0, (
+        f"{block.where}: the block exited with {proc.returncode}\n"
+        f"--- stderr ---\n{proc.stderr}--- stdout ---\n{proc.stdout}"
+    )
+    assert not proc.stderr.strip(), f"{block.where}: the block wrote to stderr:\n{proc.stderr}"
+
+
+def _run(
+    block: Block, script: Path, cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     try:
-        proc = subprocess.run(
+        return subprocess.run(
             [sys.executable, str(script)],
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             capture_output=True,
             text=True,
@@ -107,8 +130,27 @@ def test_python_block_runs(block: Block, tmp_path: Path, request: pytest.Fixture
     except subprocess.TimeoutExpired as exc:
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
         pytest.fail(f"{block.where}: the block did not finish in {TIMEOUT} s\n{err or ''}")
-    assert proc.returncode == 0, (
-        f"{block.where}: the block exited with {proc.returncode}\n"
-        f"--- stderr ---\n{proc.stderr}--- stdout ---\n{proc.stdout}"
-    )
-    assert not proc.stderr.strip(), f"{block.where}: the block wrote to stderr:\n{proc.stderr}"
+
+
+@contextlib.contextmanager
+def _deployment(block: Block, directory: Path) -> Iterator[dict[str, str]]:
+    """The doc's deployment steps: policy.toml, keys/, a broker with generated users."""
+    tomls = [b.code for b in fenced_blocks(block.path) if b.lang == "toml"]
+    assert len(tomls) == 1, f"{block.where}: expected one ```toml policy block in its doc"
+    policy = Policy.from_toml(tomls[0])
+    namespace = re.search(r'namespace="([^"]+)"', block.code)
+    assert namespace is not None, f'{block.where}: name the namespace as namespace="..."'
+    directory.mkdir()
+    (directory / "policy.toml").write_text(tomls[0])
+    env: dict[str, str] = {}
+    passwords = {"admin": "pw-admin"}
+    for name in sorted(set(policy.agents) | policy.trusted):
+        ident = Identity.generate(name)
+        ident.save(directory / "keys")
+        variable = name.upper().replace("-", "_")
+        env[f"AGENTCOMM_KEY_{variable}"] = ident.private_pem().decode()
+        passwords[name] = env[f"AGENTCOMM_NATS_PASSWORD_{variable}"] = f"pw-{name}"
+    config = policy.nats_config(namespace=namespace.group(1), passwords=passwords, admin="admin")
+    with NatsServer(directory / "nats", config=config) as server:
+        env["NATS_URL"] = server.url
+        yield env
