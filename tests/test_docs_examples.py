@@ -107,11 +107,15 @@ def test_python_block_runs(block: Block, tmp_path: Path, request: pytest.Fixture
         elif "NATS_URL" in block.code:
             env["NATS_URL"] = request.getfixturevalue("nats_url")
         proc = _run(block, script, cwd, env)
-    assert proc.returncode == 0, (
-        f"{block.where}: the block exited with {proc.returncode}\n"
-        f"--- stderr ---\n{proc.stderr}--- stdout ---\n{proc.stdout}"
-    )
-    assert not proc.stderr.strip(), f"{block.where}: the block wrote to stderr:\n{proc.stderr}"
+    if proc.returncode != 0:
+        pytest.fail(
+            f"{block.where}: the block exited with {proc.returncode} (line N of the block is "
+            f"line {block.line}+N of the doc)\n--- stderr ---\n{proc.stderr}"
+            f"--- stdout ---\n{proc.stdout}",
+            pytrace=False,
+        )
+    if proc.stderr.strip():
+        pytest.fail(f"{block.where}: the block wrote to stderr:\n{proc.stderr}", pytrace=False)
 
 
 def _run(
