@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -155,14 +151,3 @@ async def _get(port: int, path: str, method: str = "GET") -> tuple[int, str, str
         await writer.wait_closed()
     head, _, body = raw.decode().partition("\r\n\r\n")
     return int(head.split()[1]), head, body
-
-
-def test_docs_operations_example_runs(tmp_path: Path) -> None:
-    doc = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
-    (code,) = re.findall(r"```python\n(.*?)```", doc, re.S)
-    path = tmp_path / "operations_example.py"
-    path.write_text(code)
-    proc = subprocess.run(
-        [sys.executable, str(path)], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert proc.returncode == 0, proc.stderr

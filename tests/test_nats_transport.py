@@ -185,16 +185,6 @@ async def test_subscriptions_and_watches_resume_after_a_broker_restart(tmp_path:
         assert (change.key, change.value) == ("w.after", "restart")
 
 
-async def test_the_docs_example_runs(nats_server: NatsServer) -> None:
-    text = (Path(__file__).parent.parent / "docs" / "nats.md").read_text()
-    code = text.split("```python\n", 1)[1].split("```", 1)[0]
-    scope: dict[str, object] = {}
-    exec(compile(code, "docs/nats.md", "exec"), scope)
-    main = scope["main"]
-    assert callable(main)
-    assert await main(nats_server.url) == 120.5
-
-
 def test_missing_binary_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     from agentcomm.testing import nats_server as module
 

@@ -1,10 +1,8 @@
-"""The README's code runs, and its first commands are the ones CI uses."""
+"""The README opens with the commands CI uses (tests/test_docs_examples.py runs its code)."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
@@ -18,15 +16,3 @@ def test_readme_opens_with_the_install_and_test_commands() -> None:
     assert lines[0].endswith("agentcomm demo")
     assert lines[1] == "bash scripts/test.sh"
     assert "scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
-
-
-def test_readme_python_examples_run(tmp_path: Path) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
-    assert blocks
-    for i, code in enumerate(blocks):
-        path = tmp_path / f"readme_{i}.py"
-        path.write_text(code)
-        proc = subprocess.run(
-            [sys.executable, str(path)], capture_output=True, text=True, timeout=60, check=False
-        )
-        assert proc.returncode == 0, f"README block {i} failed:\n{code}\n{proc.stderr}"
