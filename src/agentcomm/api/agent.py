@@ -180,12 +180,12 @@ class Agent(_HostAgent):
         payload: Any = None,
         *,
         timeout: float | None = None,
-        returns: type[T] | None = None,
+        returns: Any = None,
         window: int = DEFAULT_WINDOW,
         on_progress: ProgressCallback | None = None,
         headers: dict[str, str] | None = None,
         cause: Envelope | None = None,
-    ) -> Stream[T]:
+    ) -> Stream[Any]:
         """Open ``to``'s stream handler (an async generator); iterate what it yields.
 
         ``timeout`` bounds the whole stream (default: the runtime's); ``window``

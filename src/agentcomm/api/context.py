@@ -125,11 +125,11 @@ class Context(_HostContext):
         payload: Any = None,
         *,
         timeout: float | None = None,
-        returns: type[T] | None = None,
+        returns: Any = None,
         window: int = DEFAULT_WINDOW,
         on_progress: ProgressCallback | None = None,
         headers: dict[str, str] | None = None,
-    ) -> Stream[T]:
+    ) -> Stream[Any]:
         """Like :meth:`Agent.stream`, caused by this message and bounded by its deadline.
 
         Example::

@@ -166,21 +166,10 @@ class Stream(Generic[T]):
         if self._iterating:
             raise TransportError("a stream can be iterated only once")
         self._iterating = True
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[T]:
-        # An async generator, so that leaving ``async for`` early closes it (and so
-        # cancels the remote handler) as soon as the loop lets go of it.
-        try:
-            while True:
-                env = await self._next()
-                if env is None:
-                    return
-                yield self._decode(env.payload)
-        finally:
-            await self.aclose()
+        return _Chunks(self)
 
     async def _next(self) -> Envelope | None:
+        """The next chunk frame, ``None`` at the end; raises the stream's errors."""
         loop = asyncio.get_running_loop()
         deadline = self.envelope.deadline
         while not self._chunks:
@@ -246,3 +235,45 @@ class Stream(Generic[T]):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class _Chunks(AsyncIterator[T]):
+    """The iteration of a :class:`Stream`: leaving it early cancels the producer.
+
+    A plain iterator rather than an async generator, so that a chunk the caller's
+    type refuses raises ValidationError and the next ``anext`` still works. When
+    the loop lets go of it before the end (``break``), ``__del__`` closes the stream.
+    """
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: Stream[T]) -> None:
+        self._stream = stream
+
+    async def __anext__(self) -> T:
+        stream = self._stream
+        try:
+            env = await stream._next()
+        except BaseException:  # the end of it: a timeout, its error, our cancellation
+            await stream.aclose()
+            raise
+        if env is None:
+            await stream.aclose()
+            raise StopAsyncIteration
+        decoded: T = stream._decode(env.payload)
+        return decoded
+
+    def __del__(self) -> None:
+        stream = self._stream
+        if stream._channel is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            task = loop.create_task(stream.aclose())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+
+#: Closes scheduled by iterations dropped early (kept so they are not collected).
+_closing: set[asyncio.Task[None]] = set()
