@@ -52,7 +52,9 @@ from agentcomm.core.errors import (
 )
 from agentcomm.core.flow import RateLimit, Retention, RetryPolicy
 from agentcomm.core.limits import Limits
+from agentcomm.core.progress import Progress
 from agentcomm.core.version import __version__
+from agentcomm.direct.streams import Stream
 from agentcomm.host.agent import AgentStatistics
 from agentcomm.host.runtime import MessageLog, RuntimeStatistics
 from agentcomm.pubsub.bus import (
@@ -96,6 +98,7 @@ __all__ = [
     "NoResponders",
     "PermissionDenied",
     "Policy",
+    "Progress",
     "PubSub",
     "PubSubStatistics",
     "RateLimit",
@@ -112,6 +115,7 @@ __all__ = [
     "Runtime",
     "RuntimeStatistics",
     "Security",
+    "Stream",
     "SubscriptionStatistics",
     "ToolError",
     "ToolInfo",

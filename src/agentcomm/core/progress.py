@@ -73,12 +73,23 @@ def frame(
 
         chunk = frame("chunk", stream_env, "writer", payload=b'"hello"', sequence=1)
     """
-    back = kind in ("chunk", "progress", "end")
-    return Envelope(
+    if kind in ("chunk", "progress", "end"):  # back to the caller: kept small
+        return Envelope(
+            id=new_id(),
+            kind=kind,
+            sender=sender,
+            recipient=about.sender,
+            correlation_id=about.id,
+            payload=msgspec.Raw(b"null" if payload is None else payload),
+            sequence=sequence,
+            error=error,
+            created=time.time(),
+        )
+    return Envelope(  # on to the agent doing the work: its policy checks the handler
         id=new_id(),
         kind=kind,
         sender=sender,
-        recipient=about.sender if back else about.recipient,
+        recipient=about.recipient,
         handler=about.handler,
         correlation_id=about.id,
         causation_id=about.id,

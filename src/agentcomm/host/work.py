@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -148,6 +149,8 @@ async def serve_stream(
         await post(reply_to, out)
 
     credit = credits[env.id] = Credit(_window(env), env.sender)
+    chunk = frame("chunk", env, name)  # each chunk: this with its id, sequence, payload
+    base, replace, now = chunk.id + ".", msgspec.structs.replace, time.time
     run.env_id, run.sender, run.by_caller, run.fired = env.id, env.sender, False, False
     if env.deadline is not None:
         run.slot = wheel.add(run, env.deadline)
@@ -168,9 +171,17 @@ async def serve_stream(
                     throw = ValidationError(f"stream {spec.name!r} yielded a bad chunk: {exc}")
                     continue
                 try:
-                    await credit.take()
+                    if credit.available > 0:  # inlined Credit.take (the hot path)
+                        credit.available -= 1
+                    else:
+                        await credit.take()
                     seq += 1
-                    await send("chunk", payload=raw, sequence=seq)
+                    out = replace(
+                        chunk, id=f"{base}{seq}", sequence=seq, payload=raw, created=now()
+                    )
+                    if guard is not None:
+                        out = guard.seal_reply(env, out)
+                    await post(reply_to, out)
                 except asyncio.CancelledError:
                     await _throw_cancel(gen)  # the handler sees it where it yielded
                     raise
