@@ -151,7 +151,12 @@ def test_nats_permissions_follow_the_subject_layout(policy: Policy) -> None:
     assert "prod.a.calc.*" in pub
     assert "prod.s.EVENTS.plans.*" in pub
     assert "$KV.prod_blackboard.plan.>" in pub
-    assert perms["subscribe"]["allow"] == ["prod.a.planner.*", "_INBOX.prod.planner.>"]
+    assert perms["subscribe"]["allow"] == [
+        "prod.a.planner.*",
+        "prod.c.planner",  # cancel and credit frames (docs/streams-and-tasks.md)
+        "_INBOX.prod.planner.>",
+    ]
+    assert "prod.c.researcher" in pub  # it may cancel what it asked of researcher
     # JetStream: only the streams and API calls this agent's rules need
     assert "$JS.API.STREAM.INFO.prod_EVENTS" in pub  # it publishes: checks the stream
     # Streams and buckets are the admin's (agentcomm nats setup): never created,

@@ -52,7 +52,9 @@ from agentcomm.core.errors import (
 )
 from agentcomm.core.flow import RateLimit, Retention, RetryPolicy
 from agentcomm.core.limits import Limits
+from agentcomm.core.progress import Progress
 from agentcomm.core.version import __version__
+from agentcomm.direct.streams import Stream
 from agentcomm.host.agent import AgentStatistics
 from agentcomm.host.message_log import MessageLog
 from agentcomm.host.runtime_stats import RuntimeStatistics
@@ -99,6 +101,7 @@ __all__ = [
     "NoResponders",
     "PermissionDenied",
     "Policy",
+    "Progress",
     "PubSub",
     "PubSubStatistics",
     "RateLimit",
@@ -115,6 +118,7 @@ __all__ = [
     "Runtime",
     "RuntimeStatistics",
     "Security",
+    "Stream",
     "SubscriptionStatistics",
     "ToolError",
     "ToolInfo",

@@ -24,10 +24,11 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 
 from agentcomm.api.context import Context
 from agentcomm.blackboard.board import Blackboard
+from agentcomm.core.progress import DEFAULT_WINDOW
 from agentcomm.host.agent import Agent as _HostAgent
 from agentcomm.host.runtime import requests_of, runtime_of
 from agentcomm.pubsub.bus import PubSub
@@ -36,6 +37,8 @@ from agentcomm.pubsub.declare import HANDLER_TIMEOUT, declare_subscription
 if TYPE_CHECKING:
     from agentcomm.core.envelope import Envelope
     from agentcomm.core.flow import RetryPolicy
+    from agentcomm.direct.messaging import DirectMessages
+    from agentcomm.direct.streams import ProgressCallback, Stream
     from agentcomm.host.context import Context as _HostContext
     from agentcomm.host.runtime import Requests
     from agentcomm.pubsub.declare import Start
@@ -116,6 +119,7 @@ class Agent(_HostAgent):
         returns: None = None,
         headers: dict[str, str] | None = None,
         cause: Envelope | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> Any: ...
 
     @overload
@@ -129,6 +133,7 @@ class Agent(_HostAgent):
         returns: type[T],
         headers: dict[str, str] | None = None,
         cause: Envelope | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> T: ...
 
     async def request(
@@ -141,13 +146,16 @@ class Agent(_HostAgent):
         returns: Any = None,
         headers: dict[str, str] | None = None,
         cause: Envelope | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> Any:
         """Call ``to``'s ``handler`` and return its answer (decoded as ``returns`` if given).
 
         Raises :class:`NoResponders` at once when ``to`` is absent,
         :class:`RequestTimeout` after ``timeout`` seconds (default: the runtime's),
         :class:`ValidationError` when the payload breaks the handler's schema, and
-        :class:`RemoteError` when the handler raised.
+        :class:`RemoteError` when the handler raised. ``on_progress(Progress)`` sees
+        the handler's ``ctx.progress(...)`` reports; cancelling the calling task
+        cancels the handler.
 
         Example::
 
@@ -160,6 +168,46 @@ class Agent(_HostAgent):
             payload,
             timeout=timeout,
             returns=returns,
+            headers=headers,
+            cause=cause,
+            on_progress=on_progress,
+        )
+
+    async def stream(
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: Any = None,
+        window: int = DEFAULT_WINDOW,
+        on_progress: ProgressCallback | None = None,
+        headers: dict[str, str] | None = None,
+        cause: Envelope | None = None,
+    ) -> Stream[Any]:
+        """Open ``to``'s stream handler (an async generator); iterate what it yields.
+
+        ``timeout`` bounds the whole stream (default: the runtime's); ``window``
+        chunks are buffered at most (the producer waits for room). Leaving the loop
+        early, or cancelling the task, cancels the handler. Raises
+        :class:`NoResponders` at once when ``to`` is absent.
+
+        Example::
+
+            async for part in await alice.stream("writer", "draft", {"topic": "tea"}):
+                print(part)
+        """
+        direct = cast("DirectMessages", self._requests())
+        return await direct.stream(
+            self,
+            to,
+            handler,
+            payload,
+            timeout=timeout,
+            returns=returns,
+            window=window,
+            on_progress=on_progress,
             headers=headers,
             cause=cause,
         )

@@ -8,14 +8,19 @@ conversation can be rebuilt.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from agentcomm.blackboard.board import Blackboard
+from agentcomm.core.progress import DEFAULT_WINDOW
 from agentcomm.host.agent import Agent as _HostAgent
 from agentcomm.host.context import Context as _HostContext
 from agentcomm.host.runtime import Runtime as _HostRuntime
 from agentcomm.host.runtime import requests_of, runtime_of
 from agentcomm.pubsub.bus import PubSub
+
+if TYPE_CHECKING:
+    from agentcomm.direct.messaging import DirectMessages
+    from agentcomm.direct.streams import ProgressCallback, Stream
 
 __all__ = ["Context"]
 
@@ -63,6 +68,7 @@ class Context(_HostContext):
         timeout: float | None = None,
         returns: None = None,
         headers: dict[str, str] | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> Any: ...
 
     @overload
@@ -75,6 +81,7 @@ class Context(_HostContext):
         timeout: float | None = None,
         returns: type[T],
         headers: dict[str, str] | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> T: ...
 
     async def request(
@@ -86,8 +93,11 @@ class Context(_HostContext):
         timeout: float | None = None,
         returns: Any = None,
         headers: dict[str, str] | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> Any:
         """Like :meth:`Agent.request`, caused by this message and bounded by its deadline.
+
+        When this handler is cancelled (its own caller cancelled), so is the call.
 
         Example::
 
@@ -103,6 +113,43 @@ class Context(_HostContext):
             payload,
             timeout=timeout,
             returns=returns,
+            headers=headers,
+            cause=self.envelope,
+            on_progress=on_progress,
+        )
+
+    async def stream(
+        self,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: Any = None,
+        window: int = DEFAULT_WINDOW,
+        on_progress: ProgressCallback | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Stream[Any]:
+        """Like :meth:`Agent.stream`, caused by this message and bounded by its deadline.
+
+        Example::
+
+            async for part in await ctx.stream("writer", "draft", {"topic": goal}):
+                await ctx.progress(1, message=part)
+        """
+        left = self.remaining()
+        if left is not None and (timeout is None or timeout > left):
+            timeout = left
+        direct = cast("DirectMessages", requests_of(self.agent.runtime))
+        return await direct.stream(
+            self.agent,
+            to,
+            handler,
+            payload,
+            timeout=timeout,
+            returns=returns,
+            window=window,
+            on_progress=on_progress,
             headers=headers,
             cause=self.envelope,
         )

@@ -34,7 +34,20 @@ __all__ = [
     "new_id",
 ]
 
-Kind = Literal["request", "response", "notification", "event"]
+Kind = Literal[
+    "request",
+    "response",
+    "notification",
+    "event",
+    # long-running work (docs/streams-and-tasks.md): a stream's opening, its chunks,
+    # progress reports, its end; and the control frames credit and cancel
+    "stream",
+    "chunk",
+    "progress",
+    "end",
+    "credit",
+    "cancel",
+]
 
 WIRE_VERSION = 1
 #: The wire versions (the envelope's ``v``) this library decodes.
@@ -92,6 +105,9 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc
     key: str | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     error: ErrorInfo | None = None
+    #: A channel address (``Transport.open_channel``) where the receiver sends what
+    #: belongs to this message besides its answer: a stream's chunks, progress.
+    reply_to: str | None = None
     v: int = WIRE_VERSION
 
     def remaining(self, now: float | None = None) -> float | None:

@@ -8,6 +8,7 @@ validate both ways. Codecs are built once per handler, never per message.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
 import typing
@@ -241,8 +242,12 @@ class HandlerSpec:
     #: positionally (a context argument, keyword-only parameters, pydantic, models).
     decode_positional: Callable[[msgspec.Raw | bytes], tuple[Any, ...]] | None
     #: ``encode_result(value) -> raw``: validate the return value against the declared
-    #: return type and encode it; raises :class:`ValidationError`.
+    #: return type and encode it; raises :class:`ValidationError`. For a stream
+    #: handler, each chunk it yields.
     encode_result: Callable[[Any], msgspec.Raw]
+    #: True for an async generator handler: it streams chunks (``output`` is the
+    #: chunk type, from ``AsyncIterator[T]``) and is called with ``stream()``.
+    streams: bool = False
 
 
 def _result_encoder(codec: Codec | None) -> Callable[[Any], msgspec.Raw]:
@@ -376,6 +381,9 @@ def inspect_handler(fn: Callable[..., Any], name: str | None = None) -> HandlerS
             )
             in_codec = Codec(struct, name=f"{hname} arguments")
     ret = hints.get("return", Any)
+    streams = inspect.isasyncgenfunction(fn)
+    if streams:
+        ret = _chunk_type(hname, ret)
     out_codec = None if ret is Any else codec_for(ret)
     doc = inspect.getdoc(fn) or ""
     return HandlerSpec(
@@ -396,4 +404,23 @@ def inspect_handler(fn: Callable[..., Any], name: str | None = None) -> HandlerS
             else None
         ),
         encode_result=_result_encoder(out_codec),
+        streams=streams,
+    )
+
+
+def _chunk_type(hname: str, ret: Any) -> Any:
+    """``T`` of a stream handler's ``AsyncIterator[T]`` (or AsyncGenerator/AsyncIterable)."""
+    if ret is Any:
+        return Any
+    origin = typing.get_origin(ret)
+    if origin in (
+        collections.abc.AsyncIterator,
+        collections.abc.AsyncGenerator,
+        collections.abc.AsyncIterable,
+    ):
+        args = typing.get_args(ret)
+        return args[0] if args else Any
+    raise ConfigurationError(
+        f"handler {hname!r} is an async generator (a stream handler): annotate its return "
+        f"as AsyncIterator[ChunkType], not {ret!r}"
     )

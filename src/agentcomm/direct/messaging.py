@@ -11,6 +11,7 @@ without importing this one.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -18,16 +19,20 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from agentcomm.core.envelope import Envelope, encode_payload, new_id
-from agentcomm.core.errors import MailboxFull, ValidationError
+from agentcomm.core.errors import AgentCommError, ConfigurationError, MailboxFull, ValidationError
+from agentcomm.core.progress import DEFAULT_WINDOW, MAX_WINDOW, WINDOW_HEADER, frame
 from agentcomm.core.responses import raise_remote
 from agentcomm.core.schema import codec_for
+from agentcomm.direct.streams import ProgressCallback, Stream, on_progress_frame
 
 if TYPE_CHECKING:
     from agentcomm.host.agent import Agent
     from agentcomm.host.runtime import Runtime
+    from agentcomm.transports.channels import Channel
 
 __all__ = ["DirectMessages"]
 
+logger = logging.getLogger("agentcomm")
 _json_decode = msgspec.json.Decoder().decode
 
 
@@ -39,10 +44,11 @@ class DirectMessages:
         answer = await rt.requests.request(agent, "calc", "add", {"a": 1, "b": 2})
     """
 
-    __slots__ = ("runtime",)
+    __slots__ = ("_pending", "runtime")
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._pending: set[asyncio.Task[None]] = set()  # cancels on their way
 
     def _envelope(
         self,
@@ -141,13 +147,16 @@ class DirectMessages:
         returns: Any = None,
         headers: dict[str, str] | None = None,
         cause: Envelope | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> Any:
         """As ``agent``, call ``to``'s ``handler``; its answer, decoded as ``returns`` if given.
 
         Raises :class:`NoResponders` at once when ``to`` is absent,
         :class:`RequestTimeout` after ``timeout`` seconds (default: the runtime's),
         :class:`ValidationError` when the payload breaks the handler's schema, and
-        :class:`RemoteError` when the handler raised.
+        :class:`RemoteError` when the handler raised. ``on_progress(Progress)`` is
+        called for each ``ctx.progress(...)`` of the handler. Cancelling the calling
+        task cancels the handler too (it sees ``CancelledError``).
 
         Example::
 
@@ -173,7 +182,10 @@ class DirectMessages:
             )
             span.__enter__()
             tp, ts = tracing.current_traceparent()
+        channel = None
         try:
+            if on_progress is not None:
+                channel = await self._progress_channel(to, on_progress)
             now = time.time()
             env = Envelope(
                 id=new_id(),
@@ -188,6 +200,7 @@ class DirectMessages:
                 traceparent=tp,
                 tracestate=ts,
                 headers=headers or {},
+                reply_to=None if channel is None else channel.address,
             )
             if tracing is not None:
                 tracing.describe_current(env)
@@ -196,7 +209,11 @@ class DirectMessages:
                 env = await guard.hold(env)
             rt.message_log.append(env)
             agent._requested += 1
-            resp = await rt.transport.request(env, timeout)
+            try:
+                resp = await rt.transport.request(env, timeout)
+            except asyncio.CancelledError:
+                self.cancel_remote(agent.name, env)  # the handler stops too
+                raise
             if guard is not None:
                 guard.check_response(env, resp)
             if resp.error is not None:
@@ -210,5 +227,75 @@ class DirectMessages:
                     raise ValidationError(f"the answer is not valid JSON: {exc}") from None
             return codec_for(returns).decode(resp.payload)
         finally:
+            if channel is not None:
+                await channel.close()
             if span is not None:
                 span.__exit__(*sys.exc_info())
+
+    async def _progress_channel(self, to: str, callback: ProgressCallback) -> Channel:
+        def on_frame(env: Envelope) -> None:
+            if env.kind == "progress" and env.sender == to:
+                on_progress_frame(env, callback)
+
+        return await self.runtime.transport.open_channel(on_frame)
+
+    def cancel_remote(self, sender: str, env: Envelope) -> None:
+        """Ask ``env``'s recipient to cancel its handling of ``env`` (in the background).
+
+        Example::
+
+            rt.requests.cancel_remote("alice", request_envelope)
+        """
+        out = frame("cancel", env, sender)
+        guard = self.runtime.guard
+        if guard is not None:
+            out = guard.seal(out)
+        task = asyncio.get_running_loop().create_task(self._signal(out))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _signal(self, env: Envelope) -> None:
+        try:
+            await self.runtime.transport.signal(env)
+        except AgentCommError as exc:
+            logger.warning(
+                "cancel of %s to %s not sent: %s", env.correlation_id, env.recipient, exc
+            )
+
+    async def stream(
+        self,
+        agent: Agent,
+        to: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        returns: Any = None,
+        window: int = DEFAULT_WINDOW,
+        on_progress: ProgressCallback | None = None,
+        headers: dict[str, str] | None = None,
+        cause: Envelope | None = None,
+    ) -> Stream[Any]:
+        """As ``agent``, open ``to``'s stream handler ``handler``; iterate the result.
+
+        ``timeout`` bounds the whole stream (default: the runtime's); ``window`` is
+        how many chunks the caller buffers (1..4096). Raises :class:`NoResponders`
+        at once when ``to`` is absent.
+
+        Example::
+
+            async for part in await rt.requests.stream(alice, "writer", "draft", "tea"):
+                print(part)
+        """
+        rt = self.runtime
+        rt.authorize(agent.name, "send", f"{to}.{handler}")
+        if not 1 <= window <= MAX_WINDOW:
+            raise ConfigurationError(f"window must be 1..{MAX_WINDOW} chunks, got {window}")
+        if timeout is None:
+            timeout = rt.default_timeout
+        headers = {**(headers or {}), WINDOW_HEADER: str(window)}
+        env = self._envelope(agent, "stream", to, handler, payload, timeout, headers, cause)
+        s: Stream[Any] = Stream(rt, agent.name, env, returns, window, on_progress, timeout)
+        agent._requested += 1
+        await s._open()
+        return s

@@ -28,3 +28,5 @@ class AgentStatistics(msgspec.Struct, frozen=True):
     expired: int
     sent: int
     requested: int
+    #: Runs stopped by their caller's cancel (their answer was never sent).
+    cancelled: int = 0

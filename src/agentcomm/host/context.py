@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Protocol
 
+from agentcomm.core.progress import frame, progress_payload
 from agentcomm.core.schema import HandlerContext
 
 if TYPE_CHECKING:
@@ -67,3 +68,29 @@ class Context(HandlerContext):
         if dl is None:
             return None
         return max(0.0, dl - time.time())
+
+    async def progress(
+        self, done: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Tell the caller how far this handler got (and note it in the trace).
+
+        The caller sees it through ``on_progress`` (``request``, ``stream``) or
+        ``Stream.progress``; a caller that asked for none costs nothing.
+
+        Example::
+
+            for i, page in enumerate(pages):
+                await ctx.progress(i + 1, len(pages), f"read {page}")
+        """
+        env, rt = self.envelope, self.agent.runtime
+        if rt.tracing is not None:
+            attrs = {"agentcomm.progress.done": done, "agentcomm.progress.total": total}
+            rt.tracing.event("progress", {**attrs, "agentcomm.progress.message": message})
+        if env.reply_to is None:
+            return
+        out = frame(
+            "progress", env, self.agent.name, payload=progress_payload(done, total, message)
+        )
+        if rt.guard is not None:
+            out = rt.guard.seal_reply(env, out)
+        await rt.transport.post(env.reply_to, out)

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agentcomm.core.errors import ConfigurationError, MailboxFull, NoResponders
 from agentcomm.transports.base import Delivery
+
+if TYPE_CHECKING:
+    from agentcomm.core.envelope import Envelope
 
 __all__ = ["Mailbox"]
 
@@ -35,9 +40,11 @@ class Mailbox:
         assert box.capacity == 100 and len(box) == 0
     """
 
-    __slots__ = ("_closed", "_getters", "_items", "_owner", "_putters", "capacity")
+    __slots__ = ("_closed", "_control", "_getters", "_items", "_owner", "_putters", "capacity")
 
-    def __init__(self, owner: str, capacity: int) -> None:
+    def __init__(
+        self, owner: str, capacity: int, control: Callable[[Envelope], None] | None = None
+    ) -> None:
         if capacity < 1:
             raise ConfigurationError(f"mailbox_size must be at least 1, got {capacity}")
         self._owner = owner
@@ -46,6 +53,12 @@ class Mailbox:
         self._getters: deque[asyncio.Future[None]] = deque()
         self._putters: deque[asyncio.Future[None]] = deque()
         self._closed: BaseException | None = None
+        self._control = control
+
+    def control(self, envelope: Envelope) -> None:
+        """Hand a control frame (cancel, credit) to the agent at once, past the queue."""
+        if self._control is not None:
+            self._control(envelope)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -61,6 +61,7 @@ class Requests(Protocol):
         returns: Any = None,
         headers: dict[str, str] | None = None,
         cause: Envelope | None = None,
+        on_progress: Any = None,
     ) -> Any: ...
 
 

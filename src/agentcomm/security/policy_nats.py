@@ -161,6 +161,7 @@ def nats_permissions(
     for rule in rules.send:
         to = _tokens("send", rule)[0]
         pub.append(f"{namespace}.a.{'*' if to == '>' else to}.*")
+        pub.append(f"{namespace}.c.{'*' if to == '>' else to}")  # cancel and credit
     if rules.publish or rules.subscribe:  # pub/sub checks its two streams exist
         pub += [f"{API}.STREAM.INFO.{events}", f"{API}.STREAM.INFO.{dlq}"]
     pub += [f"{namespace}.s.EVENTS.{p}" for p in rules.publish]
@@ -196,7 +197,11 @@ def nats_permissions(
     presence = f"$KV.{namespace}_presence"
     pub.append(f"{API}.STREAM.INFO.KV_{namespace}_presence")
     pub += [f"{presence}.agents.{agent}.>", f"{presence}.runtimes.>"]
-    sub = [f"{namespace}.a.{agent}.*", nats_inbox_prefix(agent, namespace=namespace) + ".>"]
+    # Streams and progress: frames go to the caller's channel, under its inbox; the
+    # channel takes frames only from the agent it called (docs/streams-and-tasks.md).
+    pub.append(f"_INBOX.{namespace}.*.ch.>")
+    own = [f"{namespace}.a.{agent}.*", f"{namespace}.c.{agent}"]
+    sub = [*own, nats_inbox_prefix(agent, namespace=namespace) + ".>"]
     return {
         "publish": {"allow": sorted(set(pub))},
         "subscribe": {"allow": sub},

@@ -110,6 +110,8 @@ class Tools:
                 continue
             for hname in sorted(agent.handlers):
                 spec = agent.handlers[hname]
+                if spec.streams:  # called with stream(), not as a one-answer tool
+                    continue
                 try:
                     inp, outp, _ = tool_schemas(spec)
                 except AgentCommError as exc:  # one odd handler never hides the others

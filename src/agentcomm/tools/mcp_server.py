@@ -144,7 +144,7 @@ class MCPExposure:
         for agent in self._agents:
             for hname, spec in agent.handlers.items():
                 tname = agent.mcp_name(hname)
-                if tname is None:
+                if tname is None or spec.streams:  # a stream is no one-answer tool
                     continue
                 if tname in table:
                     other = table[tname]

@@ -6,7 +6,9 @@ which live in the runtime and the pattern modules above it. Three groups:
 * **direct**: ``bind`` an agent's inbox to its address, ``send`` a notification,
   ``request`` and wait for the correlated response (``Delivery.reply`` answers);
 * **key/value** (the blackboard): see :class:`KVStore`;
-* **streams** (pub/sub): see :class:`EventLog`.
+* **streams** (pub/sub): see :class:`EventLog`;
+* **channels** (long-running work: cancel and credit signals, private channels
+  for chunks and progress): see :class:`~agentcomm.transports.channels.Channels`.
 
 Engines: :mod:`agentcomm.transports.memory` (in-process, complete) and
 :mod:`agentcomm.transports.nats` (NATS JetStream). The behaviour every engine must
@@ -20,6 +22,8 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import msgspec
+
+from agentcomm.transports.channels import Channels
 
 if TYPE_CHECKING:
     from agentcomm.core.deadlines import Expirable
@@ -89,6 +93,10 @@ class Inbox(Protocol):
 
     async def put(self, delivery: Delivery) -> None:
         """Queue a delivery, waiting for room (the caller bounds the wait)."""
+        ...
+
+    def control(self, envelope: Envelope) -> None:
+        """Act on a control envelope (cancel, credit) at once, past the queue."""
         ...
 
 
@@ -454,7 +462,7 @@ class EventLog(abc.ABC):
         """
 
 
-class Transport(KVStore, EventLog, abc.ABC):
+class Transport(KVStore, EventLog, Channels, abc.ABC):
     """The contract of an engine. Subclass it and implement every abstract method.
 
     Example::

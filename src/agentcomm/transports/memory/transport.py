@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from agentcomm.core.deadlines import DeadlineWheel, wheel_for
+from agentcomm.core.envelope import new_id
 from agentcomm.core.errors import (
     ConfigurationError,
     MailboxFull,
@@ -23,6 +24,7 @@ from agentcomm.core.errors import (
     TransportClosed,
 )
 from agentcomm.transports.base import Delivery, Inbox, Transport
+from agentcomm.transports.channels import Channel, Sink
 from agentcomm.transports.memory.kv import MemoryKV
 from agentcomm.transports.memory.log import MemoryEventLog
 
@@ -77,6 +79,17 @@ class _MemoryRequest(Delivery):
             fut.set_exception(RequestTimeout(env.recipient or "?", env.handler, timeout))
 
 
+class _MemoryChannel(Channel):
+    __slots__ = ("_channels", "address")
+
+    def __init__(self, channels: dict[str, Sink], address: str) -> None:
+        self._channels = channels
+        self.address = address
+
+    async def close(self) -> None:
+        self._channels.pop(self.address, None)
+
+
 class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
     """In-process engine; the default when a runtime is given no transport.
 
@@ -91,6 +104,9 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
         MemoryKV.__init__(self)
         MemoryEventLog.__init__(self)
         self._inboxes: dict[str, Inbox] = {}
+        self._channels: dict[str, Sink] = {}
+        #: Frames posted to a channel that was already closed (its reader had gone).
+        self.discarded_frames = 0
         self._running = False
         self._wheel: DeadlineWheel | None = None
 
@@ -101,6 +117,7 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
     async def close(self) -> None:
         self._running = False
         self._inboxes.clear()
+        self._channels.clear()
         self._kv_close()  # TTL timers and key/value watchers end with the transport
 
     async def bind(self, address: str, inbox: Inbox) -> None:
@@ -170,3 +187,23 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
             if not put.done():
                 put.cancel()
         return await fut
+
+    # -- channels (docs/streams-and-tasks.md) -------------------------------------
+    async def signal(self, envelope: Envelope) -> None:
+        inbox = self._inboxes.get(envelope.recipient or "")
+        if inbox is not None:
+            inbox.control(_isolate(envelope))
+
+    async def open_channel(self, sink: Sink) -> Channel:
+        if not self._running:
+            raise TransportClosed("the memory transport is not started")
+        address = f"ch.{new_id()}"
+        self._channels[address] = sink
+        return _MemoryChannel(self._channels, address)
+
+    async def post(self, address: str, envelope: Envelope) -> None:
+        sink = self._channels.get(address)
+        if sink is None:
+            self.discarded_frames += 1
+            return
+        sink(_isolate(envelope))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import nats.errors
 import nats.js.errors
 
@@ -12,7 +14,7 @@ from agentcomm.core.errors import (
     TransportError,
 )
 
-__all__ = ["NATS_ERRORS", "js_error", "nats_error"]
+__all__ = ["NATS_ERRORS", "honour_cancellation", "js_error", "nats_error"]
 
 #: The exceptions a nats-py call may raise for engine reasons.
 NATS_ERRORS = (nats.errors.Error, OSError)
@@ -65,3 +67,15 @@ def js_error(exc: BaseException, what: str) -> AgentCommError:
     if isinstance(exc, nats.js.errors.APIError):
         return TransportError(f"{what}: JetStream refused: {exc.description} ({exc.err_code})")
     return nats_error(exc, what)
+
+
+def honour_cancellation() -> None:
+    """Re-raise a cancellation that nats-py's ``asyncio.wait_for`` swallowed.
+
+    On Python 3.11, ``wait_for`` returns the result instead of raising when the
+    reply and a ``cancel()`` arrive together; the task then carries on as if it
+    had not been cancelled (a cancelled sender loop would keep sending).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -60,7 +60,8 @@ from agentcomm.core.names import nats_inbox_prefix
 from agentcomm.core.rejects import Rejects
 from agentcomm.transports.base import Delivery, Inbox, Transport
 from agentcomm.transports.nats.admin import NatsAdmin, Violations
-from agentcomm.transports.nats.errors import nats_error
+from agentcomm.transports.nats.channels import NatsChannels
+from agentcomm.transports.nats.errors import honour_cancellation, nats_error
 from agentcomm.transports.nats.kv import NatsKV
 from agentcomm.transports.nats.log import NatsEventLog
 
@@ -117,7 +118,7 @@ class _NatsDelivery(Delivery):
             logger.warning("response to %s not sent: %s", self.envelope.sender, exc)
 
 
-class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, Transport):
+class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
     """Engine on a NATS server (core NATS for direct messages, JetStream for the rest).
 
     ``url_or_client`` is a ``nats://`` URL (the transport connects, reconnects forever
@@ -193,6 +194,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, Transport):
         self._jsctx: JetStreamContext | None = None
         self._prefix = f"{namespace}.a."
         self._subs: dict[str, Subscription] = {}
+        self._controls: dict[str, Subscription] = {}  # each agent's control subject
         self._running = False
         self._malformed = 0
         #: Refused frames by kind, shared with the runtime that uses this transport.
@@ -280,9 +282,10 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, Transport):
             return
         try:
             await self._close_extras()
-            for sub in list(self._subs.values()):
+            for sub in [*self._subs.values(), *self._controls.values()]:
                 await _quiet_unsubscribe(sub)
             self._subs.clear()
+            self._controls.clear()
         finally:
             self._running = False
             self._jsctx = None
@@ -346,6 +349,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, Transport):
         except (nats.errors.Error, OSError) as exc:
             raise nats_error(exc, f"binding agent {address!r}") from exc
         self._subs[address] = sub
+        self._controls[address] = await self._bind_control(address, inbox)
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until the server has processed everything sent so far (bindings too).
@@ -364,9 +368,9 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, Transport):
             raise nats_error(exc, "flush") from exc
 
     async def unbind(self, address: str) -> None:
-        sub = self._subs.pop(address, None)
-        if sub is not None:
-            await _quiet_unsubscribe(sub)
+        for sub in (self._subs.pop(address, None), self._controls.pop(address, None)):
+            if sub is not None:
+                await _quiet_unsubscribe(sub)
 
     async def _deliver(self, inbox: Inbox, msg: Msg) -> None:
         """Subscription callback: decode, queue, acknowledge. Never raises."""
@@ -428,7 +432,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, Transport):
         timeout = self.send_timeout if left is None else max(left, 0.001)
         try:
             ack = await nc.request(subject, encode_envelope(envelope), timeout=timeout)
-            _honour_cancellation()
+            honour_cancellation()
         except nats.errors.NoRespondersError:
             raise NoResponders(envelope.recipient or "") from None
         except TimeoutError:  # nats-py raises its own and plain asyncio ones
@@ -444,7 +448,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, Transport):
         subject = self._subject(envelope, "r")
         try:
             msg = await nc.request(subject, encode_envelope(envelope), timeout=timeout)
-            _honour_cancellation()
+            honour_cancellation()
         except nats.errors.NoRespondersError:
             raise NoResponders(envelope.recipient or "") from None
         except TimeoutError:  # nats-py raises its own and plain asyncio ones
@@ -458,18 +462,6 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, Transport):
             raise TransportError(
                 f"the response from {envelope.recipient!r} is not a valid envelope: {exc}"
             ) from None
-
-
-def _honour_cancellation() -> None:
-    """Re-raise a cancellation that nats-py's ``asyncio.wait_for`` swallowed.
-
-    On Python 3.11, ``wait_for`` returns the result instead of raising when the
-    reply and a ``cancel()`` arrive together; the task then carries on as if it
-    had not been cancelled (a cancelled sender loop would keep sending).
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _url_user(url: str) -> str | None:
