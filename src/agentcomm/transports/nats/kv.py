@@ -71,6 +71,10 @@ class _TooManyResults(Exception):
     """A batched direct get matched more subjects than the server serves at once."""
 
 
+class _NotReady(Exception):
+    """No direct-get responder yet (a bucket created a moment ago)."""
+
+
 class NatsKV:
     """JetStream key/value buckets for the blackboard (mixed into NatsTransport)."""
 
@@ -257,8 +261,19 @@ class NatsKV:
         """A batched direct get (``multi_last`` or ``next_by_subj``): one round trip.
 
         Returns the entries with their headers and the stream sequence the read is
-        consistent at (JetStream's ``Nats-UpTo-Sequence``).
+        consistent at (JetStream's ``Nats-UpTo-Sequence``). Right after a bucket is
+        created its direct-get responders may not listen yet (status 503): retried.
         """
+        for _ in range(20):
+            try:
+                return await self._direct_batch_once(bucket, request, retry=True)
+            except _NotReady:
+                await asyncio.sleep(0.05)
+        return await self._direct_batch_once(bucket, request, retry=False)
+
+    async def _direct_batch_once(
+        self, bucket: str, request: dict[str, Any], *, retry: bool
+    ) -> tuple[list[tuple[Entry, dict[str, str] | None]], int]:
         stream, prefix = self._kv_names(bucket)
         if self._batched is False:
             raise Refused(f"$JS.API.DIRECT.GET.{stream}")
@@ -291,6 +306,8 @@ class NatsKV:
                         return out, await self._last_seq(bucket)
                     if status == "413":
                         raise _TooManyResults
+                    if status == "503" and retry:
+                        raise _NotReady
                     if status is not None:
                         raise TransportError(
                             f"reading bucket {bucket!r}: JetStream answered {status} "
