@@ -1,0 +1,117 @@
+"""The in-memory event log's storage: one stream's bounded entries and retention."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from agentcomm.transports.streams import (
+    StreamConfig,
+    StreamInfo,
+)
+
+if TYPE_CHECKING:
+    from agentcomm.core.envelope import Envelope
+
+__all__ = ["_Entry", "_Stream"]
+
+_OVERHEAD = 64  # bytes counted per stored message on top of payload and subject
+_LAG_SCAN = 10_000  # entries scanned at most to count a filtered consumer's lag
+_replace = msgspec.structs.replace
+
+
+class _Entry(msgspec.Struct, gc=False):
+    """One stored message. Not tracked by the cyclic GC (it holds no cycles), so a
+    large retained log does not make every garbage collection slower."""
+
+    seq: int
+    env: Envelope
+    subject: str
+    time: float
+    size: int
+
+
+class _Stream:
+    # `entries` finds a message by sequence; `order` holds them oldest first, so the
+    # oldest is found in O(1) (popping from the front of a dict and then asking for
+    # its first key walks over every deleted slot). Deleted entries are skipped lazily.
+    __slots__ = (
+        "bytes",
+        "config",
+        "consumers",
+        "dedupe",
+        "dedupe_order",
+        "entries",
+        "last_seq",
+        "order",
+    )
+
+    def __init__(self, config: StreamConfig) -> None:
+        self.config = config
+        self.entries: dict[int, _Entry] = {}
+        self.order: deque[_Entry] = deque()
+        self.last_seq = 0
+        self.bytes = 0
+        self.dedupe: dict[str, tuple[int, float]] = {}
+        self.dedupe_order: deque[tuple[str, float]] = deque()
+        self.consumers: dict[str, Any] = {}  # name -> consumers._Consumer
+
+    def _head(self) -> _Entry | None:
+        order, entries = self.order, self.entries
+        while order:
+            e = order[0]
+            if entries.get(e.seq) is e:
+                return e
+            order.popleft()
+        return None
+
+    @property
+    def first_seq(self) -> int:
+        e = self._head()
+        return self.last_seq + 1 if e is None else e.seq
+
+    def remove(self, seq: int) -> _Entry | None:
+        e = self.entries.pop(seq, None)
+        if e is not None:
+            self.bytes -= e.size
+            if len(self.order) > 2 * len(self.entries) + 64:  # many deleted in the middle
+                self.order = deque(self.entries.values())
+        return e
+
+    def enforce(self, now: float) -> None:
+        cfg = self.config
+        entries = self.entries
+        while entries and (len(entries) > cfg.max_msgs or self.bytes > cfg.max_bytes):
+            e = self._head()
+            assert e is not None
+            self.order.popleft()
+            del entries[e.seq]
+            self.bytes -= e.size
+        if cfg.max_age is not None:
+            cutoff = now - cfg.max_age
+            while (e := self._head()) is not None and e.time < cutoff:
+                self.order.popleft()
+                del entries[e.seq]
+                self.bytes -= e.size
+        dedupe, dorder = self.dedupe, self.dedupe_order
+        if dorder:
+            cutoff = now - cfg.duplicate_window
+            limit = max(cfg.max_msgs, 1)
+            while dorder and (dorder[0][1] < cutoff or len(dedupe) > limit):
+                key, stamp = dorder.popleft()
+                seen = dedupe.get(key)
+                if seen is not None and seen[1] == stamp:
+                    del dedupe[key]
+
+    def info(self) -> StreamInfo:
+        self.enforce(time.time())
+        return StreamInfo(
+            name=self.config.name,
+            messages=len(self.entries),
+            bytes=self.bytes,
+            first_seq=self.first_seq,
+            last_seq=self.last_seq,
+        )
