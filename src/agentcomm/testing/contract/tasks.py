@@ -132,13 +132,18 @@ async def test_start_task_returns_at_once_and_result_is_typed(make_runtime: Make
         handle = await client.start_task(
             "researcher", "survey", {"topic": "tea", "pages": 3}, returns=Report
         )
-        assert isinstance(handle.id, str) and handle.id
+        assert isinstance(handle.id, str)
+        assert handle.id
         report = await handle.result(timeout=10)
         assert report == Report(topic="tea", pages=3)
         status = await handle.status()
-        assert status.state == "completed" and status.done and status.attempt == 1
-        assert status.caller == "client" and status.agent == "researcher"
-        assert status.progress is not None and status.progress.fraction == 1.0
+        assert status.state == "completed"
+        assert status.done
+        assert status.attempt == 1
+        assert status.caller == "client"
+        assert status.agent == "researcher"
+        assert status.progress is not None
+        assert status.progress.fraction == 1.0
         listed = {s.id: s.state for s in await rt.tasks.list()}
         assert listed[handle.id] == "completed"
 
@@ -168,8 +173,11 @@ async def test_updates_resume_from_a_cursor_with_nothing_lost_or_repeated(
     assert [u.cursor for u in first + later] == [u.cursor for u in everything]
     assert len({u.cursor for u in everything}) == len(everything)
     kinds = [u.kind for u in everything]
-    assert kinds[0] == "state" and everything[0].state == "submitted"
-    assert kinds.count("progress") == 10 and kinds[-1] == "result" and everything[-1].final
+    assert kinds[0] == "state"
+    assert everything[0].state == "submitted"
+    assert kinds.count("progress") == 10
+    assert kinds[-1] == "result"
+    assert everything[-1].final
     assert everything[-1].data == 10
     assert [u.progress.done for u in everything if u.progress is not None] == list(range(1, 11))
 
@@ -190,7 +198,8 @@ async def test_cancel_reaches_the_running_handler(make_runtime: MakeRuntime) -> 
         with pytest.raises(TaskFinished, match="already canceled"):
             await handle.cancel()
         updates = [u async for u in handle.updates()]
-        assert updates[-1].state == "canceled" and updates[-1].final
+        assert updates[-1].state == "canceled"
+        assert updates[-1].final
 
 
 async def test_cancel_a_queued_task(make_runtime: MakeRuntime) -> None:
@@ -208,7 +217,8 @@ async def test_ask_and_answer_with_a_bad_answer_first(make_runtime: MakeRuntime)
         client = rt.agent("client")
         handle = await client.start_task("researcher", "confirm", {"amount": 40}, returns=str)
         status = await _until_state(handle, "input-required")
-        assert status.question is not None and status.question.text == "Spend $40.0?"
+        assert status.question is not None
+        assert status.question.text == "Spend $40.0?"
         assert status.question.schema == {"type": "boolean"}
         with pytest.raises(ValidationError, match="refused the answer"):
             await handle.answer("maybe")
