@@ -1,0 +1,152 @@
+"""Durable tasks: the state machine, declarations and the context outside a task (in memory)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from agentcomm import (
+    Agent,
+    ConfigurationError,
+    Context,
+    InvalidTransition,
+    Runtime,
+    TaskFinished,
+    TaskRetention,
+    UnknownHandler,
+)
+from agentcomm.tasks.model import TERMINAL, check_transition
+
+
+@pytest.mark.parametrize(
+    ("state", "new"),
+    [
+        ("submitted", "working"),
+        ("submitted", "canceled"),
+        ("working", "working"),
+        ("working", "input-required"),
+        ("working", "completed"),
+        ("input-required", "working"),
+        ("input-required", "canceled"),
+    ],
+)
+def test_allowed_transitions(state: str, new: str) -> None:
+    check_transition("t", state, new)
+
+
+@pytest.mark.parametrize(
+    ("state", "new"),
+    [("submitted", "completed"), ("submitted", "input-required"), ("input-required", "completed")],
+)
+def test_illegal_transitions_are_typed(state: str, new: str) -> None:
+    with pytest.raises(InvalidTransition, match=f"cannot go from {state} to {new}") as info:
+        check_transition("t", state, new)
+    assert info.value.state == state
+    assert info.value.task_id == "t"
+
+
+@pytest.mark.parametrize("state", sorted(TERMINAL))
+def test_terminal_states_are_left_never(state: str) -> None:
+    with pytest.raises(TaskFinished, match=f"already {state}"):
+        check_transition("t", state, "working")
+
+
+def test_retention_is_bounded() -> None:
+    with pytest.raises(ConfigurationError, match="max_age"):
+        TaskRetention(max_age=0)
+    with pytest.raises(ConfigurationError, match="lease"):
+        TaskRetention(lease=0.01)
+
+
+def test_declarations_are_checked_at_once() -> None:
+    a = Agent("a")
+    with pytest.raises(ConfigurationError, match="on_lost"):
+        a.task_handler(on_lost="ignore")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="max_attempts"):
+        a.task_handler(max_attempts=0)
+
+    def sync_job(x: int) -> int:
+        return x
+
+    with pytest.raises(ConfigurationError, match="async function or an async generator"):
+        a.task_handler()(sync_job)
+
+    @a.task_handler()
+    async def job(x: int) -> int:
+        return x
+
+    async def other(x: int) -> int:
+        return x
+
+    with pytest.raises(ConfigurationError, match="already has a handler named 'job'"):
+        a.task_handler(name="job")(other)
+
+
+async def test_task_handlers_are_not_request_handlers_and_ask_needs_a_task() -> None:
+    a = Agent("a")
+    seen: dict[str, Any] = {}
+
+    @a.task_handler()
+    async def job(x: int) -> int:
+        return x
+
+    @a.handler
+    async def plain(ctx: Context) -> int:
+        seen["attempt"], seen["task_id"] = ctx.attempt, ctx.task_id
+        try:
+            await ctx.ask("?")
+        except ConfigurationError as exc:
+            seen["ask"] = str(exc)
+        return 0
+
+    async with Runtime(agents=[a]) as rt:
+        client = rt.agent("client")
+        with pytest.raises(UnknownHandler):
+            await client.request("a", "job", {"x": 1})
+        assert await client.request("a", "plain") == 0
+    assert seen["attempt"] == 1
+    assert seen["task_id"] is None
+    assert "only in a durable task handler" in seen["ask"]
+
+
+async def test_a_task_handler_declared_while_running_gets_a_worker() -> None:
+    late = Agent("late")
+    async with Runtime(agents=[late]) as rt:
+
+        @late.task_handler()
+        async def job(x: int) -> int:
+            await asyncio.sleep(0)
+            return x * 2
+
+        handle = await rt.agent("client").start_task("late", "job", {"x": 21})
+        assert await handle.result(timeout=5) == 42
+
+
+async def test_shutdown_releases_a_running_task_for_the_next_worker() -> None:
+    from agentcomm.transports.memory import MemoryTransport
+
+    transport = MemoryTransport()
+    started = asyncio.Event()
+
+    def make() -> Agent:
+        w = Agent("w")
+
+        @w.task_handler(on_lost="fail")
+        async def job(ctx: Context) -> int:
+            started.set()
+            if ctx.attempt == 1:
+                await asyncio.sleep(3600)
+            return ctx.attempt
+
+        return w
+
+    rt = Runtime(transport=transport, agents=[make()], drain_timeout=1.0)
+    async with rt:
+        handle = await rt.agent("client").start_task("w", "job")
+        await asyncio.wait_for(started.wait(), 5)
+    # The same engine, a new runtime: a released task is re-run, not failed as lost.
+    async with Runtime(transport=transport, agents=[make()]) as rt2:
+        again = rt2.agent("client").task(handle.id)
+        assert await again.result(timeout=10) == 2
