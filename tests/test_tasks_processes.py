@@ -12,12 +12,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from agentcomm import Agent, Context, Runtime, TaskLost
+from agentcomm import Agent, Context, Runtime, TaskLost, TaskUpdate
 from agentcomm.testing.nats_server import NatsServer
 
 pytest.importorskip("nats")
@@ -179,3 +179,35 @@ async def test_a_killed_worker_is_noticed_within_5s(
                 await handle.result(timeout=5.0)
             assert time.monotonic() - killed < 5.0
             assert (await handle.status()).attempt == 1
+
+
+async def test_a_task_survives_a_broker_restart(tmp_path: Path) -> None:
+    """Records, work and updates are on the broker's disk; the task still ends well."""
+    from agentcomm.testing.nats_server import require_nats_server
+
+    require_nats_server()
+    with NatsServer(tmp_path / "nats") as server:
+        transport = NatsTransport(server.url, namespace="restart")
+        async with Runtime(transport=transport, agents=[_cruncher()]) as rt:
+            handle = await rt.agent("client").start_task("cruncher", "crunch", {"steps": 60})
+            end = time.monotonic() + 20
+            while (await handle.status()).state != "working":
+                assert time.monotonic() < end, "the task never started"
+                await asyncio.sleep(0.05)
+            before = [u.cursor async for u in _first(handle.updates(), 3)]
+            await asyncio.to_thread(server.restart)  # SIGKILL, then the same port and store
+            result = await handle.result(timeout=40)
+            assert result.startswith("done on attempt ")
+            after = [u async for u in handle.updates()]
+        cursors = [u.cursor for u in after]
+        assert cursors[:3] == before  # what was written before the crash is still there
+        assert cursors == sorted(set(cursors))
+        assert after[-1].kind == "result"
+
+
+async def _first(updates: AsyncIterator[TaskUpdate], n: int) -> AsyncIterator[TaskUpdate]:
+    async for u in updates:
+        yield u
+        n -= 1
+        if n == 0:
+            return

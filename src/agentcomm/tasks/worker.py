@@ -29,13 +29,21 @@ from agentcomm.core.errors import (
     ConfigurationError,
     InputTimeout,
     TaskError,
+    TaskFinished,
     TransportError,
     ValidationError,
 )
 from agentcomm.core.progress import Progress
 from agentcomm.core.schema import codec_for
 from agentcomm.tasks.declare import TaskSpec, task_specs
-from agentcomm.tasks.model import TERMINAL, WORK_STREAM, Question, TaskRecord, work_subject
+from agentcomm.tasks.model import (
+    TERMINAL,
+    WORK_STREAM,
+    Question,
+    TaskRecord,
+    TaskState,
+    work_subject,
+)
 from agentcomm.transports.streams import ConsumerConfig
 
 if TYPE_CHECKING:
@@ -46,14 +54,25 @@ if TYPE_CHECKING:
 
 __all__ = ["Worker"]
 
+_NULL = msgspec.Raw(b"null")
+
+
+def _error(code: str, exc: Exception) -> ErrorInfo:
+    return ErrorInfo(code=code, type=type(exc).__name__, message=str(exc))
+
+
 logger = logging.getLogger("agentcomm")
 
 
 class _Run:
     """One task being run here: the ``ctx.task`` hook (progress, ask) and its cancel."""
 
-    def __init__(self, store: Store, record: TaskRecord, task: asyncio.Task[Any]) -> None:
+    def __init__(
+        self, store: Store, record: TaskRecord, task: asyncio.Task[Any], msg: LogMessage
+    ) -> None:
         self.store = store
+        #: The delivery of the work that is this run's lease (a redelivery replaces it).
+        self.msg = msg
         self.task_id = record.id
         self.attempt = record.attempt
         self.task = task
@@ -119,7 +138,8 @@ class _Run:
 
     async def on_record(self, r: TaskRecord) -> None:
         """React to a change of the record: a cancel request, an answer to check."""
-        if r.cancel_requested and not self.by_request:
+        superseded = r.state in TERMINAL or r.attempt != self.attempt  # after a partition
+        if (r.cancel_requested or superseded) and not self.by_request:
             self.by_request = True
             self.task.cancel()
             return
@@ -241,6 +261,10 @@ class Worker:
         if record.state in TERMINAL:
             await msg.ack()  # a duplicate delivery of finished work
             return
+        running = self.runs.get(task_id)
+        if running is not None:  # redelivered while it runs here (the lease lapsed):
+            running.msg = msg  # renew and settle this delivery from now on
+            return
         spec = self._spec(env.handler)
         if spec is None:
             await self._fail(
@@ -289,34 +313,44 @@ class Worker:
     async def _execute(self, msg: LogMessage, spec: TaskSpec, record: TaskRecord) -> None:
         current = asyncio.current_task()
         assert current is not None
-        run = _Run(self.store, record, current)
+        run = _Run(self.store, record, current, msg)
         self.runs[record.id] = run
         tg = self._tg
         assert tg is not None
         watch = tg.create_task(self._watch(run), name=f"agentcomm:task-watch:{record.id}")
-        beat = tg.create_task(self._heartbeat(msg), name=f"agentcomm:task-lease:{record.id}")
+        beat = tg.create_task(self._heartbeat(run), name=f"agentcomm:task-lease:{record.id}")
         try:
             try:
                 result = await self._call(spec, msg, run)
             except asyncio.CancelledError:
                 if run.by_request and current.uncancel() == 0:
-                    await self.store.finish(record.id, "canceled")
-                    await msg.ack()
+                    await self._settle(run, "canceled")
                     return
-                await self._release(record.id, msg)  # shutting down: re-run elsewhere
+                await self._release(record.id, run.msg)  # shutting down: re-run elsewhere
                 raise
             except ValidationError as exc:
-                await self._fail(record.id, "validation", "ValidationError", str(exc))
+                await self._settle(run, "failed", _error("validation", exc))
             except Exception as exc:
-                await self._fail(record.id, "error", type(exc).__name__, str(exc))
+                await self._settle(run, "failed", _error("error", exc))
             else:
-                await self.store.finish(record.id, "completed", result=result)
-            await msg.ack()
+                await self._settle(run, "completed", result=result)
         finally:
             watch.cancel()
             beat.cancel()
             self.runs.pop(record.id, None)
             self._free.set()
+
+    async def _settle(
+        self,
+        run: _Run,
+        state: TaskState,
+        error: ErrorInfo | None = None,
+        result: msgspec.Raw = _NULL,
+    ) -> None:
+        """Write the end of the run and settle its work (someone else may have ended it)."""
+        with contextlib.suppress(TaskFinished):
+            await self.store.finish(run.task_id, state, result=result, error=error)
+        await run.msg.ack()
 
     async def _call(self, spec: TaskSpec, msg: LogMessage, run: _Run) -> msgspec.Raw:
         env, h = msg.envelope, spec.handler
@@ -370,13 +404,13 @@ class Worker:
         except Exception:
             logger.exception("tasks: the watch of task %s failed", run.task_id)
 
-    async def _heartbeat(self, msg: LogMessage) -> None:
+    async def _heartbeat(self, run: _Run) -> None:
         while True:
             await asyncio.sleep(self.lease / 3)
             try:
-                await msg.in_progress()
+                await run.msg.in_progress()
             except TransportError as exc:
-                logger.warning("tasks: lease of work %d not renewed: %s", msg.sequence, exc)
+                logger.warning("tasks: lease of task %s not renewed: %s", run.task_id, exc)
 
     async def close(self) -> None:
         """Stop taking work and release the tasks running here (another worker re-runs them)."""
