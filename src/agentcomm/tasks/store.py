@@ -74,9 +74,13 @@ class Store:
         record = await store.require("0f3c...")
     """
 
-    def __init__(self, transport: Transport, retention: TaskRetention) -> None:
+    def __init__(
+        self, transport: Transport, retention: TaskRetention, *, manage: bool = True
+    ) -> None:
         self.transport = transport
         self.retention = retention
+        #: False for a reader (the CLI): the streams must exist, their limits are kept.
+        self.manage = manage
         self._ready = False
         self._lock = asyncio.Lock()
 
@@ -88,6 +92,11 @@ class Store:
             if self._ready:
                 return
             t, r = self.transport, self.retention
+            if not self.manage:
+                await t.stream_info(UPDATE_STREAM)  # ConfigurationError when absent
+                await t.kv_open(BUCKET, history=2)  # opens; an existing bucket is kept
+                self._ready = True
+                return
             await t.kv_open(BUCKET, history=2)
             await t.ensure_stream(
                 StreamConfig(
