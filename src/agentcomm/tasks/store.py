@@ -19,14 +19,21 @@ are JetStream (a ``KV_<ns>_tasks`` bucket, the ``<ns>_TASKS`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
 from agentcomm.core.envelope import Envelope, ErrorInfo, new_id
-from agentcomm.core.errors import DecodeError, RevisionConflict, UnknownTask
+from agentcomm.core.errors import (
+    DecodeError,
+    RevisionConflict,
+    TransportClosed,
+    TransportError,
+    UnknownTask,
+)
 from agentcomm.tasks.model import (
     BUCKET,
     TERMINAL,
@@ -57,7 +64,10 @@ __all__ = ["Store"]
 
 logger = logging.getLogger("agentcomm")
 
+T = TypeVar("T")
 _NULL = msgspec.Raw(b"null")
+#: How long a store operation is retried while the engine fails (a broker restart).
+RETRY_FOR = 30.0
 #: Seconds a reader waits on the update log before it checks the record again.
 POLL = 1.0
 #: A terminal record not closed after this long: its writer died between the steps.
@@ -117,11 +127,32 @@ class Store:
             )
             self._ready = True
 
+    async def _retrying(self, op: Callable[[], Awaitable[T]]) -> T:
+        """``op()``, retried with backoff for up to :data:`RETRY_FOR` s while the engine fails.
+
+        A broker that restarts must not fail the tasks that were running: their
+        reads and writes wait for it (the update appends carry a message id, so a
+        retried append that had in fact been stored is not stored twice).
+        """
+        loop = asyncio.get_running_loop()
+        end, delay = loop.time() + RETRY_FOR, 0.05
+        while True:
+            try:
+                return await op()
+            except TransportClosed:
+                raise
+            except TransportError as exc:
+                if loop.time() + delay > end:
+                    raise
+                logger.warning("tasks: the engine failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
     # -- records ---------------------------------------------------------------------
     async def get(self, task_id: str) -> tuple[TaskRecord, int] | None:
         """The record and its revision, or ``None`` when absent."""
         await self.ensure()
-        entry = await self.transport.kv_get(BUCKET, task_id)
+        entry = await self._retrying(lambda: self.transport.kv_get(BUCKET, task_id))
         if entry is None:
             return None
         return decode_record(entry.value), entry.revision
@@ -164,14 +195,15 @@ class Store:
             if new is None:
                 return record
             new = msgspec.structs.replace(new, updated=now())
+            data = encode_record(new)
+
+            def put(
+                data: bytes = data, revision: int = revision, ttl: float = self.retention.max_age
+            ) -> Awaitable[int]:
+                return kv.kv_put(BUCKET, task_id, data, expected_revision=revision, ttl=ttl)
+
             try:
-                await kv.kv_put(
-                    BUCKET,
-                    task_id,
-                    encode_record(new),
-                    expected_revision=revision,
-                    ttl=self.retention.max_age,
-                )
+                await self._retrying(put)
             except RevisionConflict:
                 continue
             return new
@@ -268,7 +300,8 @@ class Store:
             key=record.id,
             payload=msgspec.Raw(encode_body(body)),
         )
-        return await self.transport.append(UPDATE_STREAM, env)
+        append = self.transport.append
+        return await self._retrying(lambda: append(UPDATE_STREAM, env, msg_id=env.id))
 
     async def follow(self, task_id: str, since: int) -> AsyncIterator[TaskUpdate]:
         """Every update of the task after cursor ``since``, live, until its last one."""
@@ -300,9 +333,10 @@ class Store:
                         return
                 if not msgs and await self._ended(task_id, last):
                     return
-        finally:
-            await consumer.close()
-            await self.transport.delete_consumer(UPDATE_STREAM, config.name)
+        finally:  # NATS also deletes it after its inactive_threshold
+            with contextlib.suppress(TransportError):
+                await consumer.close()
+                await self.transport.delete_consumer(UPDATE_STREAM, config.name)
 
     async def _ended(self, task_id: str, last: int) -> bool:
         got = await self.get(task_id)
