@@ -77,19 +77,26 @@ class _Run:
         self.attempt = record.attempt
         self.task = task
         self.by_request = False
+        #: The newest version of the record seen here (the watch, this run's own writes):
+        #: what the updates this run appends say of the state.
+        self.record = record
         #: The question waiting for an answer: (question, codec, future of the value).
         self.waiting: tuple[Question, Codec | None, asyncio.Future[Any]] | None = None
 
     async def progress(self, done: float, total: float | None, message: str | None) -> None:
         p = Progress(done=done, total=total, message=message)
-        got = await self.store.get(self.task_id)
-        if got is None:
-            return
-        seq = await self.store.note(got[0], "progress", progress=p)
-        await self.store.mutate(
-            self.task_id,
-            lambda r: msgspec.structs.replace(r, progress=p, cursor=max(r.cursor, seq)),
+        seq = await self.store.note(self.record, "progress", progress=p)
+        self.see(
+            await self.store.mutate(
+                self.task_id,
+                lambda r: msgspec.structs.replace(r, progress=p, cursor=max(r.cursor, seq)),
+            )
         )
+
+    def see(self, r: TaskRecord) -> None:
+        """Keep ``r`` if it is at least as new as the record known here."""
+        if r.updated >= self.record.updated:
+            self.record = r
 
     async def ask(self, question: Any, returns: Any, timeout: float | None) -> Any:
         if timeout is not None and timeout <= 0:
@@ -109,7 +116,7 @@ class _Run:
         )
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.waiting = (q, codec, fut)
-        await self.store.move(self.task_id, "input-required", question=q, answer=None)
+        self.see(await self.store.move(self.task_id, "input-required", question=q, answer=None))
         try:
             async with asyncio.timeout(timeout):
                 return await fut
@@ -130,6 +137,7 @@ class _Run:
             return msgspec.structs.replace(r, state="working", question=None, answer=None)
 
         record = await self.store.mutate(self.task_id, back)
+        self.see(record)
         if moved:
             await self.store.note(record, "state")
         raise InputTimeout(
@@ -138,6 +146,7 @@ class _Run:
 
     async def on_record(self, r: TaskRecord) -> None:
         """React to a change of the record: a cancel request, an answer to check."""
+        self.see(r)
         superseded = r.state in TERMINAL or r.attempt != self.attempt  # after a partition
         if (r.cancel_requested or superseded) and not self.by_request:
             self.by_request = True
@@ -173,6 +182,7 @@ class _Run:
             )
 
         record = await self.store.mutate(self.task_id, accept)
+        self.see(record)
         if record.answered == a.id:
             await self.store.note(record, "state")
             if not fut.done():
@@ -375,9 +385,7 @@ class Worker:
                 except ValidationError as exc:  # the producer hears of it; the caller not
                     throw = ValidationError(f"task {h.name!r} yielded a bad chunk: {exc}")
                     continue
-                got = await self.store.get(run.task_id)
-                if got is not None:
-                    await self.store.note(got[0], "artifact", data=raw)
+                await self.store.note(run.record, "artifact", data=raw)
         finally:
             await gen.aclose()
         return msgspec.Raw(b"null")
