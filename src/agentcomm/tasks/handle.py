@@ -112,7 +112,7 @@ class TaskHandle(Generic[T]):
         decoded: T = codec_for(self._returns).decode(raw)
         return decoded
 
-    async def updates(self, since: int = 0) -> AsyncIterator[TaskUpdate]:
+    def updates(self, since: int = 0) -> AsyncIterator[TaskUpdate]:
         """Every update after cursor ``since`` (0: from the start), live, until the last.
 
         Each :class:`TaskUpdate` carries its ``cursor``: keep the last one you handled
@@ -124,8 +124,7 @@ class TaskHandle(Generic[T]):
             async for u in handle.updates(since=saved_cursor):
                 handle_update(u); saved_cursor = u.cursor
         """
-        async for update in self._store.follow(self.id, since):
-            yield update
+        return self._store.follow(self.id, since)
 
     async def cancel(self, timeout: float = 10.0) -> TaskStatus:
         """Cancel the task; the running handler sees ``asyncio.CancelledError``.

@@ -24,7 +24,6 @@ from agentcomm.host.runtime import Extension
 from agentcomm.tasks.declare import DECLARATIONS, has_tasks, task_specs
 from agentcomm.tasks.handle import TaskHandle
 from agentcomm.tasks.model import (
-    WORK_STREAM,
     TaskRecord,
     TaskRetention,
     TaskState,
@@ -106,7 +105,7 @@ class Tasks:
             key=task_id,
             payload=raw,
         )
-        await self.rt.transport.append(WORK_STREAM, work, msg_id=task_id)
+        await self.store.queue(work)
         return TaskHandle(self.store, task_id, caller, returns)
 
     def handle(self, caller: str, task_id: str, returns: Any = None) -> TaskHandle[Any]:

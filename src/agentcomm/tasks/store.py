@@ -29,6 +29,7 @@ import msgspec
 from agentcomm.core.envelope import Envelope, ErrorInfo, new_id
 from agentcomm.core.errors import (
     DecodeError,
+    KeyExists,
     RevisionConflict,
     TransportClosed,
     TransportError,
@@ -169,13 +170,9 @@ class Store:
     async def create(self, record: TaskRecord) -> None:
         """Store a new record (its id must be new)."""
         await self.ensure()
-        await self.transport.kv_put(
-            BUCKET,
-            record.id,
-            encode_record(record),
-            create_only=True,
-            ttl=self.retention.max_age,
-        )
+        data, ttl, put = encode_record(record), self.retention.max_age, self.transport.kv_put
+        with contextlib.suppress(KeyExists):  # a retried put that had been stored (a fresh id)
+            await self._retrying(lambda: put(BUCKET, record.id, data, create_only=True, ttl=ttl))
 
     async def mutate(
         self, task_id: str, change: Callable[[TaskRecord], TaskRecord | None]
@@ -244,6 +241,11 @@ class Store:
         return await self.mutate(
             task_id, lambda r: msgspec.structs.replace(r, closed=True, cursor=max(r.cursor, seq))
         )
+
+    async def queue(self, work: Envelope) -> None:
+        """Append a task's work (its id is the message id: a retried append is stored once)."""
+        append = self.transport.append
+        await self._retrying(lambda: append(WORK_STREAM, work, msg_id=work.key))
 
     async def records(self) -> list[TaskRecord]:
         """Every retained record, newest first."""

@@ -204,6 +204,8 @@ class Worker:
         self.concurrency = concurrency
         self.lease = lease
         self.runs: dict[str, _Run] = {}
+        #: Deliveries being handled (looked at, started, running): bounded by concurrency.
+        self.busy = 0
         self.closing = False
         self._free = asyncio.Event()
         self._free.set()
@@ -229,7 +231,7 @@ class Worker:
         consumer = await self.store.transport.open_consumer(WORK_STREAM, config)
         try:
             while not self.closing:
-                room = self.concurrency - len(self.runs)
+                room = self.concurrency - self.busy
                 if room <= 0:
                     self._free.clear()
                     await self._free.wait()
@@ -241,6 +243,7 @@ class Worker:
                     await asyncio.sleep(1.0)
                     continue
                 for msg in msgs:
+                    self.busy += 1
                     tg.create_task(self._guarded(msg), name=f"agentcomm:task:{msg.sequence}")
         finally:
             with contextlib.suppress(TransportError):
@@ -258,6 +261,9 @@ class Worker:
             logger.exception("tasks: %s: work %d failed", self.agent.name, msg.sequence)
             with contextlib.suppress(TransportError):
                 await msg.nak(self.lease)
+        finally:
+            self.busy -= 1
+            self._free.set()
 
     async def _run(self, msg: LogMessage) -> None:
         env = msg.envelope
@@ -348,7 +354,6 @@ class Worker:
             watch.cancel()
             beat.cancel()
             self.runs.pop(record.id, None)
-            self._free.set()
 
     async def _settle(
         self,

@@ -36,6 +36,7 @@ __all__ = [
     "test_ask_and_answer_with_a_bad_answer_first",
     "test_ask_timeout_is_typed_in_the_handler",
     "test_cancel_a_queued_task",
+    "test_cancel_a_task_waiting_for_input",
     "test_cancel_reaches_the_running_handler",
     "test_generator_task_streams_artifacts_and_refuses_bad_chunks",
     "test_start_task_returns_at_once_and_result_is_typed",
@@ -210,6 +211,19 @@ async def test_cancel_a_queued_task(make_runtime: MakeRuntime) -> None:
         assert status.state == "canceled"
         with pytest.raises(TaskCancelled):
             await handle.result(timeout=1)
+
+
+async def test_cancel_a_task_waiting_for_input(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(agents=[_worker(_Seen())]) as rt:
+        handle = await rt.agent("client").start_task("researcher", "confirm", {"amount": 1})
+        await _until_state(handle, "input-required")
+        status = await handle.cancel()
+        assert status.state == "canceled"
+        assert status.question is None
+        with pytest.raises(TaskFinished, match="too late"):
+            await handle.answer(True)
+        with pytest.raises(TaskCancelled):
+            await handle.result(timeout=5)
 
 
 async def test_ask_and_answer_with_a_bad_answer_first(make_runtime: MakeRuntime) -> None:
