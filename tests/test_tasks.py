@@ -12,6 +12,7 @@ from agentcomm import (
     ConfigurationError,
     Context,
     InvalidTransition,
+    RemoteError,
     Runtime,
     TaskFinished,
     TaskRetention,
@@ -150,3 +151,37 @@ async def test_shutdown_releases_a_running_task_for_the_next_worker() -> None:
     async with Runtime(transport=transport, agents=[make()]) as rt2:
         again = rt2.agent("client").task(handle.id)
         assert await again.result(timeout=10) == 2
+
+
+async def test_a_task_run_continues_the_starters_trace() -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    from agentcomm.observability.tracing import TraceRecorder
+
+    recorder = TraceRecorder()
+    w = Agent("w")
+
+    @w.task_handler()
+    async def job(n: int, ctx: Context) -> int:
+        await ctx.progress(1, 1, "half")
+        if n < 0:
+            raise ValueError("negative")
+        return n
+
+    async with Runtime(agents=[w], tracing=recorder.provider) as rt:
+        client = rt.agent("client")
+        ok = await client.start_task("w", "job", {"n": 1})
+        assert await ok.result(timeout=5) == 1
+        bad = await client.start_task("w", "job", {"n": -1})
+        with pytest.raises(RemoteError):
+            await bad.result(timeout=5)
+    spans: dict[str, list[Any]] = {}
+    for s in recorder.spans():
+        spans.setdefault(s.name, []).append(s)
+    starts, runs = spans["start_task w.job"], spans["process w.job"]
+    assert len(starts) == len(runs) == 2
+    assert {r.parent.span_id for r in runs} == {s.context.span_id for s in starts}
+    attrs = dict(runs[0].attributes or {})
+    assert attrs["agentcomm.attempt"] == 1
+    assert attrs["agentcomm.task.id"] in (ok.id, bad.id)
+    assert all("progress" in [e.name for e in r.events] for r in runs)
+    assert sorted(r.status.is_ok for r in runs) == [False, True]

@@ -17,6 +17,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from agentcomm.core.envelope import Envelope, encode_payload, new_id
 from agentcomm.core.errors import ConfigurationError
 from agentcomm.core.names import check_name
@@ -105,7 +107,16 @@ class Tasks:
             key=task_id,
             payload=raw,
         )
-        await self.store.queue(work)
+        tracing = self.rt.tracing
+        if tracing is None:
+            await self.store.queue(work)
+        else:  # the task's runs continue this trace (docs/tracing.md)
+            attrs = {"agentcomm.sender": caller, "agentcomm.task.id": task_id}
+            with tracing.span("start_task", f"{to}.{handler}", kind="producer", attributes=attrs):
+                tp, ts = tracing.current_traceparent()
+                work = msgspec.structs.replace(work, traceparent=tp, tracestate=ts)
+                await self.store.queue(work)
+                tracing.describe_current(work)
         return TaskHandle(self.store, task_id, caller, returns)
 
     def handle(self, caller: str, task_id: str, returns: Any = None) -> TaskHandle[Any]:

@@ -337,7 +337,7 @@ class Worker:
         beat = tg.create_task(self._heartbeat(run), name=f"agentcomm:task-lease:{record.id}")
         try:
             try:
-                result = await self._call(spec, msg, run)
+                result = await self._traced_call(spec, msg, run)
             except asyncio.CancelledError:
                 if run.by_request and current.uncancel() == 0:
                     await self._settle(run, "canceled")
@@ -366,6 +366,23 @@ class Worker:
         with contextlib.suppress(TaskFinished):
             await self.store.finish(run.task_id, state, result=result, error=error)
         await run.msg.ack()
+
+    async def _traced_call(self, spec: TaskSpec, msg: LogMessage, run: _Run) -> msgspec.Raw:
+        """:meth:`_call`, in a ``"process <agent>.<handler>"`` span when tracing is on."""
+        tracing = self.agent.runtime.tracing
+        if tracing is None:
+            return await self._call(spec, msg, run)
+        env = msg.envelope
+        attrs = tracing.message_attributes(env)
+        attrs["agentcomm.task.id"] = run.task_id
+        attrs["agentcomm.attempt"] = run.attempt
+        name = f"{self.agent.name}.{spec.name}"
+        with tracing.span("process", name, kind="consumer", parent=env, attributes=attrs):
+            try:
+                return await self._call(spec, msg, run)
+            except Exception as exc:
+                tracing.record_failure("error", type(exc).__name__, str(exc))
+                raise
 
     async def _call(self, spec: TaskSpec, msg: LogMessage, run: _Run) -> msgspec.Raw:
         env, h = msg.envelope, spec.handler
