@@ -100,7 +100,8 @@ def _runtime(procs: Procs, agents: list[Agent] | None = None) -> Runtime:
 
 
 def _lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
+    """The complete lines of ``path`` (a process killed mid-line leaves a partial one)."""
+    return path.read_text().split("\n")[:-1] if path.exists() else []
 
 
 async def _until(cond: object, timeout: float, what: str) -> None:
