@@ -185,3 +185,35 @@ async def test_a_task_run_continues_the_starters_trace() -> None:
     assert attrs["agentcomm.task.id"] in (ok.id, bad.id)
     assert all("progress" in [e.name for e in r.events] for r in runs)
     assert sorted(r.status.is_ok for r in runs) == [False, True]
+
+
+async def test_the_access_policy_covers_starting_cancelling_and_answering() -> None:
+    from agentcomm import PermissionDenied
+
+    def access(agent: str, action: str, target: str) -> None:
+        if agent == "stranger" and action == "send":
+            raise PermissionDenied(f"{agent} may not send to {target}")
+
+    w = Agent("w")
+
+    @w.task_handler()
+    async def job(ctx: Context) -> bool:
+        answer: bool = await ctx.ask("ok?", returns=bool, timeout=10)
+        return answer
+
+    async with Runtime(agents=[w], access=access) as rt:
+        stranger = rt.agent("stranger")
+        with pytest.raises(PermissionDenied):
+            await stranger.start_task("w", "job")
+        handle = await rt.agent("client").start_task("w", "job")
+        other = stranger.task(handle.id)
+        for _ in range(500):
+            if (await handle.status()).state == "input-required":
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(PermissionDenied):
+            await other.answer(True)
+        with pytest.raises(PermissionDenied):
+            await other.cancel()
+        await handle.answer(True)
+        assert await handle.result(timeout=5) is True

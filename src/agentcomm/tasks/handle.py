@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
@@ -45,10 +45,18 @@ class TaskHandle(Generic[T]):
         report = await handle.result(timeout=600)
     """
 
-    def __init__(self, store: Store, task_id: str, caller: str, returns: Any = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        task_id: str,
+        caller: str,
+        returns: Any = None,
+        authorize: Callable[[str, str, str], None] | None = None,
+    ) -> None:
         self._store = store
         self._caller = caller
         self._returns = returns
+        self._authorize = authorize
         #: The task's id: give it to another process to re-attach (``caller.task(id)``).
         self.id = task_id
 
@@ -129,7 +137,9 @@ class TaskHandle(Generic[T]):
     async def cancel(self, timeout: float = 10.0) -> TaskStatus:
         """Cancel the task; the running handler sees ``asyncio.CancelledError``.
 
-        Returns the status once the task is terminal (usually ``canceled``; a handler
+        Refused with :class:`~agentcomm.errors.PermissionDenied` when the access
+        policy does not let this agent send to the task's handler. Returns the
+        status once the task is terminal (usually ``canceled``; a handler
         that finished first stays ``completed``), or after ``timeout`` seconds with
         ``cancel_requested`` set. Raises :class:`~agentcomm.errors.TaskFinished` when
         the task had already ended.
@@ -141,6 +151,7 @@ class TaskHandle(Generic[T]):
         """
 
         def request(r: TaskRecord) -> TaskRecord | None:
+            self._allowed(r)
             if r.state in TERMINAL:
                 raise TaskFinished(
                     self.id, r.state, f"task {self.id} is already {r.state}: nothing to cancel"
@@ -164,6 +175,11 @@ class TaskHandle(Generic[T]):
                 pass
         return await self._until_terminal(timeout)
 
+    def _allowed(self, r: TaskRecord) -> None:
+        """Whoever may send to the task's handler may cancel and answer it (the access hook)."""
+        if self._authorize is not None:
+            self._authorize(self._caller, "send", f"{r.agent}.{r.handler}")
+
     async def _until_terminal(self, timeout: float) -> TaskStatus:
         last: TaskRecord | None = None
         try:
@@ -180,6 +196,8 @@ class TaskHandle(Generic[T]):
         """Answer the question the task asked (``ctx.ask``); the handler resumes with it.
 
         Returns once the handler accepted the answer. Raises
+        :class:`~agentcomm.errors.PermissionDenied` when the access policy does not
+        let this agent send to the task's handler,
         :class:`~agentcomm.errors.ValidationError` when the value does not match the
         type the handler asked for (the task keeps waiting: answer again),
         :class:`~agentcomm.errors.TaskNotWaiting` when the task is not
@@ -197,6 +215,7 @@ class TaskHandle(Generic[T]):
         aid = uuid.uuid4().hex
 
         def put(r: TaskRecord) -> TaskRecord:
+            self._allowed(r)
             if r.state in TERMINAL:
                 raise TaskFinished(self.id, r.state, f"task {self.id} is {r.state}: too late")
             if r.state != "input-required" or r.question is None:

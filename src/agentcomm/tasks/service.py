@@ -117,7 +117,7 @@ class Tasks:
                 work = msgspec.structs.replace(work, traceparent=tp, tracestate=ts)
                 await self.store.queue(work)
                 tracing.describe_current(work)
-        return TaskHandle(self.store, task_id, caller, returns)
+        return TaskHandle(self.store, task_id, caller, returns, self.rt.authorize)
 
     def handle(self, caller: str, task_id: str, returns: Any = None) -> TaskHandle[Any]:
         """A handle on an existing task (no I/O: its methods raise UnknownTask if none).
@@ -128,7 +128,7 @@ class Tasks:
         """
         if not isinstance(task_id, str) or not task_id:
             raise ConfigurationError(f"a task id is a non-empty string, got {task_id!r}")
-        return TaskHandle(self.store, task_id, caller, returns)
+        return TaskHandle(self.store, task_id, caller, returns, self.rt.authorize)
 
     async def list(self, state: TaskState | None = None) -> list[TaskStatus]:
         """The retained tasks (newest first), only those in ``state`` if given.
