@@ -8,6 +8,7 @@ update log, so nothing depends on the process that started the task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -90,10 +91,11 @@ class TaskHandle(Generic[T]):
         if record.state not in TERMINAL:
             try:
                 async with asyncio.timeout(timeout):
-                    async for r in self._store.watch(self.id):
-                        if r.state in TERMINAL:
-                            record = r
-                            break
+                    async with contextlib.aclosing(self._store.watch(self.id)) as records:
+                        async for r in records:
+                            if r.state in TERMINAL:
+                                record = r
+                                break
             except TimeoutError:
                 raise RequestTimeout(record.agent, record.handler, timeout or 0.0) from None
         return self._outcome(record)
@@ -184,10 +186,11 @@ class TaskHandle(Generic[T]):
         last: TaskRecord | None = None
         try:
             async with asyncio.timeout(timeout):
-                async for r in self._store.watch(self.id):
-                    last = r
-                    if r.state in TERMINAL:
-                        break
+                async with contextlib.aclosing(self._store.watch(self.id)) as records:
+                    async for r in records:
+                        last = r
+                        if r.state in TERMINAL:
+                            break
         except TimeoutError:
             pass
         return TaskStatus.of(last if last is not None else await self._store.require(self.id))
@@ -235,17 +238,18 @@ class TaskHandle(Generic[T]):
         record = await self._store.mutate(self.id, put)
         try:
             async with asyncio.timeout(timeout):
-                async for r in self._store.watch(self.id):
-                    if r.answered == aid:
-                        return
-                    if r.answer is not None and r.answer.id == aid:
-                        if r.answer.rejected is not None:
-                            raise ValidationError(
-                                f"task {self.id} refused the answer: {r.answer.rejected}"
-                            )
-                        continue
-                    raise TaskNotWaiting(
-                        self.id, r.state, f"task {self.id} stopped waiting before it read it"
-                    )
+                async with contextlib.aclosing(self._store.watch(self.id)) as records:
+                    async for r in records:
+                        if r.answered == aid:
+                            return
+                        if r.answer is not None and r.answer.id == aid:
+                            if r.answer.rejected is not None:
+                                raise ValidationError(
+                                    f"task {self.id} refused the answer: {r.answer.rejected}"
+                                )
+                            continue
+                        raise TaskNotWaiting(
+                            self.id, r.state, f"task {self.id} stopped waiting before it read it"
+                        )
         except TimeoutError:
             raise RequestTimeout(record.agent, record.handler, timeout) from None

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
@@ -259,7 +259,7 @@ class Store:
         out.sort(key=lambda r: r.created, reverse=True)
         return out
 
-    async def watch(self, task_id: str) -> AsyncIterator[TaskRecord]:
+    async def watch(self, task_id: str) -> AsyncGenerator[TaskRecord, None]:
         """The record now, then each change of it (reopening the watch if it lagged)."""
         await self.ensure()
         while True:
@@ -305,7 +305,7 @@ class Store:
         append = self.transport.append
         return await self._retrying(lambda: append(UPDATE_STREAM, env, msg_id=env.id))
 
-    async def follow(self, task_id: str, since: int) -> AsyncIterator[TaskUpdate]:
+    async def follow(self, task_id: str, since: int) -> AsyncGenerator[TaskUpdate, None]:
         """Every update of the task after cursor ``since``, live, until its last one."""
         record = await self.require(task_id)
         if record.closed and since >= record.cursor:
