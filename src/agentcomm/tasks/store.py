@@ -175,22 +175,36 @@ class Store:
             await self._retrying(lambda: put(BUCKET, record.id, data, create_only=True, ttl=ttl))
 
     async def mutate(
-        self, task_id: str, change: Callable[[TaskRecord], TaskRecord | None]
+        self,
+        task_id: str,
+        change: Callable[[TaskRecord], TaskRecord | None],
+        *,
+        known: tuple[TaskRecord, int] | None = None,
     ) -> TaskRecord:
         """Apply ``change`` to the latest record with compare-and-set, retrying lost races.
 
         ``change`` returns the new record, ``None`` for no change, or raises (a typed
-        error, which propagates). Returns the record as stored.
+        error, which propagates). Returns the record as stored. ``known`` (a record
+        and its revision just read or written) saves the first read; when it is
+        stale the write loses and the latest record is read.
         """
+        return (await self._change(task_id, change, known))[0]
+
+    async def _change(
+        self,
+        task_id: str,
+        change: Callable[[TaskRecord], TaskRecord | None],
+        known: tuple[TaskRecord, int] | None = None,
+    ) -> tuple[TaskRecord, int]:
         kv: KVStore = self.transport
         while True:
-            got = await self.get(task_id)
+            got, known = (known, None) if known is not None else (await self.get(task_id), None)
             if got is None:
                 raise UnknownTask(task_id)
             record, revision = got
             new = change(record)
             if new is None:
-                return record
+                return record, revision
             new = msgspec.structs.replace(new, updated=now())
             data = encode_record(new)
 
@@ -200,19 +214,26 @@ class Store:
                 return kv.kv_put(BUCKET, task_id, data, expected_revision=revision, ttl=ttl)
 
             try:
-                await self._retrying(put)
+                stored = await self._retrying(put)
             except RevisionConflict:
                 continue
-            return new
+            return new, stored
 
-    async def move(self, task_id: str, state: TaskState, **fields: object) -> TaskRecord:
+    async def move(
+        self,
+        task_id: str,
+        state: TaskState,
+        *,
+        known: tuple[TaskRecord, int] | None = None,
+        **fields: object,
+    ) -> TaskRecord:
         """Change the state (checked by the state machine) and append the state update."""
 
         def change(r: TaskRecord) -> TaskRecord:
             check_transition(task_id, r.state, state)
             return msgspec.structs.replace(r, state=state, **fields)
 
-        record = await self.mutate(task_id, change)
+        record = await self.mutate(task_id, change, known=known)
         await self.note(record, "state")
         return record
 
@@ -235,11 +256,13 @@ class Store:
                 r, state=state, result=result, error=error, question=None, answer=None
             )
 
-        record = await self.mutate(task_id, change)
+        done = await self._change(task_id, change)
         kind: UpdateKind = "result" if state == "completed" else "state"
-        seq = await self.note(record, kind, data=result)
+        seq = await self.note(done[0], kind, data=result)
         return await self.mutate(
-            task_id, lambda r: msgspec.structs.replace(r, closed=True, cursor=max(r.cursor, seq))
+            task_id,
+            lambda r: msgspec.structs.replace(r, closed=True, cursor=max(r.cursor, seq)),
+            known=done,
         )
 
     async def queue(self, work: Envelope) -> None:

@@ -314,6 +314,7 @@ class Worker:
         record = await self.store.move(
             task_id,
             "working",
+            known=got,
             attempt=record.attempt + 1,
             question=None,
             answer=None,
