@@ -1,7 +1,7 @@
 """agentcomm: how the agents of a multi-agent system talk to each other.
 
-Direct messages, a shared blackboard, pub/sub events and MCP tools, on one runtime,
-in-process by default or on NATS JetStream.
+Direct messages, streams, durable tasks, a shared blackboard, pub/sub events and MCP
+tools, on one runtime, in-process by default or on NATS JetStream.
 
 Example::
 
@@ -32,6 +32,8 @@ from agentcomm.core.errors import (
     ConfigurationError,
     DecodeError,
     DeliveryError,
+    InputTimeout,
+    InvalidTransition,
     KeyExists,
     LimitExceeded,
     MailboxFull,
@@ -44,9 +46,15 @@ from agentcomm.core.errors import (
     RequestTimeout,
     Retry,
     RevisionConflict,
+    TaskCancelled,
+    TaskError,
+    TaskFinished,
+    TaskLost,
+    TaskNotWaiting,
     TransportClosed,
     TransportError,
     UnknownHandler,
+    UnknownTask,
     UnsupportedVersion,
     ValidationError,
 )
@@ -70,6 +78,8 @@ from agentcomm.security.keyring import Keyring
 from agentcomm.security.policy import Policy, Rules
 from agentcomm.security.quoting import quote_untrusted
 from agentcomm.security.signing import Identity, Security
+from agentcomm.tasks.handle import TaskHandle
+from agentcomm.tasks.model import Question, TaskRetention, TaskStatus, TaskUpdate
 from agentcomm.tools.catalogue import ToolError, ToolInfo, Tools
 from agentcomm.transports.base import Transport
 
@@ -92,6 +102,8 @@ __all__ = [
     "Envelope",
     "ErrorInfo",
     "Identity",
+    "InputTimeout",
+    "InvalidTransition",
     "KeyExists",
     "Keyring",
     "LimitExceeded",
@@ -104,6 +116,7 @@ __all__ = [
     "Progress",
     "PubSub",
     "PubSubStatistics",
+    "Question",
     "RateLimit",
     "RateLimited",
     "Reject",
@@ -120,6 +133,15 @@ __all__ = [
     "Security",
     "Stream",
     "SubscriptionStatistics",
+    "TaskCancelled",
+    "TaskError",
+    "TaskFinished",
+    "TaskHandle",
+    "TaskLost",
+    "TaskNotWaiting",
+    "TaskRetention",
+    "TaskStatus",
+    "TaskUpdate",
     "ToolError",
     "ToolInfo",
     "Tools",
@@ -128,6 +150,7 @@ __all__ = [
     "TransportClosed",
     "TransportError",
     "UnknownHandler",
+    "UnknownTask",
     "UnsupportedVersion",
     "ValidationError",
     "Watch",

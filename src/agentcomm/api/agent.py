@@ -33,6 +33,8 @@ from agentcomm.host.agent import Agent as _HostAgent
 from agentcomm.host.runtime import requests_of, runtime_of
 from agentcomm.pubsub.bus import PubSub
 from agentcomm.pubsub.declare import HANDLER_TIMEOUT, declare_subscription
+from agentcomm.tasks.declare import OnLost, declare_task
+from agentcomm.tasks.service import Tasks
 
 if TYPE_CHECKING:
     from agentcomm.core.envelope import Envelope
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from agentcomm.host.context import Context as _HostContext
     from agentcomm.host.runtime import Requests
     from agentcomm.pubsub.declare import Start
+    from agentcomm.tasks.handle import TaskHandle
 
 __all__ = ["Agent"]
 
@@ -211,6 +214,58 @@ class Agent(_HostAgent):
             headers=headers,
             cause=cause,
         )
+
+    # -- durable tasks (agentcomm.tasks) ----------------------------------------------
+    def task_handler(
+        self, *, name: str | None = None, on_lost: OnLost = "retry", max_attempts: int = 3
+    ) -> Callable[[F], F]:
+        """Declare a durable task handler (a coroutine, or an async generator of artifacts).
+
+        Callers start it with :meth:`start_task`. Inside, ``ctx.progress(...)`` reports
+        progress, ``await ctx.ask(question, returns=T)`` waits for the caller's answer
+        and ``ctx.attempt`` numbers the runs. When the worker running it dies, the
+        task is re-run by another instance of this agent (``on_lost="retry"``, at most
+        ``max_attempts`` runs) or failed (``on_lost="fail"``). Task handlers are not
+        request handlers: ``request()`` to one is UnknownHandler.
+
+        Example::
+
+            @researcher.task_handler(on_lost="retry", max_attempts=3)
+            async def survey(topic: str, ctx: Context) -> str:
+                await ctx.progress(1, 2, "searching")
+                ok = await ctx.ask(f"Include paid sources on {topic}?", returns=bool)
+                return f"report on {topic} (paid: {ok})"
+        """
+        return declare_task(self, name=name, on_lost=on_lost, max_attempts=max_attempts)
+
+    async def start_task(
+        self, to: str, handler: str, payload: Any = None, *, returns: Any = None
+    ) -> TaskHandle[Any]:
+        """Start ``to``'s task handler ``handler`` and return its handle at once.
+
+        The task is stored durably (in memory, or in JetStream on NATS) and runs on
+        one instance of ``to`` when one is up; ``returns`` types
+        ``handle.result()``. Use ``handle.id`` to re-attach later (:meth:`task`).
+
+        Example::
+
+            handle = await client.start_task("researcher", "survey", {"topic": "tea"})
+            print(handle.id, (await handle.status()).state)
+        """
+        return await Tasks.of(runtime_of(self)).start_task(
+            self.name, to, handler, payload, returns=returns
+        )
+
+    def task(self, task_id: str, *, returns: Any = None) -> TaskHandle[Any]:
+        """A handle on an existing task, from any process (its methods raise UnknownTask
+        for an id that is not stored).
+
+        Example::
+
+            handle = client.task(saved_id)
+            async for u in handle.updates(since=saved_cursor): ...
+        """
+        return Tasks.of(runtime_of(self)).handle(self.name, task_id, returns)
 
     # -- the blackboard (agentcomm.blackboard) ------------------------------------------
     @property

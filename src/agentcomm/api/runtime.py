@@ -28,6 +28,8 @@ from agentcomm.host.runtime import Runtime as _HostRuntime
 from agentcomm.host.services import AccessHook
 from agentcomm.pubsub.bus import PubSub
 from agentcomm.pubsub.declare import has_subscriptions
+from agentcomm.tasks.model import TaskRetention
+from agentcomm.tasks.service import Tasks, tasks_extension
 from agentcomm.tools.catalogue import Tools
 from agentcomm.transports.base import Transport
 
@@ -50,7 +52,8 @@ class Runtime(_HostRuntime):
     example an :class:`~agentcomm.security.policy.Policy`; ``security`` a
     :class:`~agentcomm.security.signing.Security` (sign every envelope, verify it
     before a handler runs); ``limits`` a :class:`~agentcomm.core.limits.Limits`
-    checked by sender and receiver. See ``docs/security.md``.
+    checked by sender and receiver. See ``docs/security.md``. ``task_retention``
+    bounds the durable task store (``docs/streams-and-tasks.md``).
 
     Example::
 
@@ -73,6 +76,7 @@ class Runtime(_HostRuntime):
         tracing: Any = None,
         security: Security | None = None,
         limits: Limits | None = None,
+        task_retention: TaskRetention | None = None,
     ) -> None:
         engine = _make_transport(transport)
         super().__init__(
@@ -85,6 +89,8 @@ class Runtime(_HostRuntime):
         )
         self.security = security
         self.limits = limits
+        #: What the durable task store keeps (:class:`~agentcomm.tasks.model.TaskRetention`).
+        self.task_retention = task_retention or TaskRetention()
         # The receiver re-checks the policy on every engine (a peer may bypass the library).
         if security is not None or limits is not None or access is not None:
             from agentcomm.security.guard import Guard
@@ -103,6 +109,7 @@ class Runtime(_HostRuntime):
                 on_declare=_subscription_declared,
             )
         )
+        self.register(tasks_extension())
         if engine.shared:  # other processes can see it: announce who is here
             self.register(Extension("presence", on_start=_start_presence))
         for a in agents:
@@ -142,6 +149,16 @@ class Runtime(_HostRuntime):
             for dl in await rt.events.dead_letters(): print(dl.reason)
         """
         return PubSub.of(self)
+
+    @property
+    def tasks(self) -> Tasks:
+        """The durable task service: list tasks, re-attach to one.
+
+        Example::
+
+            for s in await rt.tasks.list(): print(s.id, s.state, s.progress)
+        """
+        return Tasks.of(self)
 
     @property
     def tools(self) -> Tools:

@@ -314,8 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from agentcomm.cli.ops import add_commands
     from agentcomm.cli.ops_setup import add_setup_command
+    from agentcomm.cli.tasks_cmd import add_tasks_command
 
     add_commands(sub, _cmd_ops)
+    add_tasks_command(sub)
     add_setup_command(sub)
 
     keys = sub.add_parser("keys", help="agent signing keys (Ed25519)")

@@ -26,6 +26,7 @@ def _table(out: TextIO, title: str, columns: Sequence[str], rows: Sequence[Seque
     cells = [["" if v is None else str(v) for v in row] for row in rows]
     try:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
     except ImportError:
         widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
@@ -38,8 +39,8 @@ def _table(out: TextIO, title: str, columns: Sequence[str], rows: Sequence[Seque
     table = Table(title=title, title_justify="left")
     for c in columns:
         table.add_column(c, overflow="fold")
-    for r in cells:
-        table.add_row(*r)
+    for r in cells:  # cells are data, not markup: "[1, 2]" must print as it is
+        table.add_row(*(escape(v) for v in r))
     Console(file=out, width=max(100, _term_width(out))).print(table)
 
 

@@ -22,7 +22,15 @@ Every error the library raises on purpose derives from :class:`AgentCommError`::
     │   ├── LimitExceeded               too large, too many headers, nested too deep
     │   └── AuthenticationError         unsigned, forged or tampered (signing is on)
     │       └── ReplayDetected          an id already seen, or outside its validity window
-    └── PermissionDenied                an access rule refused the operation
+    ├── PermissionDenied                an access rule refused the operation
+    └── TaskError                       a durable task refused an operation, or ended badly
+        ├── UnknownTask                 no task with that id (never started, or past retention)
+        ├── InvalidTransition           a state change the task state machine forbids
+        │   ├── TaskNotWaiting          answer() to a task that is not input-required
+        │   └── TaskFinished            cancel() or answer() on a completed/failed/canceled task
+        ├── TaskCancelled               result() of a task that was canceled
+        ├── TaskLost                    its worker died; policy said fail, or no attempts left
+        └── InputTimeout                ctx.ask() got no answer in time (also a TimeoutError)
 
 Handlers may raise :class:`Retry` or :class:`Reject` to steer redelivery of events;
 they are control-flow signals, not failures, and also derive from AgentCommError.
@@ -39,6 +47,8 @@ __all__ = [
     "ConfigurationError",
     "DecodeError",
     "DeliveryError",
+    "InputTimeout",
+    "InvalidTransition",
     "KeyExists",
     "LimitExceeded",
     "MailboxFull",
@@ -51,9 +61,15 @@ __all__ = [
     "RequestTimeout",
     "Retry",
     "RevisionConflict",
+    "TaskCancelled",
+    "TaskError",
+    "TaskFinished",
+    "TaskLost",
+    "TaskNotWaiting",
     "TransportClosed",
     "TransportError",
     "UnknownHandler",
+    "UnknownTask",
     "UnsupportedVersion",
     "ValidationError",
 ]
@@ -379,3 +395,104 @@ class Reject(AgentCommError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class TaskError(AgentCommError):
+    """Base of the durable task errors (``docs/streams-and-tasks.md``).
+
+    ``task_id`` names the task concerned.
+
+    Example::
+
+        try:
+            await handle.answer("yes")
+        except TaskError as exc:
+            print(exc.task_id, exc)
+    """
+
+    def __init__(self, task_id: str, message: str) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+
+class UnknownTask(TaskError):
+    """No task with that id: never started, or deleted by the retention.
+
+    Example::
+
+        await caller.task("no-such-id").status()  # raises UnknownTask
+    """
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(
+            task_id,
+            f"no task {task_id!r}: it was never started here, or its retention has passed "
+            "(check the id, or keep tasks longer with TaskRetention(max_age=...))",
+        )
+
+
+class InvalidTransition(TaskError):
+    """A state change the task state machine does not allow (``state`` is the current one).
+
+    Example::
+
+        except InvalidTransition as exc:
+            print("task is", exc.state)
+    """
+
+    def __init__(self, task_id: str, state: str, message: str) -> None:
+        super().__init__(task_id, message)
+        self.state = state
+
+
+class TaskNotWaiting(InvalidTransition):
+    """``answer()`` to a task that is not waiting for input (not ``input-required``).
+
+    Example::
+
+        await handle.answer("yes")  # raises TaskNotWaiting while the task is working
+    """
+
+
+class TaskFinished(InvalidTransition):
+    """``cancel()`` or ``answer()`` on a task that already completed, failed or was canceled.
+
+    Example::
+
+        await handle.cancel()  # raises TaskFinished after the task completed
+    """
+
+
+class TaskCancelled(TaskError):
+    """``result()`` of a task that was canceled (by ``handle.cancel()``).
+
+    Example::
+
+        try:
+            await handle.result()
+        except TaskCancelled:
+            print("canceled")
+    """
+
+
+class TaskLost(TaskError):
+    """The task's worker died (its lease ran out) and the policy said fail, or no
+    attempts were left (``@agent.task_handler(on_lost=..., max_attempts=...)``).
+
+    Example::
+
+        except TaskLost as exc:
+            print("worker lost:", exc)
+    """
+
+
+class InputTimeout(TaskError, TimeoutError):
+    """``ctx.ask(...)`` got no valid answer within its timeout; raised in the handler.
+
+    Example::
+
+        try:
+            ok = await ctx.ask("Proceed?", returns=bool, timeout=60)
+        except InputTimeout:
+            ok = False
+    """

@@ -9,7 +9,7 @@ conversation can be rebuilt.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentcomm.core.progress import frame, progress_payload
 from agentcomm.core.schema import HandlerContext
@@ -18,7 +18,22 @@ if TYPE_CHECKING:
     from agentcomm.core.envelope import Envelope
     from agentcomm.host.services import HostServices
 
-__all__ = ["Context"]
+__all__ = ["Context", "TaskRun"]
+
+
+class TaskRun(Protocol):
+    """What a durable task's run offers its handler's context (``agentcomm.tasks`` implements it).
+
+    The tasks pattern sets ``ctx.task`` for a handler it runs; ``ctx.progress``
+    then reaches the task's updates, and ``ctx.ask`` and ``ctx.attempt`` work.
+    """
+
+    task_id: str
+    attempt: int
+
+    async def progress(self, done: float, total: float | None, message: str | None) -> None: ...
+
+    async def ask(self, question: Any, returns: Any, timeout: float | None) -> Any: ...
 
 
 class _Agent(Protocol):
@@ -41,11 +56,56 @@ class Context(HandlerContext):
             return f"{ctx.sender} asked; {len(facts)} facts"
     """
 
-    __slots__ = ("agent", "envelope")
+    __slots__ = ("agent", "envelope", "task")
 
     def __init__(self, agent: _Agent, envelope: Envelope) -> None:
         self.agent = agent
         self.envelope = envelope
+        #: The durable task this handler runs for (``@agent.task_handler``), else ``None``.
+        self.task: TaskRun | None = None
+
+    @property
+    def attempt(self) -> int:
+        """Which run of a durable task this is (1, then 2... after a lost worker); 1 otherwise.
+
+        Example::
+
+            if ctx.attempt > 1:
+                await undo_partial_work()
+        """
+        return 1 if self.task is None else self.task.attempt
+
+    @property
+    def task_id(self) -> str | None:
+        """The id of the durable task this handler runs for, ``None`` for other handlers.
+
+        Example::
+
+            log.info("task %s attempt %d", ctx.task_id, ctx.attempt)
+        """
+        return None if self.task is None else self.task.task_id
+
+    async def ask(self, question: Any, *, returns: Any = None, timeout: float | None = None) -> Any:
+        """Ask the task's caller a question and wait for the answer, typed as ``returns``.
+
+        Only in a task handler (``@agent.task_handler``): the task is
+        ``input-required`` until someone answers with ``await handle.answer(value)``.
+        An answer that does not match ``returns`` is refused (a ValidationError for
+        the answerer) and the handler keeps waiting; after ``timeout`` seconds it
+        raises :class:`~agentcomm.errors.InputTimeout`.
+
+        Example::
+
+            ok = await ctx.ask("Spend $40 on the API?", returns=bool, timeout=600)
+        """
+        if self.task is None:
+            from agentcomm.core.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "ctx.ask works only in a durable task handler: declare it with "
+                "@agent.task_handler and start it with start_task()"
+            )
+        return await self.task.ask(question, returns, timeout)
 
     @property
     def sender(self) -> str:
@@ -75,7 +135,8 @@ class Context(HandlerContext):
         """Tell the caller how far this handler got (and note it in the trace).
 
         The caller sees it through ``on_progress`` (``request``, ``stream``) or
-        ``Stream.progress``; a caller that asked for none costs nothing.
+        ``Stream.progress``; a caller that asked for none costs nothing. In a durable
+        task it is a ``progress`` update (``handle.updates()``, ``status().progress``).
 
         Example::
 
@@ -86,6 +147,9 @@ class Context(HandlerContext):
         if rt.tracing is not None:
             attrs = {"agentcomm.progress.done": done, "agentcomm.progress.total": total}
             rt.tracing.event("progress", {**attrs, "agentcomm.progress.message": message})
+        if self.task is not None:  # a durable task: its update log
+            await self.task.progress(done, total, message)
+            return
         if env.reply_to is None:
             return
         out = frame(
