@@ -37,7 +37,7 @@ TIMEOUT = 45.0
 _FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[^\n`]*)\n", re.M)
 # Languages a fence may carry; "py", "python3", "pycon" and the like would escape
 # this test, so they are refused rather than silently left out.
-_LANGUAGES = {"python", "bash", "json", "toml", "text", ""}
+_LANGUAGES = {"python", "bash", "json", "toml", "text", "mermaid", ""}  # mermaid: diagrams
 
 
 @dataclass(frozen=True)
