@@ -28,6 +28,11 @@ def test_demo_runs_and_narrates() -> None:
     assert "ValidationError, handler never ran" in out
     assert "RemoteError: customer-data raised KeyError" in out
     assert "RequestTimeout: billing.slow_report did not answer within 0.2s" in out
+    # Long-running work: streamed, cancelled, and a task resumed from its cursor.
+    assert "streamed: tea: sentence 3." in out
+    assert "the producer was cancelled (True)" in out
+    assert "asks: Include paid sources on tea?" in out
+    assert "result: report on tea (with paid sources)" in out
 
 
 def test_help_lists_commands() -> None:

@@ -15,6 +15,7 @@ from typing import TextIO
 import msgspec
 
 from agentcomm.api import Agent, Context, Runtime
+from agentcomm.cli.demo_work import work_section
 from agentcomm.core.errors import NoResponders, RemoteError, RequestTimeout, ValidationError
 
 __all__ = ["build_agents", "demo_agents", "pubsub_demo", "run_demo", "run_nats_demo"]
@@ -190,6 +191,7 @@ async def run_demo(out: TextIO, *, trace: bool = False) -> int:
     await _blackboard_section(out)
     await _pubsub_section(out)
     await _mcp_section(out)
+    await work_section(out)
     return 0
 
 
