@@ -87,7 +87,7 @@ class Stream(Generic[T]):
         self._rt = rt
         self._sender = sender
         self.envelope = env
-        self._decode = _json_decode if returns is None else codec_for(returns).decode
+        self._decode = _json_decode if returns is None else codec_for(returns).decoder()
         self._window = window
         self._on_progress = on_progress
         self._timeout = timeout
@@ -100,27 +100,33 @@ class Stream(Generic[T]):
         self._channel: Channel | None = None
         self._done = False
         self._iterating = False
+        self._trusting = rt.guard is None  # no signatures or limits to check per frame
+        self._id: str | None = None
+        self._peer = env.recipient
         #: The latest progress report (``None`` before the first).
         self.progress: Progress | None = None
 
     # -- the channel's side (runs in the transport's task; never blocks) -----------
     def _on_frame(self, env: Envelope) -> None:
-        me = self.envelope
-        if env.correlation_id != me.id or env.sender != me.recipient:
-            return  # not from the agent we called: never trusted
-        guard = self._rt.guard
+        chunks = self._chunks
         if (
-            guard is None
+            self._trusting
             and env.kind == "chunk"
             and env.sequence == self._seen + 1
-            and len(self._chunks) < self._window
-        ):  # the hot path: the next chunk, within credit
+            and env.correlation_id == self._id
+            and env.sender == self._peer
+            and len(chunks) < self._window
+        ):  # the hot path: the next chunk from our peer, within credit, no guard
             self._seen += 1
-            self._chunks.append(env)
+            chunks.append(env)
             w = self._waiter
             if w is not None and not w.done():
                 w.set_result(None)
             return
+        me = self.envelope
+        if env.correlation_id != me.id or env.sender != me.recipient:
+            return  # not from the agent we called: never trusted
+        guard = self._rt.guard
         if guard is not None:
             try:
                 guard.check_response(me, env)
@@ -167,6 +173,7 @@ class Stream(Generic[T]):
         if guard is not None:
             env = await guard.hold(env)
         self.envelope = env
+        self._id, self._peer = env.id, env.recipient
         rt.record(env)
         try:
             await rt.transport.send(env, block=True)

@@ -206,4 +206,4 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
         if sink is None:
             self.discarded_frames += 1
             return
-        sink(_isolate(envelope))
+        sink(_isolate(envelope) if envelope.headers else envelope)
