@@ -16,12 +16,15 @@ import pytest
 from agentcomm.api import Agent, Context
 from agentcomm.core.errors import (
     NoResponders,
+    PermissionDenied,
     RemoteError,
     RequestTimeout,
     UnknownHandler,
     ValidationError,
 )
 from agentcomm.core.progress import Progress
+from agentcomm.security.policy import Policy
+from agentcomm.security.signing import Identity, Security
 from agentcomm.testing.fixtures import MakeRuntime
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "test_stream_deadline_is_request_timeout",
     "test_stream_failure_is_remote_error_after_its_chunks",
     "test_stream_to_absent_agent_fails_fast",
+    "test_streams_and_cancels_are_signed_and_policed",
     "test_ten_thousand_chunks_in_order",
 ]
 
@@ -359,3 +363,40 @@ async def test_chain_cancellation_reaches_the_end(
         assert seen["c"] is not None
         # Two hops: each within the bound.
         assert seen["c"] - t0 < 2 * _cancel_bound(transport_name)
+
+
+async def test_streams_and_cancels_are_signed_and_policed(
+    make_runtime: MakeRuntime, transport_name: str
+) -> None:
+    """With signing and a policy: chunks, progress, credit and cancel all pass the guard."""
+    watch = _Watch()
+    ids = [Identity.generate(n) for n in ("client", "writer", "outsider")]
+    policy = Policy.from_toml(
+        """
+        [agents.client]
+        send = ["writer.count", "writer.slow"]
+        [agents.writer]
+        [agents.outsider]
+        """,
+        source="streams.toml",
+    )
+    async with make_runtime(
+        agents=[_writer(watch)], security=Security(identities=ids), access=policy
+    ) as rt:
+        client = rt.agent("client")
+        seen: list[Progress] = []
+        stream = await client.stream(
+            "writer", "slow", {"seconds": 0.01}, on_progress=seen.append, returns=int
+        )
+        assert [x async for x in stream] == [1]
+        assert seen == [Progress(done=1, total=2, message="warming up")]
+        # Credit flows (200 chunks through a window of 8), then a cancel is heard.
+        counted = await client.stream("writer", "count", {"n": 200}, window=8, returns=int)
+        assert [x async for x in counted] == list(range(200))
+        long = await client.stream("writer", "count", {"n": 10**9}, window=8, returns=int)
+        async for x in long:
+            if x == 20:
+                break
+        await _until(lambda: watch.cancelled_at is not None)
+        with pytest.raises(PermissionDenied):
+            await rt.agent("outsider").stream("writer", "count", {"n": 1})
