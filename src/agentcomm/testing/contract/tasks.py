@@ -2,7 +2,7 @@
 
 Every test takes ``make_runtime`` and uses only the public API, so it runs unchanged
 on every transport. Process crashes (a caller or a worker killed with SIGKILL) are
-in ``tests/test_tasks_processes.py``: they need a broker other processes reach.
+in ``tests/tasks/test_tasks_processes.py``: they need a broker other processes reach.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from agentcomm import Agent, PermissionDenied, Runtime  # noqa: E402
 from agentcomm.observability.presence import Presence, read_presence  # noqa: E402
 from agentcomm.testing.nats_server import NatsServer  # noqa: E402
 from agentcomm.transports.nats.transport import NatsTransport  # noqa: E402
-from tests.test_ops_nats import cli, lines, wait_for  # noqa: E402
+from tests.cli.test_ops_nats import cli, lines, wait_for  # noqa: E402
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.examples import run_example
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_direct_messages_example_runs() -> None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "streams-and-tasks.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "streams-and-tasks.md"
 
 
 def test_durable_tasks_example_runs(tmp_path: Path) -> None:

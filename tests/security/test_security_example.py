@@ -8,7 +8,7 @@ import pytest
 
 from tests.examples import run_example
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_security_example_runs() -> None:

@@ -29,9 +29,9 @@ from agentcomm import (  # noqa: E402
 from agentcomm.tools.catalogue import ToolError  # noqa: E402
 
 HERE = Path(__file__).resolve()
-ROOT = HERE.parent.parent
+ROOT = HERE.parents[2]
 
-# The target of `agentcomm mcp serve tests/test_mcp_client.py:fragile` (a subprocess).
+# The target of `agentcomm mcp serve tests/tools/test_mcp_client.py:fragile` (a subprocess).
 fragile = Agent("fragile")
 
 

@@ -3,7 +3,7 @@
 Decoders, payload codecs, the in-memory transport's public API and the blackboard
 (on every transport) get deep, huge, truncated, non-UTF-8 and wrongly typed input;
 only :class:`ValidationError` (or its :class:`DecodeError`) comes out, and the
-runtime keeps serving. The NATS side, with a raw attacker, is tests/test_hostile_nats.py.
+runtime keeps serving. The NATS side, with a raw attacker, is tests/security/test_hostile_nats.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A process that bypasses the library (a raw nats-py client logged in as an agent) is
 still refused by the server; the library refuses the same operations earlier. The
-receiving runtime's own checks on NATS are in tests/test_policy_nats_receiver.py.
+receiving runtime's own checks on NATS are in tests/security/test_policy_nats_receiver.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from agentcomm.core.errors import PermissionDenied
 from agentcomm.security.policy import Policy, nats_inbox_prefix
 from agentcomm.testing.extras import require_module
 from agentcomm.testing.nats_server import NatsServer
-from tests.nats_policy import NS, PASSWORDS, POLICY, calc_and_bob
+from tests.security.nats_policy import NS, PASSWORDS, POLICY, calc_and_bob
 
 nats = require_module("nats")
 

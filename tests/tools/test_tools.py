@@ -138,30 +138,30 @@ async def test_llm_tool_definitions() -> None:
 
 def test_load_agents_forms() -> None:
     assert load_agents(f"{HERE}:make_shop") != []
-    assert [a.name for a in load_agents("tests.test_tools:make_shop")] == ["shop"]
+    assert [a.name for a in load_agents("tests.tools.test_tools:make_shop")] == ["shop"]
     with pytest.raises(ConfigurationError, match="expected module:attr"):
         load_agents("no_colon")
     with pytest.raises(ConfigurationError, match="has no attribute 'nope'"):
-        load_agents("tests.test_tools:nope")
+        load_agents("tests.tools.test_tools:nope")
     with pytest.raises(ConfigurationError, match="expected an Agent"):
-        load_agents("tests.test_tools:HERE")
+        load_agents("tests.tools.test_tools:HERE")
     with pytest.raises(ConfigurationError, match="expected an Agent"):
-        load_agents("tests.test_tools:Order")
+        load_agents("tests.tools.test_tools:Order")
     with pytest.raises(ConfigurationError, match="no such file"):
         load_agents("missing/file.py:x")
 
 
 def test_cli_tools_lists_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["tools", "tests.test_tools:make_shop"]) == 0
+    assert main(["tools", "tests.tools.test_tools:make_shop"]) == 0
     out = capsys.readouterr().out
     assert "shop.place(item, quantity)  [agent]  Place an order." in out
-    assert main(["tools", "tests.test_tools:make_shop", "--json"]) == 0
+    assert main(["tools", "tests.tools.test_tools:make_shop", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert {d["handler"] for d in data} == {"audit", "count", "place"}
-    assert main(["tools", "tests.test_tools:make_shop", "--llm", "openai"]) == 0
+    assert main(["tools", "tests.tools.test_tools:make_shop", "--llm", "openai"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data[0]["type"] == "function"
-    assert main(["tools", "tests.test_tools:make_shop", "--llm", "anthropic"]) == 0
+    assert main(["tools", "tests.tools.test_tools:make_shop", "--llm", "anthropic"]) == 0
     assert {d["name"] for d in json.loads(capsys.readouterr().out)} >= {"shop__place"}
 
 

@@ -21,7 +21,7 @@ require_module("mcp")
 
 from agentcomm import Runtime, UnknownHandler, ValidationError  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "npm"
 PACKAGE = "@modelcontextprotocol/server-everything"
 VERSION = "2026.8.31"

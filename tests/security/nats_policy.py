@@ -1,7 +1,7 @@
 """What the NATS policy tests share: the policy, the agents' passwords, two agents.
 
-Used by tests/test_policy_nats.py (the broker enforces the policy) and
-tests/test_policy_nats_receiver.py (the receiving runtime does).
+Used by tests/security/test_policy_nats.py (the broker enforces the policy) and
+tests/security/test_policy_nats_receiver.py (the receiving runtime does).
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def make_agents() -> tuple[Agent, Agent]:
     return crm, other
 
 
-# This module doubles as the target of `agentcomm mcp serve tests/test_mcp_server.py:crm`.
+# This module doubles as the target of `agentcomm mcp serve tests/tools/test_mcp_server.py:crm`.
 crm, _other = make_agents()
 
 

@@ -3,7 +3,7 @@
 A sender whose runtime has no policy, a flooder writing straight into the
 transport, a signed request replayed to another agent and tool calls outside the
 policy are each refused by the runtime that receives them (the broker runs without
-an authorization config here; tests/test_policy_nats.py has the broker side).
+an authorization config here; tests/security/test_policy_nats.py has the broker side).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from agentcomm.core.errors import NoResponders, PermissionDenied
 from agentcomm.security.policy import Policy
 from agentcomm.testing.extras import require_module
 from agentcomm.testing.nats_server import NatsServer
-from tests.nats_policy import POLICY, calc_and_bob
+from tests.security.nats_policy import POLICY, calc_and_bob
 
 nats = require_module("nats")
 
