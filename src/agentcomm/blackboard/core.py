@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
-from agentcomm.core.envelope import _enc_hook, decode_guarded
+from agentcomm.core.envelope import DECODE_ERRORS, _enc_hook, decode_failure, decode_guarded
 from agentcomm.core.errors import (
     ConfigurationError,
     DecodeError,
@@ -315,6 +315,8 @@ class _Core:
 
     def schema(self, key: str) -> Codec | None:
         schemas = self.schemas
+        if not schemas:
+            return None
         if key in schemas:
             return schemas[key]
         i = len(key)
@@ -327,20 +329,29 @@ class _Core:
     def decode(self, e: KVStore.Entry, tp: Any) -> Entry[Any]:
         """The entry of stored bytes; raises :class:`ValidationError` (counted) if they
         do not decode, as a record or as the value's type (hostile input included)."""
+        # decode_guarded, inlined (this is every read's hot path): the depth check
+        # covers the value too, since it is nested inside the record.
+        data = e.value
         try:
-            rec = decode_guarded(_decode_record, e.value, "record")
-        except DecodeError as exc:
+            if len(data) > MAX_WIRE_DEPTH:
+                check_depth(data, "record")
+            rec = _decode_record(data)
+        except (DecodeError, *DECODE_ERRORS) as exc:
+            why = exc if isinstance(exc, DecodeError) else decode_failure(exc, "record")
             raise self.refuse(
                 e,
                 DecodeError(
-                    f"key {e.key!r} revision {e.revision} is not a blackboard record ({exc}); "
+                    f"key {e.key!r} revision {e.revision} is not a blackboard record ({why}); "
                     "write it through the blackboard API"
                 ),
             ) from None
         codec = codec_for(tp) if tp is not None else self.schema(e.key)
         try:
             if codec is None:
-                value = decode_guarded(_decode_any, rec.value, "value")
+                try:
+                    value = _decode_any(rec.value)
+                except DECODE_ERRORS as exc:
+                    raise decode_failure(exc, "value") from None
             else:
                 value = codec.decode(rec.value)
         except DecodeError as exc:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agentcomm.blackboard.core import Entry, _Core, check_key
-from agentcomm.core.errors import RevisionConflict
+from agentcomm.core.errors import ConfigurationError, RevisionConflict
 from agentcomm.transports.base import KVStore
 
 __all__ = ["compare_and_set_loop"]
@@ -32,6 +32,8 @@ async def compare_and_set_loop(
     ttl: float | None,
 ) -> Entry[Any]:
     """Update ``key`` with ``fn`` as ``author``; see ``Blackboard.update`` (the public API)."""
+    if max_attempts < 1:
+        raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts}")
     tracing = core.rt.tracing
     check_key(key)
     core.rt.authorize(author, "write", key)

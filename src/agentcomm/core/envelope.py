@@ -168,10 +168,22 @@ def encode_envelope(env: Envelope) -> bytes:
     return _envelope_encoder.encode(env)
 
 
-_DECODE_ERRORS = (ValueError, RecursionError, OverflowError, TypeError)  # with msgspec's
+DECODE_ERRORS = (ValueError, RecursionError, OverflowError, TypeError)
+"""What a decoder may raise on hostile input (msgspec's errors and UnicodeError are
+ValueErrors); :func:`decode_failure` turns each into a :class:`DecodeError`."""
 
 
-def _decode_error(exc: BaseException, what: str) -> DecodeError:
+def decode_failure(exc: BaseException, what: str) -> DecodeError:
+    """The :class:`DecodeError` for ``exc`` raised while decoding ``what`` (for hot paths
+    that inline :func:`decode_guarded`).
+
+    Example::
+
+        try:
+            value = decoder(data)
+        except DECODE_ERRORS as exc:
+            raise decode_failure(exc, "value") from None
+    """
     if isinstance(exc, msgspec.ValidationError):
         return DecodeError(f"{what} is not valid: {exc}")
     if isinstance(exc, UnicodeError):  # a string with bytes that are not UTF-8 (fuzz-found)
@@ -196,8 +208,8 @@ def decode_guarded(decode: Callable[[Any], T], data: Any, what: str) -> T:
         check_depth(data, what)
     try:
         return decode(data)
-    except _DECODE_ERRORS as exc:  # msgspec's errors and UnicodeError are ValueErrors
-        raise _decode_error(exc, what) from None
+    except DECODE_ERRORS as exc:  # msgspec's errors and UnicodeError are ValueErrors
+        raise decode_failure(exc, what) from None
 
 
 def decode_envelope(data: bytes | bytearray | memoryview | str) -> Envelope:
@@ -219,8 +231,8 @@ def decode_envelope(data: bytes | bytearray | memoryview | str) -> Envelope:
         check_depth(data, "envelope")
     try:
         env = _envelope_decoder.decode(data)
-    except _DECODE_ERRORS as exc:
-        raise _decode_error(exc, "envelope") from None
+    except DECODE_ERRORS as exc:
+        raise decode_failure(exc, "envelope") from None
     if env.v != WIRE_VERSION:
         raise UnsupportedVersion(env.v, SUPPORTED_VERSIONS)
     return env
