@@ -78,7 +78,7 @@ def test_policy_commands_take_consumer_names_from_code(
     # Without the code: no consumer names, so no consumer use, and a warning that says so.
     assert main(["policy", "nats-config", str(src), "--admin", ""]) == 0
     captured = capsys.readouterr()
-    assert "CONSUMER" not in captured.out
+    assert "agentcomm_EVENTS." not in captured.out  # no pub/sub consumer (tasks have theirs)
     assert 'user: "admin"' not in captured.out
     assert "no consumer names" in captured.err
     assert "subscriptions = [...]" in captured.err

@@ -166,7 +166,10 @@ def test_nats_permissions_follow_the_subject_layout(policy: Policy) -> None:
     )
     # subscribe rules (from [defaults]) but no consumer names: no consumer at all
     assert not any("CONSUMER" in p and "prod_EVENTS" in p for p in pub)
-    assert not any(p.startswith("$JS.ACK.") for p in pub)
+    assert not any(p.startswith("$JS.ACK.prod_EVENTS") for p in pub)
+    # durable tasks: it may queue work for the agents it sends to, and no one else
+    assert "prod.s.TASKS.tasks.work.researcher" in pub
+    assert not any(p.startswith("prod.s.TASKS.") and p.endswith(".bob") for p in pub)
     # reads: single keys and consumers whose create subject carries the rule as filter;
     # no batched direct get (its body, with the keys, is out of the broker's sight)
     kv, kvs = "KV_prod_blackboard", "$KV.prod_blackboard"
@@ -256,7 +259,8 @@ def test_consumer_names_bind_durables_to_the_agent() -> None:
     # An entry that lists no consumers keeps the old behaviour in the runtime ...
     policy.check_consumer("legacy", "anything")
     # ... but gets no consumer at the broker, and check() says what to add.
-    assert not any("CONSUMER" in p for p in policy.nats_permissions("legacy")["publish"]["allow"])
+    legacy = policy.nats_permissions("legacy")["publish"]["allow"]
+    assert not any("CONSUMER" in p and "_EVENTS" in p for p in legacy)
     assert any("agents.legacy" in w and "no consumer names" in w for w in policy.check())
     pub = policy.nats_permissions("billing", namespace="prod")["publish"]["allow"]
     for name in ("billing__charge", "billing__charge__replay", "billing-workers"):

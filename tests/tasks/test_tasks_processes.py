@@ -18,25 +18,27 @@ from pathlib import Path
 import pytest
 
 from agentcomm import Agent, Context, Runtime, TaskLost, TaskUpdate
+from agentcomm.testing.extras import require_module
 from agentcomm.testing.nats_server import NatsServer
 
-pytest.importorskip("nats")
+require_module("nats")
 
-from agentcomm.transports.nats import NatsTransport
+from agentcomm.transports.nats import NatsTransport  # noqa: E402
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
 PROGRAM = r"""
 import asyncio, sys
 from agentcomm import Agent, Context, Runtime
-from agentcomm.transports.nats import NatsTransport
+from agentcomm.transports.nats import NatsTransport  # noqa: E402
 
 role, url, ns, arg, out = sys.argv[1:6]
 
-async def worker(on_lost):
+async def worker(policy):
+    on_lost, _, attempts = policy.partition(":")
     w = Agent("cruncher")
 
-    @w.task_handler(on_lost=on_lost)
+    @w.task_handler(on_lost=on_lost, max_attempts=int(attempts or 3))
     async def crunch(steps: int, ctx: Context) -> str:
         with open(out, "a") as f:
             f.write(f"attempt {ctx.attempt}\n")
@@ -113,11 +115,11 @@ async def _until(cond: object, timeout: float, what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-def _cruncher(on_lost: str = "retry") -> Agent:
+def _cruncher(on_lost: str = "retry", max_attempts: int = 3) -> Agent:
     """The same task handler as the worker program's, for the surviving worker."""
     w = Agent("cruncher")
 
-    @w.task_handler(on_lost=on_lost)  # type: ignore[arg-type]
+    @w.task_handler(on_lost=on_lost, max_attempts=max_attempts)  # type: ignore[arg-type]
     async def crunch(steps: int, ctx: Context) -> str:
         for i in range(steps):
             await ctx.progress(i + 1, steps)
@@ -180,6 +182,26 @@ async def test_a_killed_worker_is_noticed_within_5s(
                 await handle.result(timeout=5.0)
             assert time.monotonic() - killed < 5.0
             assert (await handle.status()).attempt == 1
+
+
+async def test_a_task_lost_more_often_than_max_attempts_fails(procs: Procs, tmp_path: Path) -> None:
+    """Two workers killed mid-task with max_attempts=2: the third worker fails it."""
+    out = tmp_path / "attempts.txt"
+    async with _runtime(procs) as rt:
+        handle = await rt.agent("client").start_task("cruncher", "crunch", {"steps": 10_000})
+        for attempt in (1, 2):
+            worker = procs.start("worker", "retry:2", out)
+            await _until(lambda n=attempt: len(_lines(out)) >= n, 30, f"attempt {attempt} starting")
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+        assert _lines(out) == ["attempt 1", "attempt 2"]
+        killed = time.monotonic()
+        await rt.attach(_cruncher("retry", max_attempts=2))
+        with pytest.raises(TaskLost, match=r"no attempts left \(2 of 2\)"):
+            await handle.result(timeout=10.0)
+        assert time.monotonic() - killed < 6.0
+        assert _lines(out) == ["attempt 1", "attempt 2"]  # never a third run
+        assert (await handle.status()).state == "failed"
 
 
 async def test_a_task_survives_a_broker_restart(tmp_path: Path) -> None:

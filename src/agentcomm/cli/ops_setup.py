@@ -40,7 +40,8 @@ def add_setup_command(sub: Any) -> None:
         "setup",
         help="create the streams and buckets of a namespace (as the admin user)",
         description="Create, or update, the event log and dead-letter queue of pub/sub, the "
-        "blackboard buckets and the presence bucket of a namespace. Run it as the admin "
+        "blackboard buckets, the presence bucket and the durable tasks' bucket and two "
+        "streams of a namespace. Run it as the admin "
         "(or a trusted) user of the generated NATS config: agents may not create them.",
     )
     add_nats_arguments(setup)
@@ -79,11 +80,14 @@ async def cmd_setup(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> 
         "max_dead_letters": args.max_dead_letters,
     }
     retention = Retention(**{k: v for k, v in limits.items() if v is not None})
+    from agentcomm.tasks.model import BUCKET, BUCKET_HISTORY, TaskRetention, task_streams
+
     lines = await t.setup(
         retention=retention,
-        buckets=args.bucket or ["blackboard"],
+        buckets=[*(args.bucket or ["blackboard"]), (BUCKET, BUCKET_HISTORY)],
         history=args.history,
         replicas=args.replicas,
+        streams=task_streams(TaskRetention()),  # durable tasks (docs/streams-and-tasks.md)
     )
     for line in lines:
         if args.json:

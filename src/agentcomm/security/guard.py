@@ -252,6 +252,33 @@ class Guard:
             return "forbidden", f"{type(exc).__name__}: {exc}"
         return None
 
+    def admit_work(self, agent: str, env: Envelope) -> tuple[str, str, str] | None:
+        """``None`` when ``agent`` may run the durable task ``env`` asks for, else
+        ``(code, type, message)``.
+
+        As :meth:`admit`, except that the same work may arrive again (a worker that
+        died, a lease that lapsed: the task is re-run), so its id is no replay.
+
+        Example::
+
+            if (bad := guard.admit_work("researcher", work)) is not None: fail(*bad)
+        """
+        try:
+            self._inbound(env, replay=False)
+            if env.recipient != agent and self.security is not None:
+                raise AuthenticationError(
+                    f"task work {env.id!r} is addressed to {env.recipient!r} but was "
+                    f"delivered to {agent!r}"
+                )
+            if self.recheck:
+                self.runtime.authorize(env.sender, "send", f"{agent}.{env.handler}")
+        except (ValidationError, PermissionDenied) as exc:
+            return error_code(exc), type(exc).__name__, str(exc)
+        except Exception as exc:  # a custom access hook failed: refuse, never crash a worker
+            logger.exception("access hook failed on task work %s from %s", env.id, env.sender)
+            return "error", type(exc).__name__, str(exc)
+        return None
+
     def check_response(self, request: Envelope, resp: Envelope) -> None:
         """Raise when a response breaks the limits or is not signed by the requested agent.
 

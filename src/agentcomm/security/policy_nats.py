@@ -193,6 +193,7 @@ def nats_permissions(
         if rules.read:
             # Those consumers are ephemeral, with random names nobody else can list.
             pub += [f"{API}.CONSUMER.{op}.{kv_stream}.*" for op in ("MSG.NEXT", "DELETE")]
+    pub += _task_grants(namespace, agent, rules.send, agents)
     # Presence (every runtime on NATS announces its agents): its own records only.
     presence = f"$KV.{namespace}_presence"
     pub.append(f"{API}.STREAM.INFO.KV_{namespace}_presence")
@@ -207,6 +208,55 @@ def nats_permissions(
         "subscribe": {"allow": sub},
         "allow_responses": True,
     }
+
+
+def _task_grants(
+    namespace: str, agent: str, send: Iterable[str], agents: Iterable[Agent]
+) -> list[str]:
+    """Durable tasks (docs/streams-and-tasks.md): what a caller and a worker publish.
+
+    A caller queues work only for the agents it may send to; a worker pulls only its
+    own work consumer. Records (keyed by random task ids) and the update log cannot be
+    scoped per task at the broker: every agent taking part in tasks reads and writes
+    them, and the runtimes' policy check (the ``send`` rule) decides who may cancel or
+    answer. Workers are the agents that declare task handlers (all of them when no
+    ``agents`` are given: the config cannot tell).
+    """
+    from agentcomm.tasks.declare import task_specs
+    from agentcomm.tasks.model import (
+        BUCKET,
+        UPDATE_STREAM,
+        WORK_STREAM,
+        update_subject,
+        work_subject,
+    )
+
+    declared = [a for a in agents if a.name == agent]
+    worker = not declared if not tuple(agents) else any(task_specs(a) for a in declared)
+    send = tuple(send)
+    if not (send or worker):
+        return []
+    work, updates = f"{namespace}_{WORK_STREAM}", f"{namespace}_{UPDATE_STREAM}"
+    kv_stream, kv_subject = f"KV_{namespace}_{BUCKET}", f"$KV.{namespace}_{BUCKET}"
+    prefix = f"{namespace}.s."
+    pub = [f"{API}.STREAM.INFO.{s}" for s in (work, updates, kv_stream)]
+    pub += [f"{kv_subject}.*", f"{API}.DIRECT.GET.{kv_stream}.{kv_subject}.*"]
+    pub += [f"{API}.CONSUMER.CREATE.{kv_stream}.*.{kv_subject}.>"]  # watch, list
+    pub += [f"{API}.CONSUMER.{op}.{kv_stream}.*" for op in ("MSG.NEXT", "DELETE")]
+    follow = f"{prefix}{UPDATE_STREAM}.{update_subject('*')}"
+    pub.append(follow)  # state changes, progress, artifacts, the end
+    pub += [f"{API}.CONSUMER.CREATE.{updates}.*.{follow}"]
+    pub += [f"{API}.CONSUMER.{op}.{updates}.*" for op in ("INFO", "MSG.NEXT", "DELETE")]
+    pub.append(f"$JS.ACK.{updates}.>")
+    for rule in send:
+        to = _tokens("send", rule)[0]
+        pub.append(f"{prefix}{WORK_STREAM}.{work_subject('*' if to == '>' else to)}")
+    if worker:
+        durable, own = f"tasks__{agent}", f"{prefix}{WORK_STREAM}.{work_subject(agent)}"
+        pub.append(own)  # a re-run re-queues its own work
+        pub += [f"{API}.CONSUMER.{op}.{work}.{durable}" for op in ("INFO", "MSG.NEXT", "DELETE")]
+        pub += [f"{API}.CONSUMER.CREATE.{work}.{durable}.{own}", f"$JS.ACK.{work}.{durable}.>"]
+    return pub
 
 
 def nats_config(

@@ -26,9 +26,11 @@ from agentcomm.core.errors import (
     TaskFinished,
 )
 from agentcomm.core.progress import Progress
+from agentcomm.transports.streams import StreamConfig
 
 __all__ = [
     "BUCKET",
+    "BUCKET_HISTORY",
     "TERMINAL",
     "UPDATE_STREAM",
     "WORK_STREAM",
@@ -43,6 +45,7 @@ __all__ = [
     "check_transition",
     "new_task_id",
     "update_subject",
+    "task_streams",
     "work_subject",
 ]
 
@@ -140,6 +143,36 @@ class TaskRetention(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError(
                 "TaskRetention: max_bytes must be >= 1024 and lease between 0.3 and 600 s"
             )
+
+
+#: Changes kept per task record in the bucket (the current one and the one before).
+BUCKET_HISTORY = 2
+
+
+def task_streams(retention: TaskRetention) -> list[StreamConfig]:
+    """The two streams of the task store under ``retention``: the work, the updates.
+
+    The task store creates them (:meth:`~agentcomm.tasks.store.Store.ensure`), and so
+    does ``agentcomm nats setup`` for a broker where agents may not.
+
+    Example::
+
+        work, updates = task_streams(TaskRetention())
+        assert work.name == "TASKS"
+    """
+    r = retention
+    return [
+        StreamConfig(
+            name=WORK_STREAM,
+            max_msgs=r.max_tasks,
+            max_bytes=r.max_bytes,
+            max_age=r.max_age,
+            duplicate_window=120.0,
+        ),
+        StreamConfig(
+            name=UPDATE_STREAM, max_msgs=r.max_updates, max_bytes=r.max_bytes, max_age=r.max_age
+        ),
+    ]
 
 
 class Question(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -108,14 +108,15 @@ class Tasks:
             payload=raw,
         )
         tracing = self.rt.tracing
+        guard = self.rt.guard  # limits and signature, as for a request (docs/security.md)
         if tracing is None:
-            await self.store.queue(work)
+            await self.store.queue(work if guard is None else guard.seal(work))
         else:  # the task's runs continue this trace (docs/tracing.md)
             attrs = {"agentcomm.sender": caller, "agentcomm.task.id": task_id}
             with tracing.span("start_task", f"{to}.{handler}", kind="producer", attributes=attrs):
                 tp, ts = tracing.current_traceparent()
                 work = msgspec.structs.replace(work, traceparent=tp, tracestate=ts)
-                await self.store.queue(work)
+                await self.store.queue(work if guard is None else guard.seal(work))
                 tracing.describe_current(work)
         return TaskHandle(self.store, task_id, caller, returns, self.rt.authorize)
 

@@ -37,6 +37,7 @@ from agentcomm.core.errors import (
 )
 from agentcomm.tasks.model import (
     BUCKET,
+    BUCKET_HISTORY,
     TERMINAL,
     UPDATE_STREAM,
     WORK_STREAM,
@@ -52,9 +53,10 @@ from agentcomm.tasks.model import (
     encode_body,
     encode_record,
     now,
+    task_streams,
     update_subject,
 )
-from agentcomm.transports.streams import ConsumerConfig, StreamConfig
+from agentcomm.transports.streams import ConsumerConfig
 
 if TYPE_CHECKING:
     from agentcomm.core.progress import Progress
@@ -102,30 +104,15 @@ class Store:
         async with self._lock:
             if self._ready:
                 return
-            t, r = self.transport, self.retention
+            t = self.transport
             if not self.manage:
                 await t.stream_info(UPDATE_STREAM)  # ConfigurationError when absent
-                await t.kv_open(BUCKET, history=2)  # opens; an existing bucket is kept
+                await t.kv_open(BUCKET, history=BUCKET_HISTORY)  # an existing one is kept
                 self._ready = True
                 return
-            await t.kv_open(BUCKET, history=2)
-            await t.ensure_stream(
-                StreamConfig(
-                    name=WORK_STREAM,
-                    max_msgs=r.max_tasks,
-                    max_bytes=r.max_bytes,
-                    max_age=r.max_age,
-                    duplicate_window=120.0,
-                )
-            )
-            await t.ensure_stream(
-                StreamConfig(
-                    name=UPDATE_STREAM,
-                    max_msgs=r.max_updates,
-                    max_bytes=r.max_bytes,
-                    max_age=r.max_age,
-                )
-            )
+            await t.kv_open(BUCKET, history=BUCKET_HISTORY)
+            for config in task_streams(self.retention):
+                await t.ensure_stream(config)
             self._ready = True
 
     async def _retrying(self, op: Callable[[], Awaitable[T]]) -> T:

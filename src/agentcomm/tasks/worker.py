@@ -281,6 +281,11 @@ class Worker:
         if running is not None:  # redelivered while it runs here (the lease lapsed):
             running.msg = msg  # renew and settle this delivery from now on
             return
+        guard = self.agent.runtime.guard  # limits, signature, policy (docs/security.md)
+        if guard is not None and (bad := guard.admit_work(self.agent.name, env)) is not None:
+            await self._fail(task_id, *bad)  # the task's caller reads why
+            await msg.term()
+            return
         spec = self._spec(env.handler)
         if spec is None:
             await self._fail(

@@ -311,9 +311,10 @@ async def setup(
     t: _Setup,
     *,
     retention: Retention | None = None,
-    buckets: Iterable[str] = ("blackboard",),
+    buckets: Iterable[str | tuple[str, int]] = ("blackboard",),
     history: int = 16,
     replicas: int = 1,
+    streams: Iterable[StreamConfig] = (),
 ) -> list[str]:
     """What :meth:`NatsTransport.setup` does (see there).
 
@@ -332,8 +333,10 @@ async def setup(
     if not 1 <= history <= 64:
         raise ConfigurationError(f"history must be between 1 and 64, got {history}")
     nc, ns, timeout = t.client, t.namespace, t.api_timeout
-    wanted = [events_config(ns, c, replicas) for c in pubsub_streams(retention or Retention())]
-    kv = [(b, history) for b in dict.fromkeys(buckets)] + [(PRESENCE_BUCKET, 1)]
+    configs = [*pubsub_streams(retention or Retention()), *streams]
+    wanted = [events_config(ns, c, replicas) for c in configs]
+    pairs = [(b, history) if isinstance(b, str) else b for b in buckets]
+    kv = [*dict(pairs).items(), (PRESENCE_BUCKET, 1)]
     for bucket, _ in kv:
         t._kv_names(bucket)  # validates the name
     lines: list[str] = []
@@ -379,15 +382,18 @@ class NatsAdmin:
         self,
         *,
         retention: Retention | None = None,
-        buckets: Iterable[str] = ("blackboard",),
+        buckets: Iterable[str | tuple[str, int]] = ("blackboard",),
         history: int = 16,
         replicas: int = 1,
+        streams: Iterable[StreamConfig] = (),
     ) -> list[str]:
         """Create (or update) the namespace's streams and buckets; what an admin runs once.
 
         The event log and dead-letter queue of pub/sub (``retention``), the blackboard
-        ``buckets`` (``history`` changes kept per key; an existing bucket is kept as it
-        is) and the presence bucket, each with ``replicas`` copies. Connect as the admin
+        ``buckets`` (``history`` changes kept per key, or a ``(name, history)`` pair;
+        an existing bucket is kept as it is), the presence bucket and any other
+        ``streams`` (``agentcomm nats setup`` adds the durable tasks' two streams and
+        bucket), each with ``replicas`` copies. Connect as the admin
         (or a trusted) user of the generated NATS config: agents may not create them
         (``agentcomm nats setup`` runs this). Returns one line per stream or bucket.
 
@@ -406,4 +412,5 @@ class NatsAdmin:
             buckets=buckets,
             history=history,
             replicas=replicas,
+            streams=streams,
         )
