@@ -72,9 +72,18 @@ class Agent(_HostAgent):
     #: (runtime, its pub/sub) of the last publish: one lookup per runtime, not per event.
     _bus: tuple[object, PubSub] | None = None
 
+    #: (runtime, its direct messaging) of the last call: one lookup per runtime.
+    _direct: tuple[object, Requests] | None = None
+
     def _requests(self) -> Requests:
         rt = self._runtime
-        return requests_of(rt if rt is not None else self.runtime)  # runtime: TransportClosed
+        direct = self._direct
+        if direct is not None and rt is not None and direct[0] is rt:
+            return direct[1]
+        host = rt if rt is not None else self.runtime  # runtime: TransportClosed
+        service = requests_of(host)
+        self._direct = (host, service)
+        return service
 
     # -- direct messages (agentcomm.direct) ---------------------------------------------
     async def send(
@@ -167,7 +176,10 @@ class Agent(_HostAgent):
 
             total = await alice.request("calc", "add", {"a": 1, "b": 2}, returns=int)
         """
-        return self._requests().request(
+        direct = self._direct  # _requests(), inlined: every request's hot path
+        if direct is None or direct[0] is not self._runtime or self._runtime is None:
+            direct = (None, self._requests())
+        return direct[1].request(
             self,
             to,
             handler,
