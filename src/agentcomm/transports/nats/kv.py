@@ -308,6 +308,16 @@ class NatsKV:
                         raise _TooManyResults
                     if status == "503" and retry:
                         raise _NotReady
+                    if status == "408" and not out:
+                        # A server before 2.11 reads no batch fields: to it the request
+                        # names no message ("Empty Request"). Read through consumers.
+                        self._batched = False
+                        logger.info(
+                            "this NATS server has no batched direct get (before 2.11): "
+                            "reading prefixes and history of %s through consumers",
+                            stream,
+                        )
+                        raise Refused(f"$JS.API.DIRECT.GET.{stream}")
                     if status is not None:
                         raise TransportError(
                             f"reading bucket {bucket!r}: JetStream answered {status} "
