@@ -17,8 +17,6 @@ import os
 from types import ModuleType
 from typing import NoReturn
 
-import pytest
-
 __all__ = ["missing", "require_module"]
 
 #: The extra that installs each optional top-level module.
@@ -40,6 +38,8 @@ def missing(reason: str) -> NoReturn:
 
         if shutil.which("nats-server") is None: missing("nats-server is not installed")
     """
+    import pytest  # here: programs and benchmarks import this module without pytest
+
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason} (CI=true: a missing test dependency fails the run)")
     pytest.skip(reason)

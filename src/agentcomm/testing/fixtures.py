@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
 
 from agentcomm.api import Agent, Runtime
-from agentcomm.testing.nats_server import nats_server, nats_url  # noqa: F401  (fixtures of this plugin)
+from agentcomm.testing.nats_server import NatsServer, require_nats_server
 from agentcomm.transports.base import Transport
 
 __all__ = [
     "TRANSPORT_FACTORIES",
     "MakeRuntime",
     "make_runtime",
+    "nats_server",
+    "nats_url",
     "pytest_addoption",
     "pytest_generate_tests",
 ]
@@ -43,7 +46,7 @@ TRANSPORT_FACTORIES["memory"] = _memory_factory
 
 
 def _nats_factory(request: pytest.FixtureRequest) -> Transport:
-    from agentcomm.testing.nats_server import NatsServer, require_nats_client
+    from agentcomm.testing.nats_server import require_nats_client
 
     require_nats_client()
     from agentcomm.transports.nats.transport import NatsTransport
@@ -99,3 +102,32 @@ def make_runtime(request: pytest.FixtureRequest, transport_name: str) -> Iterato
     yield make
     for rt in created:
         assert not rt.running, "a runtime from make_runtime was left running"
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsServer]:
+    """A ``nats-server -js`` shared by the whole test session (skips if not installed).
+
+    Tests isolate themselves by namespace; fault tests that kill the broker start
+    their own :class:`NatsServer` instead.
+
+    Example::
+
+        async def test_x(nats_server):
+            nc = await nats.connect(nats_server.url)
+    """
+    require_nats_server()
+    with tempfile.TemporaryDirectory(prefix="agentcomm-nats-") as tmp, NatsServer(tmp) as server:
+        yield server
+
+
+@pytest.fixture
+def nats_url(nats_server: NatsServer) -> str:
+    """The URL of the session's NATS server.
+
+    Example::
+
+        async def test_x(nats_url):
+            async with Runtime(transport=nats_url): ...
+    """
+    return nats_server.url

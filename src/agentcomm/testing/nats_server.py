@@ -33,15 +33,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-import pytest
-
 from agentcomm.testing.extras import missing
 
 __all__ = [
     "NatsServer",
     "find_nats_server",
-    "nats_server",
-    "nats_url",
     "require_nats_client",
     "require_nats_server",
     "server_url",
@@ -273,35 +269,6 @@ class NatsServer:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-@pytest.fixture(scope="session")
-def nats_server() -> Iterator[NatsServer]:
-    """A ``nats-server -js`` shared by the whole test session (skips if not installed).
-
-    Tests isolate themselves by namespace; fault tests that kill the broker start
-    their own :class:`NatsServer` instead.
-
-    Example::
-
-        async def test_x(nats_server):
-            nc = await nats.connect(nats_server.url)
-    """
-    require_nats_server()
-    with tempfile.TemporaryDirectory(prefix="agentcomm-nats-") as tmp, NatsServer(tmp) as server:
-        yield server
-
-
-@pytest.fixture
-def nats_url(nats_server: NatsServer) -> str:
-    """The URL of the session's NATS server.
-
-    Example::
-
-        async def test_x(nats_url):
-            async with Runtime(transport=nats_url): ...
-    """
-    return nats_server.url
 
 
 @contextlib.contextmanager
