@@ -183,7 +183,7 @@ class Presence:
         version = len(agent.handlers)
         cached = self._tools.get(name)
         if cached is None or cached[0] != version:
-            infos = tuple(i for i in Tools.of(self.runtime).catalogue() if i.agent == name)
+            infos = tuple(Tools.of(self.runtime).agent_catalogue(name))
             cached = self._tools[name] = (version, infos)
         return cached[1]
 
@@ -203,11 +203,14 @@ class Presence:
         boards = board_statistics(rt)
         keys: set[str] = set()
         last: dict[str, tuple[float, int, int]] = {}
+        by_agent: dict[str, list[Any]] = {}  # one pass, not one per agent
+        for s in pubsub.subscriptions if pubsub else ():
+            by_agent.setdefault(s.agent, []).append(s)
         for a in stats.agents:
             t0, r0, h0 = self._last.get(a.name, (self.started, 0, 0))
             dt = max(now - t0, 1e-3)
             last[a.name] = (now, a.received, a.handled)
-            subs = tuple(s for s in (pubsub.subscriptions if pubsub else ()) if s.agent == a.name)
+            subs = tuple(by_agent.get(a.name, ()))
             rec = AgentPresence(
                 agent=a.name,
                 instance=self.instance,

@@ -104,32 +104,47 @@ class Tools:
         """
         out: list[ToolInfo] = []
         for agent in sorted(self._rt.agents.values(), key=lambda a: a.name):
-            conn = self._connections.get(agent.name)
-            if conn is not None and conn.agent is agent:
-                out.extend(conn.tool_infos())
+            out.extend(self._agent_infos(agent))
+        return out
+
+    def agent_catalogue(self, name: str) -> list[ToolInfo]:
+        """The capabilities of the one agent ``name`` (``[]`` when it is not here), as in
+        :meth:`catalogue` (its cost is this agent's, not the whole runtime's).
+
+        Example::
+
+            for t in rt.tools.agent_catalogue("calc"): print(t.handler)
+        """
+        agent = self._rt.agents.get(name)
+        return [] if agent is None else self._agent_infos(agent)
+
+    def _agent_infos(self, agent: Agent) -> list[ToolInfo]:
+        out: list[ToolInfo] = []
+        conn = self._connections.get(agent.name)
+        if conn is not None and conn.agent is agent:
+            return list(conn.tool_infos())
+        for hname in sorted(agent.handlers):
+            spec = agent.handlers[hname]
+            if spec.streams:  # called with stream(), not as a one-answer tool
                 continue
-            for hname in sorted(agent.handlers):
-                spec = agent.handlers[hname]
-                if spec.streams:  # called with stream(), not as a one-answer tool
-                    continue
-                try:
-                    inp, outp, _ = tool_schemas(spec)
-                except AgentCommError as exc:  # one odd handler never hides the others
-                    _warn_schema_once(agent.name, hname, exc)
-                    inp, outp = dict(_ANY_OBJECT), None
-                mcp_name = agent.mcp_name(hname)
-                out.append(
-                    ToolInfo(
-                        name=mcp_name or hname,
-                        agent=agent.name,
-                        handler=hname,
-                        llm_name=llm_tool_name(agent.name, hname),
-                        description=spec.description,
-                        input_schema=inp,
-                        output_schema=outp,
-                        exposed=mcp_name is not None,
-                    )
+            try:
+                inp, outp, _ = tool_schemas(spec)
+            except AgentCommError as exc:  # one odd handler never hides the others
+                _warn_schema_once(agent.name, hname, exc)
+                inp, outp = dict(_ANY_OBJECT), None
+            mcp_name = agent.mcp_name(hname)
+            out.append(
+                ToolInfo(
+                    name=mcp_name or hname,
+                    agent=agent.name,
+                    handler=hname,
+                    llm_name=llm_tool_name(agent.name, hname),
+                    description=spec.description,
+                    input_schema=inp,
+                    output_schema=outp,
+                    exposed=mcp_name is not None,
                 )
+            )
         return out
 
     def find(self, llm_name: str) -> ToolInfo:
