@@ -230,3 +230,23 @@ async def test_a_server_without_batched_direct_get_is_read_through_consumers(
             async with rt.board.watch("notes.") as watch:
                 first = await asyncio.wait_for(watch.__anext__(), 5)
                 assert first.key in {"notes.a", "notes.b"}
+
+
+def test_urls_are_checked_at_once() -> None:
+    with pytest.raises(ConfigurationError, match="invalid NATS URL 'http://x:4222'"):
+        NatsTransport("http://x:4222")
+    with pytest.raises(ConfigurationError, match="no NATS server URL"):
+        NatsTransport([])
+    with pytest.raises(ConfigurationError, match="invalid NATS URL"):
+        NatsTransport("nats://a:4222,nats://b:notaport")
+    t = NatsTransport("nats://a:4222, b:4223")
+    assert t._servers == ["nats://a:4222", "nats://b:4223"]
+    with pytest.raises(ConfigurationError, match="replicas for 'EVENTS' must be"):
+        NatsTransport("nats://a:4222", replicas={"EVENTS": 7})
+
+
+async def test_more_replicas_than_servers_is_a_typed_error(nats_server: NatsServer) -> None:
+    t = NatsTransport(nats_server.url, namespace=_ns(), replicas=3)
+    async with Runtime(transport=t) as rt:
+        with pytest.raises(ConfigurationError, match="cannot place that many replicas"):
+            await rt.board.write("k", 1)

@@ -27,7 +27,7 @@ from nats.js import api
 from agentcomm.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from nats.aio.client import Client
     from nats.aio.msg import Msg
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NatsAdmin",
     "Refused",
+    "Replicas",
     "api_request",
     "events_config",
     "kv_config",
@@ -198,6 +199,55 @@ async def put_stream(t: _Admin, cfg: api.StreamConfig, *, update: bool) -> api.S
     resp = await api_request(t, f"$JS.API.STREAM.{op}.{cfg.name}", cfg.as_dict())
     info: api.StreamInfo = api.StreamInfo.from_response(resp)
     return info
+
+
+class Replicas:
+    """How many copies of each stream and bucket a runtime creates (a cluster keeps 3).
+
+    ``NatsTransport(replicas=3)`` for all of them, or a mapping by stream name
+    (``EVENTS``, ``DLQ``, ``TASKS``, ``TASK_UPDATES``) and bucket name
+    (``blackboard``, ``presence``, ``tasks``), with ``"*"`` for the rest. Left out
+    (``None``), a new stream or bucket gets one copy and an existing one keeps what
+    it has; given, the runtime creates it so and updates one that differs (as its
+    user may: the generated broker config leaves that to the admin's
+    ``agentcomm nats setup --replicas N``).
+
+    Example::
+
+        NatsTransport(urls, namespace="prod", replicas={"*": 3, "presence": 1})
+    """
+
+    def __init__(self, default: int | None, by_name: Mapping[str, int]) -> None:
+        for name, n in [("*", default), *by_name.items()]:
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 5):
+                raise ConfigurationError(
+                    f"replicas for {name!r} must be a whole number from 1 to 5 (JetStream's "
+                    f"limit; 3 on a 3-node cluster), got {n!r}"
+                )
+        self.default = default
+        self.by_name = dict(by_name)
+
+    @classmethod
+    def of(cls, value: int | Mapping[str, int] | None) -> Replicas:
+        """The replicas that ``NatsTransport(replicas=value)`` means.
+
+        Example::
+
+            assert Replicas.of(3).get("EVENTS") == 3
+        """
+        if value is None or isinstance(value, int):
+            return cls(value, {})
+        by_name = dict(value)
+        return cls(by_name.pop("*", None), by_name)
+
+    def get(self, name: str) -> int | None:
+        """The copies of stream or bucket ``name`` (``None``: one when new, else kept).
+
+        Example::
+
+            replicas.get("blackboard")
+        """
+        return self.by_name.get(name, self.default)
 
 
 def events_config(

@@ -20,6 +20,9 @@ __all__ = ["NATS_ERRORS", "honour_cancellation", "js_error", "nats_error"]
 NATS_ERRORS = (nats.errors.Error, OSError)
 
 _STREAM_NOT_FOUND = 10059
+#: "replicas > 1 not supported in non-clustered mode", "insufficient resources",
+#: "no suitable peers for placement".
+_TOO_FEW_SERVERS = frozenset({10074, 10023, 10005})
 
 
 def nats_error(exc: BaseException, what: str) -> AgentCommError:
@@ -63,6 +66,12 @@ def js_error(exc: BaseException, what: str) -> AgentCommError:
     if isinstance(exc, nats.errors.TimeoutError):
         return TransportError(
             f"{what}: JetStream did not answer in time; is the NATS server up and started with -js?"
+        )
+    if isinstance(exc, nats.js.errors.APIError) and exc.err_code in _TOO_FEW_SERVERS:
+        return ConfigurationError(
+            f"{what}: JetStream cannot place that many replicas ({exc.description}); "
+            "ask for at most as many as the cluster has servers with JetStream "
+            "(NatsTransport(replicas=...), agentcomm nats setup --replicas N)"
         )
     if isinstance(exc, nats.js.errors.APIError):
         return TransportError(f"{what}: JetStream refused: {exc.description} ({exc.err_code})")

@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Any
 import nats.errors
 import nats.js.errors
 
+from agentcomm.core.envelope import new_id
 from agentcomm.core.errors import ConfigurationError, KeyExists, RevisionConflict, TransportError
 from agentcomm.transports.base import KVStore
 from agentcomm.transports.nats.admin import (
     Refused,
+    Replicas,
     Violations,
     kv_config,
     missing,
@@ -49,6 +51,7 @@ from agentcomm.transports.nats.kv_read import (
     _timestamp,
     consumer_scan,
 )
+from agentcomm.transports.nats.publishing import RETRYABLE, publish_retrying
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -61,7 +64,8 @@ logger = logging.getLogger("agentcomm.nats")
 Entry = KVStore.Entry
 
 _BUCKET = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_WRONG_LAST_SEQUENCE = 10071
+#: A compare-and-set that lost (10164 is what a clustered stream answers).
+_WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
 _SCAN_LIMIT = SCAN_LIMIT
 _MULTI_LAST_MAX = 1024  # subjects one batched direct get may match (server limit)
 _ERRORS = (nats.errors.Error, OSError)
@@ -86,6 +90,7 @@ class NatsKV:
 
     namespace: str
     api_timeout: float
+    replicas: Replicas
 
     if TYPE_CHECKING:  # provided by NatsTransport and NatsEventLog
 
@@ -117,7 +122,7 @@ class NatsKV:
             pass
         except _ERRORS as exc:
             raise js_error(exc, f"kv_open({bucket!r})") from exc
-        cfg = kv_config(self.namespace, bucket, history)
+        cfg = kv_config(self.namespace, bucket, history, self.replicas.get(bucket))
         try:
             await put_stream(self, cfg, update=False)
         except Refused:
@@ -131,18 +136,37 @@ class NatsKV:
     async def _latest(self, bucket: str, key: str) -> tuple[Entry, bool] | None:
         """The key's latest stored entry (marker or not) and whether its TTL passed."""
         stream, prefix = self._kv_names(bucket)
-        try:
-            raw = await self._js().get_msg(stream, subject=prefix + key, direct=True)
-        except nats.js.errors.NotFoundError:
-            return None
-        except nats.errors.NoRespondersError:
-            raise self._no_bucket(bucket) from None
-        except _ERRORS as exc:
-            raise js_error(exc, f"kv_get({bucket!r}, {key!r})") from exc
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(self.api_timeout, 10.0)  # a leader election
+        while True:
+            try:
+                raw = await self._js().get_msg(stream, subject=prefix + key, direct=True)
+                break
+            except nats.js.errors.NotFoundError:
+                return None
+            except (nats.errors.NoRespondersError, *RETRYABLE) as exc:
+                # No bucket, or (in a cluster) its replicas are moving: ask which.
+                if isinstance(exc, nats.errors.NoRespondersError) and await self._absent(stream):
+                    raise self._no_bucket(bucket) from None
+                if loop.time() >= deadline:
+                    raise js_error(exc, f"kv_get({bucket!r}, {key!r})") from exc
+                await asyncio.sleep(0.1)
+            except _ERRORS as exc:
+                raise js_error(exc, f"kv_get({bucket!r}, {key!r})") from exc
         headers = dict(raw.headers) if raw.headers else None
         ts = raw.time.timestamp() if raw.time is not None else time.time()
         entry = _entry(key, raw.data, raw.seq or 0, headers, ts)
         return entry, _expired(headers, ts, time.time())
+
+    async def _absent(self, stream: str) -> bool:
+        """True when JetStream says ``stream`` does not exist (False if it cannot say)."""
+        try:
+            await self._js().stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            return True
+        except _ERRORS:
+            return False
+        return False
 
     async def kv_get(self, bucket: str, key: str) -> Entry | None:
         got = await self._latest(bucket, key)
@@ -154,8 +178,14 @@ class NatsKV:
     async def _publish(self, bucket: str, key: str, value: bytes, headers: dict[str, str]) -> int:
         stream, prefix = self._kv_names(bucket)
         try:
-            ack = await self._js().publish(
-                prefix + key, value, stream=stream, headers=dict(headers) or None
+            ack, _ = await publish_retrying(
+                self._js(),
+                prefix + key,
+                value,
+                stream=stream,
+                headers=headers,
+                timeout=self.api_timeout,
+                retry_for=max(self.api_timeout, 10.0),  # a leader election
             )
         except nats.js.errors.NoStreamResponseError as exc:
             # the bucket is missing, or JetStream is not answering yet after a restart
@@ -188,12 +218,14 @@ class NatsKV:
         if create_only and expected is None:
             expected = 0
         for _ in range(8):  # create-only retries on a marker that a racer replaced
+            # One id per attempt at this write: retried as is across a leader change.
+            headers["Nats-Msg-Id"] = new_id()
             if expected is not None:
                 headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
             try:
                 return await self._publish(bucket, key, value, headers)
             except nats.js.errors.APIError as exc:
-                if exc.err_code != _WRONG_LAST_SEQUENCE:
+                if exc.err_code not in _WRONG_LAST_SEQUENCE:
                     raise js_error(exc, f"kv_put({bucket!r}, {key!r})") from exc
             except _ERRORS as exc:
                 raise js_error(exc, f"kv_put({bucket!r}, {key!r})") from exc
@@ -210,13 +242,13 @@ class NatsKV:
     async def kv_delete(
         self, bucket: str, key: str, *, expected_revision: int | None = None
     ) -> int:
-        headers = {"KV-Operation": "DEL"}
+        headers = {"KV-Operation": "DEL", "Nats-Msg-Id": new_id()}
         if expected_revision is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_revision)
         try:
             return await self._publish(bucket, key, b"", headers)
         except nats.js.errors.APIError as exc:
-            if exc.err_code != _WRONG_LAST_SEQUENCE:
+            if exc.err_code not in _WRONG_LAST_SEQUENCE:
                 raise js_error(exc, f"kv_delete({bucket!r}, {key!r})") from exc
         except _ERRORS as exc:
             raise js_error(exc, f"kv_delete({bucket!r}, {key!r})") from exc

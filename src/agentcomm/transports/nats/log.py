@@ -30,10 +30,11 @@ import nats.errors
 import nats.js.errors
 from nats.js import api
 
-from agentcomm.core.envelope import decode_envelope, encode_envelope
+from agentcomm.core.envelope import decode_envelope, encode_envelope, new_id
 from agentcomm.core.errors import ConfigurationError, DecodeError
 from agentcomm.transports.nats.admin import (
     Refused,
+    Replicas,
     Violations,
     differs,
     events_config,
@@ -42,6 +43,7 @@ from agentcomm.transports.nats.admin import (
 )
 from agentcomm.transports.nats.consumers import _NatsConsumer, _same
 from agentcomm.transports.nats.errors import js_error
+from agentcomm.transports.nats.publishing import publish_retrying
 from agentcomm.transports.streams import (
     ConsumerConfig,
     ConsumerInfo,
@@ -79,6 +81,7 @@ class NatsEventLog:
 
     namespace: str
     api_timeout: float
+    replicas: Replicas
     _violations: Violations
 
     if TYPE_CHECKING:  # provided by NatsTransport
@@ -111,7 +114,8 @@ class NatsEventLog:
         the admin configured it (with a warning).
         """
         js_name = self._js_stream(config.name)
-        want = events_config(self.namespace, config)
+        copies = self.replicas.get(config.name)
+        want = events_config(self.namespace, config, copies)
         jsm = self._jsm()
         what = f"ensure_stream({config.name!r})"
         try:
@@ -124,6 +128,8 @@ class NatsEventLog:
                     raise missing(f"stream {js_name!r}", self.namespace) from None
                 return self._stream_info(config.name, si.state)
             changed = differs(have.config, want)
+            if copies is not None and have.config.num_replicas != copies:
+                changed.append("num_replicas")  # asked for: scaled up or down
             if not changed:
                 return self._stream_info(config.name, have.state)
             # keep what this runtime does not manage (replicas, placement, ...)
@@ -163,14 +169,18 @@ class NatsEventLog:
         topic = envelope.topic
         if not topic:
             raise ConfigurationError("an appended envelope needs a topic (its subject)")
-        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        # Without the caller's id, one of our own: a publish retried across a leader
+        # change is then stored once (docs/nats.md, "Clusters").
+        headers = {"Nats-Msg-Id": msg_id or new_id()}
         try:
-            ack = await self._js().publish(
+            ack, retried = await publish_retrying(
+                self._js(),
                 self._subject_prefix(stream) + topic,
                 encode_envelope(envelope),
-                timeout=self.api_timeout,  # an event's deadline is its TTL, not this call's
                 stream=js_name,
                 headers=headers,
+                timeout=self.api_timeout,  # an event's deadline is its TTL, not this call's
+                retry_for=max(self.api_timeout, 10.0),  # a leader election
             )
         except nats.errors.BadSubjectError:
             raise ConfigurationError(f"topic {topic!r} is not a valid subject") from None
@@ -180,7 +190,8 @@ class NatsEventLog:
             raise js_error(exc, f"append to {stream!r}") from exc
         except _ERRORS as exc:
             raise js_error(exc, f"append to {stream!r}") from exc
-        return ack.seq, bool(ack.duplicate)
+        # A duplicate ack of a retry is our own first attempt, stored: not a duplicate.
+        return ack.seq, bool(ack.duplicate) and bool(msg_id) and not retried
 
     async def _stream_missing(self, stream: str, js_name: str) -> None:
         """Raise ConfigurationError when JetStream says the stream does not exist."""

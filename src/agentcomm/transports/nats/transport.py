@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from urllib.parse import unquote, urlsplit
+from collections.abc import Mapping, Sequence
 
 import msgspec
 import nats
@@ -59,8 +59,9 @@ from agentcomm.core.errors import (
 from agentcomm.core.names import nats_inbox_prefix
 from agentcomm.core.rejects import Rejects
 from agentcomm.transports.base import Delivery, Inbox, Transport
-from agentcomm.transports.nats.admin import NatsAdmin, Violations
+from agentcomm.transports.nats.admin import NatsAdmin, Replicas, Violations
 from agentcomm.transports.nats.channels import NatsChannels
+from agentcomm.transports.nats.connection import connect, quiet_close, server_urls, url_user
 from agentcomm.transports.nats.errors import honour_cancellation, nats_error
 from agentcomm.transports.nats.kv import NatsKV
 from agentcomm.transports.nats.log import NatsEventLog
@@ -121,8 +122,9 @@ class _NatsDelivery(Delivery):
 class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
     """Engine on a NATS server (core NATS for direct messages, JetStream for the rest).
 
-    ``url_or_client`` is a ``nats://`` URL (the transport connects, reconnects forever
-    with short waits, and closes on shutdown) or a connected ``nats.aio.client.Client``
+    ``url_or_client`` is a ``nats://`` URL, or a cluster's URLs (a list, or separated
+    by commas: the transport connects to one, reconnects forever with short waits, to
+    any server of the cluster, and closes on shutdown) or a connected ``nats.aio.client.Client``
     that you configured (credentials, TLS, cluster URLs); the transport then neither
     reconnects it differently nor closes it. ``namespace`` prefixes every subject,
     stream and bucket, so several applications (or tests) share one server.
@@ -142,6 +144,10 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
     agent's own (``_INBOX.<namespace>.<user>``), and otherwise found out at the first
     batched read (a refused one is retried through a consumer).
 
+    ``replicas`` is how many copies of each stream and bucket this runtime creates
+    (3 on a 3-node cluster; an ``int`` or a mapping by name, see
+    :class:`~agentcomm.transports.nats.admin.Replicas`).
+
     Deadlines: ``connect_timeout`` bounds the first connection; ``send_timeout`` bounds
     a blocking notification that carries no deadline of its own (``RequestTimeout``
     after it); ``api_timeout`` bounds each JetStream call (``TransportError`` after it,
@@ -157,9 +163,10 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
 
     def __init__(
         self,
-        url_or_client: str | Client,
+        url_or_client: str | Sequence[str] | Client,
         *,
         namespace: str = "agentcomm",
+        replicas: int | Mapping[str, int] | None = None,
         connect_timeout: float = 5.0,
         send_timeout: float = 30.0,
         api_timeout: float = 5.0,
@@ -171,15 +178,19 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
                 f"namespace {namespace!r} must match [A-Za-z0-9_-]+ (it is a subject token "
                 "and part of stream and bucket names)"
             )
-        if isinstance(url_or_client, str):
-            self._url: str | None = url_or_client
-            self._nc: Client | None = None
+        self._servers: list[str] | None = None
+        if isinstance(url_or_client, Client):
+            self._url: str | None = None
+            self._nc: Client | None = url_or_client
         else:
-            self._url = None
-            self._nc = url_or_client
+            self._servers = server_urls(url_or_client)
+            self._url = ",".join(self._servers)
+            self._nc = None
+        self._where = ", ".join(u.rsplit("@", 1)[-1] for u in self._servers or ())
+        self.replicas = Replicas.of(replicas)
         self._owns_client = self._url is not None
         if inbox_prefix is None and self._url is not None:
-            user = _url_user(self._url)
+            user = url_user(self._url)
             if user is not None:
                 inbox_prefix = nats_inbox_prefix(user, namespace=namespace)
         self.inbox_prefix = inbox_prefix
@@ -216,7 +227,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
         if self._running:
             return
         if self._url is not None:
-            self._nc = await self._connect(self._url)
+            self._nc = await self._connect()
         elif self._nc is None or not (self._nc.is_connected or self._nc.is_reconnecting):
             raise TransportClosed("the NATS client given to NatsTransport is not connected")
         elif self.inbox_prefix is not None:
@@ -237,45 +248,26 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
     async def _close_extras(self) -> None:
         """Hook for the JetStream halves to stop their consumers and watchers."""
 
-    async def _connect(self, url: str) -> Client:
-        nc = Client()
-
-        async def on_error(exc: Exception) -> None:
-            logger.debug("NATS error on %s: %s", url, exc)
-
+    async def _connect(self) -> Client:
         async def on_disconnect() -> None:
             if self._running:  # nats-py also reports the disconnect of a deliberate close
                 self._disconnects += 1
-                logger.warning("disconnected from NATS at %s; reconnecting", url)
+                logger.warning("disconnected from NATS at %s; reconnecting", self._where)
 
         async def on_reconnect() -> None:
             self._reconnects += 1
-            logger.warning("reconnected to NATS at %s", url)
+            nc = self._nc
+            url = nc.connected_url.netloc if nc is not None and nc.connected_url else "?"
+            logger.warning("reconnected to NATS (now %s)", url.rsplit("@", 1)[-1])
 
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                await nc.connect(
-                    url,
-                    name="agentcomm",
-                    error_cb=on_error,
-                    disconnected_cb=on_disconnect,
-                    reconnected_cb=on_reconnect,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,  # type: ignore[arg-type]  # int in the stubs
-                    connect_timeout=max(1, int(self.connect_timeout)),
-                    inbox_prefix=self.inbox_prefix or "_INBOX",  # nats-py's default
-                )
-        except TimeoutError:
-            await _quiet_close(nc)
-            raise TransportError(
-                f"could not connect to NATS at {url} within {self.connect_timeout:g}s; "
-                "is nats-server running there (with -js for the blackboard and pub/sub)?"
-            ) from None
-        except (nats.errors.Error, OSError) as exc:
-            await _quiet_close(nc)
-            raise nats_error(exc, f"connecting to {url}") from exc
-        return nc
+        assert self._servers is not None
+        return await connect(
+            self._servers,
+            connect_timeout=self.connect_timeout,
+            inbox_prefix=self.inbox_prefix,
+            on_disconnect=on_disconnect,
+            on_reconnect=on_reconnect,
+        )
 
     async def close(self) -> None:
         if not self._running:
@@ -293,7 +285,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
                 self._violations.unwatch(self._nc)
             if self._owns_client and self._nc is not None:
                 nc, self._nc = self._nc, None
-                await _quiet_close(nc)  # flushes what is pending (replies, acks) first
+                await quiet_close(nc)  # flushes what is pending (replies, acks) first
 
     def _js(self) -> JetStreamContext:
         js = self._jsctx
@@ -464,26 +456,8 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
             ) from None
 
 
-def _url_user(url: str) -> str | None:
-    """The user named in the first server URL (``nats://alice:pw@host`` gives ``alice``)."""
-    first = url.split(",", 1)[0].strip()
-    try:
-        user = urlsplit(first if "://" in first else "nats://" + first).username
-    except ValueError:
-        return None
-    return unquote(user) if user else None
-
-
 async def _quiet_unsubscribe(sub: Subscription) -> None:
     try:
         await sub.unsubscribe()
     except (nats.errors.Error, OSError) as exc:
         logger.debug("unsubscribe failed: %s", exc)
-
-
-async def _quiet_close(nc: Client) -> None:
-    try:
-        async with asyncio.timeout(5):
-            await nc.close()
-    except (nats.errors.Error, OSError, TimeoutError) as exc:
-        logger.debug("closing the NATS connection failed: %s", exc)
