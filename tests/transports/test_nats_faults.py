@@ -27,6 +27,8 @@ from agentcomm.transports.streams import ConsumerConfig, StreamConfig
 
 require_module("nats")
 
+import nats.js.errors  # noqa: E402
+
 from agentcomm.transports.nats import NatsTransport  # noqa: E402
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
@@ -88,7 +90,23 @@ async def incrementer(count):
         for _ in range(count):
             await rt.board.update("counter", lambda v: (v or 0) + 1, max_attempts=100_000)
 
-if mode == "sub":
+async def holder(out):
+    # A member of group "auditors" whose handler records the event and never ends.
+    from agentcomm import Agent
+    a = Agent("auditor")
+
+    @a.on("jobs.*", name="audit", group="auditors")
+    async def audit(n: int) -> None:
+        with open(out, "a") as f:
+            f.write(f"{n}\n")
+        await asyncio.Event().wait()
+
+    async with Runtime(transport=NatsTransport(url, namespace=ns), agents=[a]):
+        await asyncio.Event().wait()
+
+if mode == "hold":
+    asyncio.run(holder(sys.argv[4]))
+elif mode == "sub":
     asyncio.run(subscriber(sys.argv[4], int(sys.argv[5])))
 elif mode == "pub":
     asyncio.run(publisher(sys.argv[4], int(sys.argv[5]), int(sys.argv[6])))
@@ -364,3 +382,47 @@ async def test_append_to_a_missing_stream_is_still_a_configuration_error(
             await t.append("NEVER", env)
     finally:
         await t.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_killed_group_member_hands_its_events_on_within_5s(
+    workers: Workers, tmp_path: Path
+) -> None:
+    """Issue 17, fast crash recovery: short ack wait, heartbeats while a handler runs."""
+    out = tmp_path / "held.txt"
+    proc = workers.start("hold", out)
+    got: list[tuple[int, float]] = []
+    b = Agent("auditor")
+
+    @b.on("jobs.*", name="audit", group="auditors")
+    async def audit(n: int) -> None:
+        got.append((n, time.monotonic()))
+
+    transport = NatsTransport(workers.url, namespace=workers.namespace)
+    async with Runtime(transport=transport) as rt:
+        jsm = transport.client.jetstream()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 20
+        while True:  # the holder's consumer exists and waits for events
+            try:
+                info = await jsm.consumer_info(f"{workers.namespace}_EVENTS", "auditors")
+                if info.num_waiting:
+                    break
+            except nats.js.errors.NotFoundError:
+                pass
+            assert loop.time() < end, "the holder never subscribed"
+            await asyncio.sleep(0.05)
+        await rt.agent("shop").publish("jobs.new", {"n": 1})
+        await wait_until(lambda: bool(lines(out)), 20, "the holder taking the event")
+        await rt.attach(b)
+        # Held past the 4 s ack wait: the heartbeats keep it from being redelivered.
+        await asyncio.sleep(6.0)
+        assert got == []
+        os.kill(proc.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        proc.wait(timeout=10)
+        await wait_until(lambda: bool(got), 15, "the event handed to the other member")
+    took = got[0][1] - killed
+    print(f"\nheld event redelivered to the surviving member {took:.2f}s after SIGKILL")
+    assert got[0][0] == 1
+    assert took < 5.0

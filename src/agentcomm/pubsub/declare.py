@@ -52,7 +52,7 @@ Start = str | int | _dt.datetime
 #: The default ``handler_timeout`` (seconds): far longer than a normal handler, even
 #: one awaiting a slow model or tool, so only a stuck one is cut short; short enough
 #: that a stuck handler holds its subscription (and, keyed, its key) for minutes, not
-#: forever. Longer than the consumers' shortest ``ack_wait`` (60 s): a handler held
+#: forever. Longer than the consumers' ``ack_wait`` (:data:`ACK_WAIT`): a handler held
 #: past that is reported in progress (``touch_held``), so it is not redelivered meanwhile.
 HANDLER_TIMEOUT = 300.0
 
@@ -86,9 +86,17 @@ class _SubSpec:
         )
 
 
+#: The consumers' ack_wait (seconds). Short, so that the events a crashed subscriber
+#: held go to another member of its group within about 5 s; an event held longer here
+#: (a slow handler, one waiting behind its key or for a local retry) is kept from
+#: redelivery by ``in_progress()`` heartbeats every second (``touch_held``).
+ACK_WAIT = 4.0
+
+
 def _ack_wait(retry: RetryPolicy) -> float:
-    """The consumers' ack_wait: long enough to cover a local retry's backoff."""
-    return max(60.0, 2 * retry.max_backoff + 30.0)
+    """The consumers' ack_wait: :data:`ACK_WAIT` (heartbeats cover the retries' backoff)."""
+    del retry
+    return ACK_WAIT
 
 
 def _deliver(start: Start) -> tuple[DeliverPolicy, int | None, float | None]:

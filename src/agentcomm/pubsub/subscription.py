@@ -91,7 +91,7 @@ class Subscription:
         self.consumer: LogConsumer | None = None
         self._config: ConsumerConfig | None = None  # to open the consumer again on a restart
         self.lag = 0
-        self.ack_wait = 60.0  # the consumer's, set by PubSub; see touch_held
+        self.ack_wait = 4.0  # the consumer's, set by PubSub; see touch_held
         self.in_flight = 0  # held: fetched and not settled
         self.running = 0  # handlers running now
         self._held: dict[int, LogMessage] = {}
@@ -463,13 +463,13 @@ class Subscription:
         """Called every ``elapsed`` seconds: keep long-held events from being redelivered.
 
         An event held here (running, waiting behind its key, or waiting for a local
-        retry) for a third of ``ack_wait`` gets ``in_progress()``, and again every
-        third of it, so the engine does not hand it to someone else meanwhile. The
+        retry) for a quarter of ``ack_wait`` gets ``in_progress()``, and again every
+        quarter of it, so the engine does not hand it to someone else meanwhile. The
         ages are kept here, at this pace, so the hot path pays nothing.
         """
         ages = self._ages
         fresh: dict[int, float] = {}
-        period = ack_wait / 3
+        period = ack_wait / 4
         for seq, m in list(self._held.items()):
             age = ages.get(seq, 0.0) + elapsed
             if age >= period:
