@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 from typing import Any
 
 from agentcomm import Runtime
+from agentcomm.testing.bench import HEADER, ratio_row, rounds
 
 WRITERS = 8
 
@@ -126,20 +128,24 @@ async def agentcomm_increments(n: int, think: bool) -> tuple[float, int]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=50_000, help="operations per measurement")
-    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds (medians)")
     args = parser.parse_args()
     n, r = args.n, args.repeat
-    print(f"{'scenario':<30}{'baseline op/s':>15}{'agentcomm op/s':>16}{'ratio':>8}  notes")
-    base = max([await baseline_writes(n) for _ in range(r)])
-    ours = max([await agentcomm_writes(n) for _ in range(r)])
-    print(f"{'uncontended writes':<30}{base:>15,.0f}{ours:>16,.0f}{ours / base:>8.2f}x")
+    print(HEADER + "  notes")
+    base, ours = await rounds(lambda: baseline_writes(n), lambda: agentcomm_writes(n), r)
+    print(ratio_row("uncontended writes", base, ours))
     for think in (False, True):
         label = f"{WRITERS} writers, update" + (", think" if think else "")
-        base = max([await baseline_increments(n, think) for _ in range(r)])
-        runs = [await agentcomm_increments(n, think) for _ in range(r)]
-        ours, conflicts = max(runs)
-        note = f"{conflicts} CAS conflicts retried"
-        print(f"{label:<30}{base:>15,.0f}{ours:>16,.0f}{ours / base:>8.2f}x  {note}")
+        conflicts: list[int] = []
+
+        async def mine(t: bool = think, seen: list[int] = conflicts) -> float:
+            rate, lost = await agentcomm_increments(n, t)
+            seen.append(lost)
+            return rate
+
+        base, ours = await rounds(lambda t=think: baseline_increments(n, t), mine, r)
+        note = f"{statistics.median(conflicts):.0f} CAS conflicts retried (median)"
+        print(ratio_row(label, base, ours) + f"  {note}")
 
 
 if __name__ == "__main__":

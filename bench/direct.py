@@ -14,6 +14,7 @@ import asyncio
 import time
 
 from agentcomm import Agent, Runtime
+from agentcomm.testing.bench import HEADER, ratio_row, rounds
 
 WORKERS = 16
 
@@ -76,18 +77,17 @@ async def agentcomm_run(n: int, in_flight: int) -> float:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=50_000, help="round trips per measurement")
-    parser.add_argument("--repeat", type=int, default=5, help="best of this many interleaved runs")
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds (medians)")
     args = parser.parse_args()
-    print(f"{'scenario':<28}{'baseline rt/s':>15}{'agentcomm rt/s':>16}{'ratio':>8}")
+    print(HEADER)
     for in_flight in (1, 64):
-        base: list[float] = []
-        ours: list[float] = []
-        for _ in range(args.repeat):  # interleaved, so drifting machine load hits both
-            base.append(await baseline(args.n, in_flight))
-            ours.append(await agentcomm_run(args.n, in_flight))
-        b, o = max(base), max(ours)
+        base, ours = await rounds(
+            lambda f=in_flight: baseline(args.n, f),
+            lambda f=in_flight: agentcomm_run(args.n, f),
+            args.repeat,
+        )
         label = "sequential" if in_flight == 1 else f"{in_flight} in flight"
-        print(f"{label:<28}{b:>15,.0f}{o:>16,.0f}{o / b:>8.2f}x")
+        print(ratio_row(label, base, ours))
 
 
 if __name__ == "__main__":

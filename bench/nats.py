@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -31,14 +30,17 @@ from collections.abc import Awaitable, Callable
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
 
+import msgspec  # noqa: E402
 import nats  # noqa: E402
 from nats.aio.msg import Msg  # noqa: E402
 
 from agentcomm import Agent, Runtime  # noqa: E402
+from agentcomm.testing.bench import HEADER, ratio_row, rounds  # noqa: E402
 from agentcomm.testing.nats_server import server_url  # noqa: E402
 from agentcomm.transports.nats import NatsTransport  # noqa: E402
 
 WORKERS = 16
+encode, decode = msgspec.json.encode, msgspec.json.decode
 
 
 async def _clients(n: int, in_flight: int, call: Callable[[int], Awaitable[None]]) -> float:
@@ -54,14 +56,14 @@ async def _clients(n: int, in_flight: int, call: Callable[[int], Awaitable[None]
 
 
 async def raw_request(url: str, n: int, in_flight: int) -> float:
-    """Plain nats-py: JSON in, JSON out, one responder subscription."""
+    """Plain nats-py: JSON in, JSON out (msgspec, the fastest), one responder subscription."""
     server = await nats.connect(url)
     client = await nats.connect(url)
     subject = "bench-raw." + os.urandom(4).hex()
 
     async def respond(msg: Msg) -> None:
-        req = json.loads(msg.data)
-        await msg.respond(json.dumps(req["a"] + req["b"]).encode())
+        req = decode(msg.data)
+        await msg.respond(encode(req["a"] + req["b"]))
 
     await server.subscribe(subject, cb=respond)
     await server.flush()
@@ -73,8 +75,8 @@ async def raw_request(url: str, n: int, in_flight: int) -> float:
             await asyncio.sleep(0.01)
 
     async def call(i: int) -> None:
-        msg = await client.request(subject, json.dumps({"a": i, "b": 1}).encode(), timeout=10)
-        assert json.loads(msg.data) == i + 1
+        msg = await client.request(subject, encode({"a": i, "b": 1}), timeout=10)
+        assert decode(msg.data) == i + 1
 
     try:
         return await _clients(n, in_flight, call)
@@ -104,8 +106,9 @@ async def agentcomm_request(url: str, n: int, in_flight: int) -> float:
             return await _clients(n, in_flight, call)
 
 
-async def raw_pubsub(url: str, n: int, subscribers: int) -> float:
-    """Plain nats-py: JetStream publish with ack; durable pull consumers, fetch + ack."""
+async def raw_pubsub(url: str, n: int, subscribers: int, mode: str = "awaited") -> float:
+    """Plain nats-py: JetStream publish with ack (each awaited, or ``publish_async``
+    with nats-py's up to 4,000 outstanding); durable pull consumers, fetch + ack."""
     nc = await nats.connect(url)
     js = nc.jetstream()
     stream = "BENCH" + os.urandom(4).hex()
@@ -125,14 +128,19 @@ async def raw_pubsub(url: str, n: int, subscribers: int) -> float:
             except nats.errors.TimeoutError:
                 continue
             for m in msgs:
-                assert "n" in json.loads(m.data)
+                assert "n" in decode(m.data)
                 await m.ack()
                 got += 1
 
     start = time.perf_counter()
     consumers = [asyncio.ensure_future(consume(p)) for p in subs]
     for i in range(n):
-        await js.publish(f"{stream}.item", json.dumps({"n": i}).encode())
+        if mode == "async":
+            await js.publish_async(f"{stream}.item", encode({"n": i}))
+        else:
+            await js.publish(f"{stream}.item", encode({"n": i}))
+    if mode == "async":
+        await js.publish_async_completed()
     await asyncio.gather(*consumers)
     rate = subscribers * n / (time.perf_counter() - start)
     await js.delete_stream(stream)
@@ -170,25 +178,32 @@ async def agentcomm_pubsub(url: str, n: int, subscribers: int) -> float:
 
 
 async def run(url: str, n: int, repeat: int) -> None:
-    print(f"{'scenario':<34}{'nats-py /s':>12}{'agentcomm /s':>14}{'ratio':>8}")
+    print(HEADER)
     for in_flight in (1, 64):
         count = n if in_flight > 1 else n // 4
-        base = max([await raw_request(url, count, in_flight) for _ in range(repeat)])
-        ours = max([await agentcomm_request(url, count, in_flight) for _ in range(repeat)])
+        base, ours = await rounds(
+            lambda c=count, f=in_flight: raw_request(url, c, f),
+            lambda c=count, f=in_flight: agentcomm_request(url, c, f),
+            repeat,
+        )
         label = "request/reply " + ("sequential" if in_flight == 1 else f"{in_flight} in flight")
-        print(f"{label:<34}{base:>12,.0f}{ours:>14,.0f}{ours / base:>8.2f}x")
+        print(ratio_row(label, base, ours))
     count = max(n // 4, 100)
-    base = max([await raw_pubsub(url, count, 4) for _ in range(repeat)])
-    ours = max([await agentcomm_pubsub(url, count, 4) for _ in range(repeat)])
-    label = "pub/sub deliveries, 1 pub 4 subs"
-    print(f"{label:<34}{base:>12,.0f}{ours:>14,.0f}{ours / base:>8.2f}x")
+    for mode in ("awaited", "async"):
+        base, ours = await rounds(
+            lambda m=mode: raw_pubsub(url, count, 4, m),
+            lambda: agentcomm_pubsub(url, count, 4),
+            repeat,
+        )
+        label = f"pub/sub 1 pub 4 subs (raw {mode})"
+        print(ratio_row(label, base, ours))
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", help="an existing NATS server (default: start one)")
     parser.add_argument("--n", type=int, default=20_000, help="operations per measurement")
-    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds (medians)")
     args = parser.parse_args()
     with server_url(args.url) as url:
         await run(url, args.n, args.repeat)

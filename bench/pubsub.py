@@ -21,6 +21,7 @@ import time
 import tracemalloc
 
 from agentcomm import Agent, PubSub, Retention, Runtime
+from agentcomm.testing.bench import HEADER, ratio_row, rounds
 
 SUBSCRIBERS = 4
 
@@ -105,19 +106,14 @@ async def memory_run(total: int, retention: int, samples: int = 10) -> list[tupl
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100_000, help="events per throughput run")
-    parser.add_argument("--repeat", type=int, default=5, help="best of this many runs")
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds (medians)")
     parser.add_argument("--memory-events", type=int, default=1_000_000)
     parser.add_argument("--retention", type=int, default=10_000)
     args = parser.parse_args()
-    bases: list[float] = []
-    ours_runs: list[float] = []
-    for _ in range(args.repeat):  # interleaved, so both see the same machine load
-        bases.append(await baseline(args.n))
-        ours_runs.append(await agentcomm_run(args.n))
-    base, ours = max(bases), max(ours_runs)
     print(f"fan-out, 1 publisher -> {SUBSCRIBERS} subscribers, {args.n:,} events")
-    print(f"{'':<12}{'baseline deliveries/s':>24}{'agentcomm deliveries/s':>25}{'ratio':>8}")
-    print(f"{'':<12}{base:>24,.0f}{ours:>25,.0f}{ours / base:>8.2f}x")
+    print(HEADER)
+    base, ours = await rounds(lambda: baseline(args.n), lambda: agentcomm_run(args.n), args.repeat)
+    print(ratio_row("deliveries", base, ours))
     if args.memory_events:
         print(
             f"\nmemory: {args.memory_events:,} events published, retention "

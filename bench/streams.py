@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -33,6 +32,7 @@ import nats  # noqa: E402
 from nats.aio.msg import Msg  # noqa: E402
 
 from agentcomm import Agent, Runtime  # noqa: E402
+from agentcomm.testing.bench import HEADER, ratio_row, rounds  # noqa: E402
 from agentcomm.testing.nats_server import server_url  # noqa: E402
 from agentcomm.transports.nats import NatsTransport  # noqa: E402
 
@@ -154,29 +154,12 @@ async def raw_nats(url: str, n: int) -> float:
     return n / elapsed
 
 
-def _row(label: str, base: list[float], mine: list[float]) -> None:
-    """Medians of the interleaved rounds, and the spread of the per-round ratios."""
-    b, o = statistics.median(base), statistics.median(mine)
-    ratios = [m / x for m, x in zip(mine, base, strict=True)]
-    spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
-    print(f"{label:<30}{b:>15,.0f}{o:>16,.0f}{o / b:>8.2f}x{spread:>12}")
-
-
 async def run(url: str, n: int, repeat: int) -> None:
-    print(
-        f"{'scenario (chunks/s, median)':<30}{'baseline':>15}{'agentcomm':>16}{'ratio':>8}"
-        f"{'rounds':>12}"
-    )
-    base, mine = [], []
-    for _ in range(repeat):  # interleaved, so drifting machine load hits both
-        base.append(await queue_pair(n))
-        mine.append(await ours(n))
-    _row("in process vs asyncio.Queue", base, mine)
-    base, mine = [], []
-    for _ in range(repeat):
-        base.append(await raw_nats(url, n))
-        mine.append(await ours(n, url))
-    _row("NATS vs plain nats-py", base, mine)
+    print(HEADER)
+    base, mine = await rounds(lambda: queue_pair(n), lambda: ours(n), repeat)
+    print(ratio_row("in process vs asyncio.Queue", base, mine))
+    base, mine = await rounds(lambda: raw_nats(url, n), lambda: ours(n, url), repeat)
+    print(ratio_row("NATS vs plain nats-py", base, mine))
 
 
 async def main() -> None:

@@ -5,7 +5,7 @@ Each measurement starts ``--n`` tasks one after another and waits for each resul
 a worker taking it, the record moved to working and to completed, the updates
 appended, the result read back), against the same handler called with
 ``request()``. Printed: operations per second and the p50 / p99 latency of one
-operation, best of ``--repeat`` runs, and the ratio. The memory transport is
+operation, the median of ``--repeat`` interleaved rounds, and the ratio. The memory transport is
 measured too, for reference.
 
 Run: ``python bench/tasks.py [--n N] [--repeat R] [--url nats://...]`` (without
@@ -67,15 +67,12 @@ def _line(name: str, rate: float, lat: list[float]) -> str:
 
 
 async def _compare(label: str, make: object, n: int, repeat: int) -> None:
-    results = {}
-    for kind in ("request", "task"):
-        best: tuple[float, list[float]] | None = None
-        for _ in range(repeat):
-            got = await _measure(make(), n, kind)  # type: ignore[operator]
-            if best is None or got[0] > best[0]:
-                best = got
-        assert best is not None
-        results[kind] = best
+    """Both kinds alternately, round by round; the median round of each is reported."""
+    runs: dict[str, list[tuple[float, list[float]]]] = {"request": [], "task": []}
+    for i in range(repeat):
+        for kind in ("request", "task") if i % 2 == 0 else ("task", "request"):
+            runs[kind].append(await _measure(make(), n, kind))  # type: ignore[operator]
+    results = {k: sorted(v, key=lambda r: r[0])[len(v) // 2] for k, v in runs.items()}
     print(label)
     for kind, (rate, lat) in results.items():
         print(_line(kind, rate, lat))
@@ -86,7 +83,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", help="an existing NATS server (default: start one)")
     parser.add_argument("--n", type=int, default=500, help="operations per measurement")
-    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds (medians)")
     args = parser.parse_args()
     from agentcomm.transports.memory import MemoryTransport
 
