@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryEventLog"]
 
-from agentcomm.transports.memory.store import _OVERHEAD, _replace
+from agentcomm.transports.memory.store import _replace, _size
 
 
 class MemoryEventLog:
@@ -86,7 +86,7 @@ class MemoryEventLog:
             _replace(envelope, sequence=seq),
             subject,
             now,
-            len(envelope.payload) + len(subject) + _OVERHEAD,
+            _size(envelope, subject),
         )
         entries = st.entries
         entries[seq] = e
