@@ -316,3 +316,41 @@ async def test_rt_agent_while_running_can_send_at_once_and_is_reachable() -> Non
             return "hi"
 
         assert await rt.agent("b").request("a", "hi") == "hi"
+
+
+async def test_workers_start_on_demand_up_to_concurrency() -> None:
+    """An idle agent holds one worker task; a burst starts more, never past concurrency."""
+    gate, full = asyncio.Event(), asyncio.Event()
+    running = 0
+    peak = 0
+    a = Agent("burst", concurrency=4)
+
+    @a.handler
+    async def hold(i: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        if peak == 4:
+            full.set()
+        await gate.wait()
+        running -= 1
+        return i
+
+    @a.handler
+    async def outer(i: int, ctx: Context) -> int:
+        return await ctx.request("burst", "inner", {"i": i}) + 1  # calls its own agent
+
+    @a.handler
+    async def inner(i: int) -> int:
+        return i
+
+    async with Runtime(agents=[a]) as rt:
+        assert len(a._serving._workers) == 1
+        me = rt.agent("me")
+        assert await me.request("burst", "outer", {"i": 1}, timeout=5) == 2  # no deadlock
+        calls = [asyncio.ensure_future(me.request("burst", "hold", {"i": i})) for i in range(10)]
+        await asyncio.wait_for(full.wait(), 5)
+        assert len(a._serving._workers) == 4
+        gate.set()
+        assert sorted(await asyncio.gather(*calls)) == list(range(10))
+    assert peak == 4

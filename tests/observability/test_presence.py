@@ -51,3 +51,27 @@ async def test_one_publish_builds_each_agents_schemas_once(
         assert calls == 2 * n  # unchanged agents: cached
         keys = {e.key for e in await rt.transport.kv_entries(BUCKET, "agents.")}
         assert len(keys) == n
+
+
+async def test_the_runtime_record_carries_the_busiest_topics_only() -> None:
+    """One record is one NATS message (1 MiB): 10,000 topics overflowed it (issue 17)."""
+    import msgspec
+
+    from agentcomm.observability.presence import MAX_TOPICS, RuntimePresence
+
+    rt = Runtime(agents=_agents(1))
+    presence = Presence.install(rt, interval=3600.0)
+    async with rt:
+        await rt.transport.kv_open(BUCKET, history=1)
+        pub = rt.agent("pub")
+        for i in range(MAX_TOPICS + 50):
+            await pub.publish(f"t.{i}", i)
+        for _ in range(5):
+            await pub.publish("t.hot", 0)
+        await presence.publish()
+        (entry,) = [e for e in await rt.transport.kv_entries(BUCKET, "runtimes.")]
+        rec = msgspec.json.decode(entry.value, type=RuntimePresence)
+    assert rec.pubsub is not None
+    assert len(rec.pubsub.topics) == MAX_TOPICS
+    assert rec.pubsub.topics[0].topic == "t.hot"
+    assert rec.pubsub.published == MAX_TOPICS + 55  # the totals stay whole

@@ -40,10 +40,23 @@ class Mailbox:
         assert box.capacity == 100 and len(box) == 0
     """
 
-    __slots__ = ("_closed", "_control", "_getters", "_items", "_owner", "_putters", "capacity")
+    __slots__ = (
+        "_backlog",
+        "_closed",
+        "_control",
+        "_getters",
+        "_items",
+        "_owner",
+        "_putters",
+        "capacity",
+    )
 
     def __init__(
-        self, owner: str, capacity: int, control: Callable[[Envelope], None] | None = None
+        self,
+        owner: str,
+        capacity: int,
+        control: Callable[[Envelope], None] | None = None,
+        backlog: Callable[[], None] | None = None,
     ) -> None:
         if capacity < 1:
             raise ConfigurationError(f"mailbox_size must be at least 1, got {capacity}")
@@ -54,6 +67,9 @@ class Mailbox:
         self._putters: deque[asyncio.Future[None]] = deque()
         self._closed: BaseException | None = None
         self._control = control
+        #: Called when a delivery is queued and no worker waits for one (the agent
+        #: may start another worker).
+        self._backlog = backlog
 
     def control(self, envelope: Envelope) -> None:
         """Hand a control frame (cancel, credit) to the agent at once, past the queue."""
@@ -78,7 +94,9 @@ class Mailbox:
             w = getters.popleft()
             if not w.done():
                 w.set_result(None)
-                break
+                return
+        if self._backlog is not None:
+            self._backlog()
 
     def close(self) -> None:
         """Refuse new deliveries from now on; senders waiting for room get NoResponders.

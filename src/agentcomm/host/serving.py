@@ -63,6 +63,9 @@ class Serving:
         self.handlers = owner.handlers
         self.mailbox: Mailbox | None = None
         self._workers: list[asyncio.Task[None]] = []
+        self._tg: asyncio.TaskGroup
+        self._concurrency = 1
+        self._spawned = False
         self._wheel: DeadlineWheel
         self.busy = 0
         self._idle: asyncio.Future[None] | None = None
@@ -79,18 +82,37 @@ class Serving:
 
     def prepare(self) -> Mailbox:
         """A new mailbox for the transport to bind (workers are spawned after)."""
-        self.mailbox = Mailbox(self.name, self.owner.mailbox_size, control=self.control)
+        self.mailbox = Mailbox(
+            self.name, self.owner.mailbox_size, control=self.control, backlog=self._backlog
+        )
         self._wheel = wheel_for(asyncio.get_running_loop())
         return self.mailbox
 
     def spawn(self, tg: asyncio.TaskGroup, concurrency: int) -> None:
-        """Start ``concurrency`` workers on the prepared mailbox."""
+        """Start the workers on the prepared mailbox: one now, more (up to
+        ``concurrency``) as soon as messages wait with no worker free, so an idle agent
+        costs one task, not ``concurrency`` (1,000 agents stay small)."""
+        assert self.mailbox is not None
+        self._tg, self._concurrency = tg, concurrency
+        self._workers = []
+        self._spawned = True
+        self._grow()
+        box = self.mailbox
+        for _ in range(min(len(box), concurrency - 1)):  # what came before the workers
+            self._grow()
+
+    def _backlog(self) -> None:
+        """A message waits and no worker is free: start one more, up to ``concurrency``."""
+        if self._spawned and len(self._workers) < self._concurrency:
+            self._grow()
+
+    def _grow(self) -> None:
         box = self.mailbox
         assert box is not None
-        self._workers = [
-            tg.create_task(self._work(box), name=f"agentcomm:{self.name}:{i}")
-            for i in range(concurrency)
-        ]
+        i = len(self._workers)
+        self._workers.append(
+            self._tg.create_task(self._work(box), name=f"agentcomm:{self.name}:{i}")
+        )
 
     def control(self, env: Envelope) -> None:
         """A cancel or credit frame for this agent (see :func:`on_control`)."""
@@ -142,6 +164,7 @@ class Serving:
                     "agent %s: %d handlers ignored cancellation at shutdown", self.name, len(stuck)
                 )
         self._workers = []
+        self._spawned = False
         self.runs = []
         self.mailbox = None
 

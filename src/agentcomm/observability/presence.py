@@ -103,6 +103,10 @@ class RuntimePresence(msgspec.Struct, frozen=True, kw_only=True):
     errors: dict[str, FailureRecord] = msgspec.field(default_factory=dict)
 
 
+#: Topics (the busiest) and subscriptions (the most behind) a runtime record carries:
+#: a record is one NATS message, and 10,000 topics would not fit in 1 MiB.
+MAX_TOPICS = 256
+
 _agent_decoder = msgspec.json.Decoder(AgentPresence)
 _runtime_decoder = msgspec.json.Decoder(RuntimePresence)
 
@@ -227,6 +231,14 @@ class Presence:
             key = f"agents.{a.name}.{self.instance}"
             await t.kv_put(BUCKET, key, msgspec.json.encode(rec), ttl=ttl)
             keys.add(key)
+        if pubsub is not None and (
+            len(pubsub.topics) > MAX_TOPICS or len(pubsub.subscriptions) > MAX_TOPICS
+        ):  # a record is one NATS message (1 MiB at most): the busiest topics only
+            busiest = sorted(pubsub.topics, key=lambda tp: -tp.published)[:MAX_TOPICS]
+            laggiest = sorted(pubsub.subscriptions, key=lambda s: -s.lag)[:MAX_TOPICS]
+            pubsub = msgspec.structs.replace(
+                pubsub, topics=tuple(busiest), subscriptions=tuple(laggiest)
+            )
         if stats.agents:
             rrec = RuntimePresence(
                 instance=self.instance,
