@@ -36,7 +36,7 @@ from nats.aio.msg import Msg  # noqa: E402
 
 from agentcomm import Agent, Runtime  # noqa: E402
 from agentcomm.testing.bench import HEADER, ratio_row, rounds  # noqa: E402
-from agentcomm.testing.nats_server import server_url  # noqa: E402
+from agentcomm.testing.nats_server import drop_namespace, server_url  # noqa: E402
 from agentcomm.transports.nats import NatsTransport  # noqa: E402
 
 WORKERS = 16
@@ -103,7 +103,9 @@ async def agentcomm_request(url: str, n: int, in_flight: int) -> float:
             async def call(i: int) -> None:
                 assert await me.request("calc", "add", {"a": i, "b": 1}, timeout=10) == i + 1
 
-            return await _clients(n, in_flight, call)
+            rate = await _clients(n, in_flight, call)
+    await drop_namespace(url, ns)  # leave a shared server as it was
+    return rate
 
 
 async def raw_pubsub(url: str, n: int, subscribers: int, mode: str = "awaited") -> float:
@@ -167,14 +169,16 @@ async def agentcomm_pubsub(url: str, n: int, subscribers: int) -> float:
 
         agent.on("bench.*", name="handle")(make(i))
         agents.append(agent)
-    transport = NatsTransport(url, namespace="bench" + os.urandom(4).hex())
-    async with Runtime(transport=transport, agents=agents) as rt:
+    ns = "bench" + os.urandom(4).hex()
+    async with Runtime(transport=NatsTransport(url, namespace=ns), agents=agents) as rt:
         producer = rt.agent("producer")
         start = time.perf_counter()
         for i in range(n):
             await producer.publish("bench.item", {"n": i})
         await done.wait()
-        return subscribers * n / (time.perf_counter() - start)
+        rate = subscribers * n / (time.perf_counter() - start)
+    await drop_namespace(url, ns)  # leave a shared server as it was
+    return rate
 
 
 async def run(url: str, n: int, repeat: int) -> None:

