@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install agentcomm with its development extras into .venv and run every check:
 # ruff (lint + format), import-linter (the layer contracts in pyproject.toml), the
-# 500-line module limit, mypy --strict on src/, and the whole pytest suite
+# 500-line module limit, mypy --strict on src/, the docs site with its API reference,
+# the wheel installed outside the repository, and the whole pytest suite
 # (contract tests on memory and on a nats-server the tests start themselves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +25,9 @@ echo "== module size (at most 500 lines: src, tests, bench, examples)"
 .venv/bin/python scripts/check_module_size.py 500 src tests bench examples
 echo "== mypy (strict, src/)"
 .venv/bin/mypy
+echo "== docs site (mkdocs --strict: the API reference from the docstrings)"
+.venv/bin/mkdocs build --strict --quiet
+echo "== wheel (build, install outside the repository, run the demo)"
+bash scripts/check_wheel.sh
 echo "== pytest"
 .venv/bin/pytest "$@"
