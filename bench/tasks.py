@@ -97,6 +97,7 @@ async def main() -> None:
     from agentcomm.transports.memory import MemoryTransport
 
     await _compare("memory", MemoryTransport, args.n, args.repeat)
+
     def on(url: str) -> object:
         return lambda: NatsTransport(url, namespace="bench" + os.urandom(3).hex())
 

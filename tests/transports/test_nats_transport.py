@@ -180,8 +180,13 @@ async def test_subscriptions_and_watches_resume_after_a_broker_restart(tmp_path:
                     await arrived.wait()
                     change = await anext(aiter(changes))
         # The publish that timed out had an unknown outcome: nats-py buffered it and
-        # sent it on reconnect, so it may have been stored after all (at least once).
-        assert got in ([1, 2], [1, 99, 2])
+        # sent it on reconnect, so it may have been stored after all (at least once);
+        # and the first event's ack may have been in flight when the broker died, so
+        # it may come back (within the 4 s ack wait): at least once, never lost.
+        assert got[0] == 1
+        assert 2 in got
+        assert set(got) <= {1, 2, 99}
+        assert got.count(2) == 1
         assert (change.key, change.value) == ("w.after", "restart")
 
 

@@ -347,17 +347,14 @@ class _Core:
             ) from None
         codec = codec_for(tp) if tp is not None else self.schema(e.key)
         try:
-            if codec is None:
-                try:
-                    value = _decode_any(rec.value)
-                except DECODE_ERRORS as exc:
-                    raise decode_failure(exc, "value") from None
-            else:
-                value = codec.decode(rec.value)
+            value = _decode_any(rec.value) if codec is None else codec.decode(rec.value)
         except DecodeError as exc:
             raise self.refuse(e, DecodeError(f"key {e.key!r}: {exc}")) from None
         except ValidationError as exc:
             raise self.refuse(e, ValidationError(f"key {e.key!r}: {exc}")) from None
+        except DECODE_ERRORS as exc:  # msgspec's own, from the untyped decoder
+            why = decode_failure(exc, "value")
+            raise self.refuse(e, DecodeError(f"key {e.key!r}: {why}")) from None
         return Entry(
             key=e.key,
             value=value,

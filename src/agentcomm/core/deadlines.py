@@ -19,7 +19,30 @@ import time
 import weakref
 from typing import Protocol
 
-__all__ = ["DeadlineWheel", "Expirable", "wheel_for"]
+__all__ = ["DeadlineWheel", "Expirable", "check_seconds", "wheel_for"]
+
+
+def check_seconds(value: object, name: str = "timeout") -> float:
+    """``value`` as a number of seconds, or a :class:`ConfigurationError` naming ``name``.
+
+    A duration is a finite ``int`` or ``float`` of at least zero (``0``: already due):
+    ``"5"``, ``nan``, ``inf``, ``-1`` and ``True`` are refused with a message that says so.
+
+    Example::
+
+        timeout = check_seconds(timeout)          # at the call, before any I/O
+        ttl = check_seconds(ttl, "ttl")
+    """
+    if type(value) is float or type(value) is int:
+        if 0 <= value < 1e9:  # NaN fails every comparison; 1e9 s is 31 years
+            return float(value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        return check_seconds(float(value), name)
+    from agentcomm.core.errors import ConfigurationError
+
+    raise ConfigurationError(
+        f"{name} must be a number of seconds, 0 or more (and finite), got {value!r}"
+    )
 
 
 class Expirable(Protocol):

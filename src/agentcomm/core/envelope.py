@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from agentcomm.core.depth import MAX_WIRE_DEPTH, check_depth
-from agentcomm.core.errors import DecodeError, UnsupportedVersion, ValidationError
+from agentcomm.core.errors import DecodeError, LimitExceeded, UnsupportedVersion, ValidationError
 
 __all__ = [
     "Envelope",
@@ -260,7 +260,13 @@ def encode_payload(obj: Any) -> msgspec.Raw:
     """
     try:
         return msgspec.Raw(_payload_encoder.encode(obj))
-    except (NotImplementedError, TypeError, msgspec.EncodeError, RecursionError) as exc:
+    except RecursionError:
+        raise LimitExceeded(
+            f"payload nests deeper than Python can encode (receivers decode at most "
+            f"{MAX_WIRE_DEPTH} levels); flatten the structure",
+            limit="max_depth",
+        ) from None
+    except (NotImplementedError, TypeError, msgspec.EncodeError) as exc:
         raise ValidationError(f"payload cannot be encoded as JSON: {exc}") from None
 
 

@@ -96,14 +96,22 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
         """
         payload = env.payload
         size = len(payload)
+        headers = env.headers
+        depth = self.max_depth
+        max_payload = self.max_payload
+        if (
+            not headers
+            and (depth is None or size <= 2 * depth)
+            and (max_payload is None or size <= max_payload)
+        ):
+            return  # a small message without headers: nothing can be over (the hot path)
         who = f"message {env.id} from {env.sender!r}"
-        if self.max_payload is not None and size > self.max_payload:
+        if max_payload is not None and size > max_payload:
             raise LimitExceeded(
                 f"{who}: payload is {size} bytes, over max_payload={self.max_payload}; "
                 "send a reference (a blackboard key, a URL) instead of the data",
                 limit="max_payload",
             )
-        headers = env.headers
         if headers:
             if self.max_headers is not None and len(headers) > self.max_headers:
                 raise LimitExceeded(
@@ -118,7 +126,6 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
                         f"max_header_bytes={self.max_header_bytes}",
                         limit="max_header_bytes",
                     )
-        depth = self.max_depth
         if depth is not None and size > 2 * depth:
             # A payload shorter than 2*max_depth bytes, or with fewer brackets than
             # max_depth, cannot nest deeper than max_depth (a decoded payload is whole).

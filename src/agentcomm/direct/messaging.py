@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from agentcomm.core.deadlines import check_seconds
 from agentcomm.core.envelope import Envelope, encode_payload, new_id
 from agentcomm.core.errors import AgentCommError, ConfigurationError, MailboxFull, ValidationError
 from agentcomm.core.progress import DEFAULT_WINDOW, MAX_WINDOW, WINDOW_HEADER, frame
@@ -107,6 +108,10 @@ class DirectMessages:
             await rt.requests.send(alice, "bob", "note", {"text": "hi"}, timeout=5, ttl=60)
         """
         rt = self.runtime
+        if timeout is not None:
+            timeout = check_seconds(timeout)
+        if ttl is not None:
+            ttl = check_seconds(ttl, "ttl")
         rt.authorize(agent.name, "send", f"{to}.{handler}")
         if rt.tracing is not None:
             attrs = {"agentcomm.sender": agent.name, "agentcomm.handler": handler}
@@ -167,6 +172,8 @@ class DirectMessages:
             rt.access(agent.name, "send", f"{to}.{handler}")
         if timeout is None:
             timeout = rt.default_timeout
+        else:
+            timeout = check_seconds(timeout)
         tracing = rt.tracing
         span = None
         if tracing is None:  # the untraced path passes a caller's trace context on as is
@@ -206,7 +213,7 @@ class DirectMessages:
                 tracing.describe_current(env)
             guard = rt.guard
             if guard is not None:  # rate, limits and signature (docs/security.md)
-                env = await guard.hold(env)
+                env = await guard.hold(env) if guard.rated else guard.seal(env)
             rt.message_log.append(env)
             agent._requested += 1
             try:
@@ -293,6 +300,8 @@ class DirectMessages:
             raise ConfigurationError(f"window must be 1..{MAX_WINDOW} chunks, got {window}")
         if timeout is None:
             timeout = rt.default_timeout
+        else:
+            timeout = check_seconds(timeout)
         headers = {**(headers or {}), WINDOW_HEADER: str(window)}
         env = self._envelope(agent, "stream", to, handler, payload, timeout, headers, cause)
         s: Stream[Any] = Stream(rt, agent.name, env, returns, window, on_progress, timeout)

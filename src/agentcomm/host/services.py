@@ -66,6 +66,9 @@ class TracingHook(Protocol):
 class GuardHook(Protocol):
     """Boundary checks; implemented by ``agentcomm.security.guard.Guard``."""
 
+    #: True when senders have a rate limit (then ``hold`` may wait; else ``seal`` is it).
+    rated: bool
+
     async def hold(self, env: Envelope, deadline: float | None = None) -> Envelope: ...
 
     def seal(self, env: Envelope) -> Envelope: ...

@@ -72,6 +72,7 @@ class Guard:
         "_outgoing",
         "_redriven",
         "limits",
+        "rated",
         "recheck",
         "runtime",
         "security",
@@ -83,6 +84,7 @@ class Guard:
         self.runtime = runtime
         self.security = security
         self.limits = limits
+        self.rated = limits is not None and limits.sender_rate is not None
         # Across processes the receiver re-checks the policy against the sender named in
         # the (authenticated) envelope; in one process the sender's check already ran.
         self.recheck = runtime.transport.name != "memory"
