@@ -29,9 +29,11 @@ from agentcomm.core.errors import (
     AgentCommError,
     AuthenticationError,
     BlackboardError,
+    ClientUnsupported,
     ConfigurationError,
     DecodeError,
     DeliveryError,
+    InputDeclined,
     InputTimeout,
     InvalidTransition,
     KeyExists,
@@ -81,18 +83,21 @@ from agentcomm.security.signing import Identity, Security
 from agentcomm.tasks.handle import TaskHandle
 from agentcomm.tasks.model import Question, TaskRetention, TaskStatus, TaskUpdate
 from agentcomm.tools.catalogue import ToolError, ToolInfo, Tools
+from agentcomm.tools.content import Audio, Image, Message, Resource
 from agentcomm.transports.base import Transport
 
 __all__ = [
     "Agent",
     "AgentCommError",
     "AgentStatistics",
+    "Audio",
     "Alert",
     "AuthenticationError",
     "Blackboard",
     "BlackboardError",
     "BoardStatistics",
     "Change",
+    "ClientUnsupported",
     "ConfigurationError",
     "Context",
     "DeadLetter",
@@ -102,6 +107,8 @@ __all__ = [
     "Envelope",
     "ErrorInfo",
     "Identity",
+    "Image",
+    "InputDeclined",
     "InputTimeout",
     "InvalidTransition",
     "KeyExists",
@@ -109,6 +116,7 @@ __all__ = [
     "LimitExceeded",
     "Limits",
     "MailboxFull",
+    "Message",
     "MessageLog",
     "NoResponders",
     "PermissionDenied",
@@ -123,6 +131,7 @@ __all__ = [
     "RemoteError",
     "ReplayDetected",
     "RequestTimeout",
+    "Resource",
     "Retention",
     "Retry",
     "RetryPolicy",
