@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from agentcomm.host.agent import Agent
     from agentcomm.host.runtime import Runtime
     from agentcomm.tools.mcp_client import MCPConnection
+    from agentcomm.tools.mcp_remote import ElicitHandler, LogHandler, SampleHandler
     from agentcomm.tools.mcp_resources import BoardLike
     from agentcomm.tools.mcp_server import MCPExposure
 
@@ -271,6 +272,11 @@ class Tools:
         timeout: float = 30.0,
         connect_timeout: float = 60.0,
         mode: str = "auto",
+        on_elicit: ElicitHandler | None = None,
+        on_sample: SampleHandler | None = None,
+        on_log: LogHandler | None = None,
+        on_update: Callable[[str], Any] | None = None,
+        log_level: str | None = "info",
     ) -> MCPConnection:
         """Connect to an MCP server (a stdio ``command`` or a streamable-HTTP ``url``).
 
@@ -281,6 +287,15 @@ class Tools:
         2026-07-28 protocol when the server speaks it) or ``"legacy"`` (the
         handshake-era protocol; with SDK 2.3.0 much faster per call over HTTP, see
         docs/mcp.md). Raises :class:`TransportError` when the server cannot be reached.
+
+        The server's requests reach the callbacks (sync or async): ``on_elicit(message,
+        schema)`` answers ``elicitation/create`` with a content dict (``None``
+        declines), ``on_sample(messages, options)`` answers ``sampling/createMessage``
+        with a ``str`` (or an Image, or a Message), ``on_log(level, data, logger)``
+        hears its log messages at ``log_level`` and above (they also go to the
+        standard logger ``agentcomm.mcp.<name>``), ``on_update(uri)`` hears
+        ``notifications/resources/updated`` for :meth:`MCPConnection.subscribe`.
+        Progress the server reports reaches the caller's ``on_progress``.
 
         Example::
 
@@ -310,6 +325,11 @@ class Tools:
             cwd=cwd,
             timeout=timeout,
             mode=mode,
+            on_elicit=on_elicit,
+            on_sample=on_sample,
+            on_log=on_log,
+            on_update=on_update,
+            log_level=log_level,
         )
         self._connections[name] = conn
         try:
