@@ -122,7 +122,8 @@ async def test_rich_content_results() -> None:
             assert tools["picture"].output_schema is None  # content, not structured
             r = await client.call_tool("picture", {})
             [img] = r.content
-            assert isinstance(img, mt.ImageContent) and img.mime_type == "image/png"
+            assert isinstance(img, mt.ImageContent)
+            assert img.mime_type == "image/png"
             r = await client.call_tool("mixed", {})
             kinds = [b.type for b in r.content]
             assert kinds == ["text", "image", "audio", "resource"]
@@ -130,7 +131,8 @@ async def test_rich_content_results() -> None:
             assert isinstance(emb, mt.EmbeddedResource)
             assert isinstance(emb.resource, mt.BlobResourceContents)  # binary stays binary
             r = await client.call_tool("hello", {})
-            assert _text(r) == "hi" and r.structured_content == {"result": "hi"}
+            assert _text(r) == "hi"
+            assert r.structured_content == {"result": "hi"}
 
 
 async def test_no_argument_tools_refuse_extra_arguments_like_typed_tools() -> None:
@@ -141,9 +143,11 @@ async def test_no_argument_tools_refuse_extra_arguments_like_typed_tools() -> No
             assert tools["hello"].input_schema["additionalProperties"] is False
             assert tools["slow"].input_schema["additionalProperties"] is False
             r = await client.call_tool("hello", {"x": 1})
-            assert r.is_error and "unknown fields ['x']" in _text(r)
+            assert r.is_error
+            assert "unknown fields ['x']" in _text(r)
             r = await client.call_tool("slow", {"steps": 1, "x": 1})
-            assert r.is_error and "unknown field `x`" in _text(r)
+            assert r.is_error
+            assert "unknown field `x`" in _text(r)
 
 
 async def test_progress_and_logs_reach_the_client_at_its_level() -> None:
@@ -177,7 +181,8 @@ async def test_elicitation_and_sampling_reach_the_client() -> None:
         return mt.ElicitResult(action="accept", content={"answer": "Ada"})
 
     async def sample(ctx: Any, params: mt.CreateMessageRequestParams) -> mt.CreateMessageResult:
-        assert params.system_prompt == "be brief" and params.max_tokens == 20
+        assert params.system_prompt == "be brief"
+        assert params.max_tokens == 20
         first = params.messages[0].content
         assert isinstance(first, mt.TextContent)
         return mt.CreateMessageResult(
@@ -228,7 +233,8 @@ async def test_prompts_and_completion() -> None:
             roles = [m.role for m in got.messages]
             assert roles == ["user", "assistant"]
             first = got.messages[0].content
-            assert isinstance(first, mt.TextContent) and first.text == "terse, 7 words: abc"
+            assert isinstance(first, mt.TextContent)
+            assert first.text == "terse, 7 words: abc"
             img = await client.get_prompt("with_image", {})
             assert [m.content.type for m in img.messages] == ["image", "text"]
             ref = mt.PromptReference(type="ref/prompt", name="summarise")
@@ -257,13 +263,17 @@ async def test_resources_from_declarations_and_the_blackboard() -> None:
             }
             assert templates == {"orders://{order_id}", "board://{key}"}
             [c] = (await client.read_resource("notes://today")).contents
-            assert isinstance(c, mt.TextResourceContents) and c.text == "buy milk"
+            assert isinstance(c, mt.TextResourceContents)
+            assert c.text == "buy milk"
             [c] = (await client.read_resource("orders://12")).contents
-            assert isinstance(c, mt.TextResourceContents) and c.text == '{"id":12}'
+            assert isinstance(c, mt.TextResourceContents)
+            assert c.text == '{"id":12}'
             [c] = (await client.read_resource("board://plan.goal")).contents
-            assert isinstance(c, mt.TextResourceContents) and c.text == '{"goal":"ship"}'
+            assert isinstance(c, mt.TextResourceContents)
+            assert c.text == '{"goal":"ship"}'
             [c] = (await client.read_resource("board://img.logo")).contents
-            assert isinstance(c, mt.BlobResourceContents) and c.mime_type == "image/png"
+            assert isinstance(c, mt.BlobResourceContents)
+            assert c.mime_type == "image/png"
             import base64
 
             assert base64.b64decode(c.blob) == PNG  # binary stays binary
@@ -311,19 +321,22 @@ async def test_bad_input_gets_mcp_errors_and_the_server_keeps_serving() -> None:
             assert err.value.code == -32002
             with pytest.raises(mcp.MCPError) as err:
                 await client.read_resource("orders://-5")  # the function refuses it
-            assert err.value.code == mt.INVALID_PARAMS and "positive" in err.value.message
+            assert err.value.code == mt.INVALID_PARAMS
+            assert "positive" in err.value.message
             with pytest.raises(mcp.MCPError) as err:
                 await client.read_resource("orders://abc")  # not an int
             assert err.value.code == mt.INVALID_PARAMS
             with pytest.raises(mcp.MCPError) as err:
                 await client.get_prompt("summarise", {})
-            assert err.value.code == mt.INVALID_PARAMS and "text" in err.value.message
+            assert err.value.code == mt.INVALID_PARAMS
+            assert "text" in err.value.message
             with pytest.raises(mcp.MCPError) as err:
                 await client.get_prompt("nope", {})
             assert err.value.code == mt.INVALID_PARAMS
             # still serving
             [c] = (await client.read_resource("notes://today")).contents
-            assert isinstance(c, mt.TextResourceContents) and c.text == "buy milk"
+            assert isinstance(c, mt.TextResourceContents)
+            assert c.text == "buy milk"
 
 
 async def test_tools_list_shows_only_what_the_caller_may_call() -> None:
@@ -339,7 +352,8 @@ async def test_tools_list_shows_only_what_the_caller_may_call() -> None:
             names = sorted(t.name for t in (await client.list_tools()).tools)
             assert names == ["hello", "picture"]
             r = await client.call_tool("mixed", {})
-            assert r.is_error and "PermissionDenied" in _text(r)
+            assert r.is_error
+            assert "PermissionDenied" in _text(r)
 
 
 def test_declaration_mistakes_are_configuration_errors() -> None:
