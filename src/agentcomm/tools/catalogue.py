@@ -277,6 +277,7 @@ class Tools:
         on_log: LogHandler | None = None,
         on_update: Callable[[str], Any] | None = None,
         log_level: str | None = "info",
+        headers: Mapping[str, str] | None = None,
     ) -> MCPConnection:
         """Connect to an MCP server (a stdio ``command`` or a streamable-HTTP ``url``).
 
@@ -295,7 +296,8 @@ class Tools:
         hears its log messages at ``log_level`` and above (they also go to the
         standard logger ``agentcomm.mcp.<name>``), ``on_update(uri)`` hears
         ``notifications/resources/updated`` for :meth:`MCPConnection.subscribe`.
-        Progress the server reports reaches the caller's ``on_progress``.
+        Progress the server reports reaches the caller's ``on_progress``. ``headers``
+        go with every HTTP request (``{"Authorization": "Bearer <token>"}``).
 
         Example::
 
@@ -330,6 +332,7 @@ class Tools:
             on_log=on_log,
             on_update=on_update,
             log_level=log_level,
+            headers=dict(headers) if headers else None,
         )
         self._connections[name] = conn
         try:

