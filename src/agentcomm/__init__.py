@@ -24,16 +24,15 @@ Example::
 
 from agentcomm.api import Agent, Context, Runtime
 from agentcomm.blackboard.board import Blackboard, BoardStatistics, Change, Entry, Watch
+from agentcomm.core.callers import ClientUnsupported, InputDeclined
 from agentcomm.core.envelope import Envelope, ErrorInfo, decode_envelope, encode_envelope, new_id
 from agentcomm.core.errors import (
     AgentCommError,
     AuthenticationError,
     BlackboardError,
-    ClientUnsupported,
     ConfigurationError,
     DecodeError,
     DeliveryError,
-    InputDeclined,
     InputTimeout,
     InvalidTransition,
     KeyExists,
@@ -90,8 +89,8 @@ __all__ = [
     "Agent",
     "AgentCommError",
     "AgentStatistics",
-    "Audio",
     "Alert",
+    "Audio",
     "AuthenticationError",
     "Blackboard",
     "BlackboardError",

@@ -23,8 +23,8 @@ Every error the library raises on purpose derives from :class:`AgentCommError`::
     │   └── AuthenticationError         unsigned, forged or tampered (signing is on)
     │       └── ReplayDetected          an id already seen, or outside its validity window
     ├── PermissionDenied                an access rule refused the operation
-    ├── ClientUnsupported               the caller's client cannot do it (MCP elicitation, sampling)
-    ├── InputDeclined                   the caller declined or cancelled a ctx.ask() question
+    ├── ClientUnsupported               the caller's client cannot do it (in core/callers.py)
+    ├── InputDeclined                   the caller declined a ctx.ask() question (core/callers.py)
     └── TaskError                       a durable task refused an operation, or ended badly
         ├── UnknownTask                 no task with that id (never started, or past retention)
         ├── InvalidTransition           a state change the task state machine forbids
@@ -46,11 +46,9 @@ __all__ = [
     "AgentCommError",
     "AuthenticationError",
     "BlackboardError",
-    "ClientUnsupported",
     "ConfigurationError",
     "DecodeError",
     "DeliveryError",
-    "InputDeclined",
     "InputTimeout",
     "InvalidTransition",
     "KeyExists",
@@ -500,35 +498,3 @@ class InputTimeout(TaskError, TimeoutError):
         except InputTimeout:
             ok = False
     """
-
-
-class ClientUnsupported(AgentCommError):
-    """The caller's client cannot do what the handler asked of it.
-
-    Raised in a handler by ``ctx.ask()`` or ``ctx.sample()`` when the MCP client that
-    called the tool did not declare the elicitation or sampling capability (or the
-    handler was not called over MCP at all).
-
-    Example::
-
-        try:
-            text = await ctx.sample([Message("user", "Name a colour")], max_tokens=10)
-        except ClientUnsupported:
-            text = "blue"
-    """
-
-
-class InputDeclined(AgentCommError):
-    """The caller declined (or cancelled) a ``ctx.ask()`` question; ``action`` says which.
-
-    Example::
-
-        try:
-            name = await ctx.ask("Your name?", returns=str)
-        except InputDeclined as exc:
-            print("no answer:", exc.action)
-    """
-
-    def __init__(self, message: str, action: str = "decline") -> None:
-        super().__init__(message)
-        self.action = action

@@ -237,7 +237,7 @@ class Context(HandlerContext):
         """
         caller = self._caller()
         if caller is None:
-            from agentcomm.core.errors import ClientUnsupported
+            from agentcomm.core.callers import ClientUnsupported
 
             raise ClientUnsupported(
                 "ctx.sample needs a handler called over MCP by a client that offers sampling"

@@ -20,7 +20,8 @@ from mcp.server.connection import allowed_log_levels
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 
-from agentcomm.core.errors import ClientUnsupported, InputDeclined, InputTimeout, ValidationError
+from agentcomm.core.callers import ClientUnsupported, InputDeclined
+from agentcomm.core.errors import InputTimeout, ValidationError
 from agentcomm.tools.content import Message
 from agentcomm.tools.mcp_content import from_block, sampling_messages
 

@@ -26,9 +26,9 @@ import mcp_types as mt
 import msgspec
 from mcp.shared.exceptions import MCPError
 
+from agentcomm.core.callers import InputDeclined
 from agentcomm.core.errors import (
     AgentCommError,
-    InputDeclined,
     TransportError,
     UnknownHandler,
     ValidationError,
