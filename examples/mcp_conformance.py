@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from agentcomm import Agent, Audio, Context, Image, Message, Resource, Runtime
+from agentcomm import Agent, Audio, ClientUnsupported, Context, Image, Message, Resource, Runtime
 
 #: A 1x1 red PNG and a minimal WAV file, as the suite's own fixture server uses.
 PNG = base64.b64decode(
@@ -191,6 +191,87 @@ async def json_schema_2020_12_tool(name: str | None = None, address: address | N
     """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)."""
     given = {"name": name, "address": msgspec.to_builtins(address) if address else None}
     return f"JSON Schema 2020-12 tool called with: {json.dumps(given)}"
+
+
+# -- the 2026-07-28 revision: questions as input_required rounds (SEP-2322) -------------
+def _form(**fields: str) -> dict[str, Any]:
+    props = {name: {"type": kind} for name, kind in fields.items()}
+    return {"type": "object", "properties": props, "required": list(fields)}
+
+
+@fixtures.handler
+async def test_input_required_result_elicitation(ctx: Context) -> str:
+    """Asks the user's name (an elicitation input request named user_name)."""
+    answer = await ctx.ask("What is your name?", returns=_form(name="string"), key="user_name")
+    return f"Hello, {answer['name']}!"
+
+
+@fixtures.handler
+async def test_input_required_result_sampling(ctx: Context) -> str:
+    """Asks the client's LLM (a sampling input request)."""
+    text = await ctx.sample("What is the capital of France?", max_tokens=100, key="capital")
+    return f"Sampling result: {text}"
+
+
+@fixtures.handler
+async def test_input_required_result_request_state(ctx: Context) -> str:
+    """One confirmation; the call's state comes back with the answer."""
+    answer = await ctx.ask("Please confirm", returns=_form(ok="boolean"), key="confirm")
+    return "state-ok: requestState validated" if answer.get("ok") else "not confirmed"
+
+
+@fixtures.handler
+async def test_input_required_result_multi_round(ctx: Context) -> str:
+    """Two rounds: a name, then a colour."""
+    name = await ctx.ask("Step 1: What is your name?", returns=_form(name="string"), key="step1")
+    colour = await ctx.ask(
+        "Step 2: What is your favorite color?", returns=_form(color="string"), key="step2"
+    )
+    return f"Multi-round complete for {name['name']} who likes {colour['color']}"
+
+
+@fixtures.handler
+async def test_input_required_result_tampered_state(ctx: Context) -> str:
+    """A confirmation whose state must come back untouched."""
+    await ctx.ask("Please confirm", returns=_form(ok="boolean"), key="confirm")
+    return "integrity-ok: state verified"
+
+
+@fixtures.handler
+async def test_input_required_result_capabilities(ctx: Context) -> str:
+    """Asks only through the capabilities the client declared."""
+    got = []
+    try:
+        got.append(await ctx.ask("Elicitation input", returns=_form(value="string"), key="elicit"))
+    except ClientUnsupported:
+        pass
+    try:
+        got.append(await ctx.sample("Sample request", max_tokens=50, key="sample_input"))
+    except ClientUnsupported:
+        pass
+    return f"capabilities-ok: received {len(got)}" if got else "No supported capabilities declared"
+
+
+@fixtures.handler
+async def test_missing_capability(ctx: Context) -> str:
+    """Needs the client's sampling capability (-32021 without it)."""
+    await ctx.sample("Say ok", max_tokens=5, key="needs_sampling")
+    return "Success"
+
+
+@fixtures.handler
+async def test_streaming_elicitation(ctx: Context) -> str:
+    """Progress, then a question: the stream carries no request of its own."""
+    await ctx.progress(50, 100)
+    await ctx.ask("Continue?", returns=_form(ok="boolean"), key="continue")
+    return "Streaming complete"
+
+
+@fixtures.handler
+async def test_logging_tool(ctx: Context) -> str:
+    """Logs only when the request asked for logs (io.modelcontextprotocol/logLevel)."""
+    await ctx.log("info", "Diagnostic trace logging activated")
+    return "Logging evaluated"
 
 
 # -- resources --------------------------------------------------------------------------

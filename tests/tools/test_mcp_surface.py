@@ -371,3 +371,58 @@ def test_declaration_mistakes_are_configuration_errors() -> None:
         @a.prompt(complete={"nope": []})
         def p(text: str) -> str:
             return text
+
+
+async def test_questions_on_the_2026_protocol_are_input_required_rounds() -> None:
+    """ctx.ask/ctx.sample without a back channel: input_required results, answered and
+    replayed; a missing capability is -32021 for an uncaught ClientUnsupported."""
+    agent = make_agent()
+
+    @agent.handler
+    async def two_questions(ctx: Context) -> str:
+        "Two rounds of questions."
+        first = await ctx.ask("First?", returns=str, key="first")
+        second = await ctx.sample(f"after {first}", max_tokens=5)
+        return f"{first} / {second}"
+
+    @agent.handler
+    async def must_sample(ctx: Context) -> str:
+        "Needs sampling."
+        return str(await ctx.sample("x", max_tokens=1))
+
+    asked: list[str] = []
+
+    async def elicit(context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResult:
+        asked.append(params.message)
+        return mt.ElicitResult(action="accept", content={"answer": "one"})
+
+    async def sample(context: Any, params: mt.CreateMessageRequestParams) -> mt.CreateMessageResult:
+        first = params.messages[0].content
+        assert isinstance(first, mt.TextContent)
+        reply = mt.TextContent(type="text", text=f"two ({first.text})")
+        return mt.CreateMessageResult(role="assistant", content=reply, model="m")
+
+    async with Runtime(agents=[agent]) as rt:
+        server = await rt.tools.expose("studio")
+        async with mcp.Client(
+            server.server, elicitation_callback=elicit, sampling_callback=sample
+        ) as client:
+            assert client.protocol_version in ("2026-07-28",)
+            r = await client.call_tool("two_questions", {})
+            assert _text(r) == "one / two (after one)"
+            assert asked == ["First?"]  # the replayed round reuses the first answer
+            raw = await client.session.call_tool("two_questions", {}, allow_input_required=True)
+            assert isinstance(raw, mt.InputRequiredResult)
+            assert list(raw.input_requests or {}) == ["first"]
+            with pytest.raises(mcp.MCPError) as err:  # tampered state
+                await client.session.call_tool(
+                    "two_questions",
+                    {},
+                    allow_input_required=True,
+                    request_state=(raw.request_state or "") + "x",
+                )
+            assert err.value.code == mt.INVALID_PARAMS
+        async with mcp.Client(server.server) as bare:  # no sampling capability
+            with pytest.raises(mcp.MCPError) as err:
+                await bare.call_tool("must_sample", {})
+            assert err.value.code == mt.MISSING_REQUIRED_CLIENT_CAPABILITY

@@ -66,7 +66,9 @@ class CallerChannel(Protocol):
 
     def note(self, level: str, data: Any, logger: str | None) -> None: ...
 
-    async def ask(self, question: Any, returns: Any, timeout: float | None) -> Any: ...
+    async def ask(
+        self, question: Any, returns: Any, timeout: float | None, key: str | None
+    ) -> Any: ...
 
     async def sample(self, messages: Any, options: dict[str, Any]) -> Any: ...
 
@@ -144,14 +146,23 @@ class Context(HandlerContext):
         """
         return None if self.task is None else self.task.task_id
 
-    async def ask(self, question: Any, *, returns: Any = None, timeout: float | None = None) -> Any:
+    async def ask(
+        self,
+        question: Any,
+        *,
+        returns: Any = None,
+        timeout: float | None = None,
+        key: str | None = None,
+    ) -> Any:
         """Ask the task's caller a question and wait for the answer, typed as ``returns``.
 
         Only in a task handler (``@agent.task_handler``): the task is
         ``input-required`` until someone answers with ``await handle.answer(value)``.
         An answer that does not match ``returns`` is refused (a ValidationError for
         the answerer) and the handler keeps waiting; after ``timeout`` seconds it
-        raises :class:`~agentcomm.errors.InputTimeout`.
+        raises :class:`~agentcomm.errors.InputTimeout`. Over MCP it is
+        ``elicitation/create`` (see docs/mcp.md); ``key`` names the question in the
+        2026-07-28 protocol's input requests (default ``ask-1``, ``ask-2``...).
 
         Example::
 
@@ -161,7 +172,7 @@ class Context(HandlerContext):
             return await self.task.ask(question, returns, timeout)
         caller = self._caller()
         if caller is not None:  # an MCP client: elicitation/create
-            return await caller.ask(question, returns, timeout)
+            return await caller.ask(question, returns, timeout, key)
         from agentcomm.core.errors import ConfigurationError
 
         raise ConfigurationError(
@@ -223,6 +234,7 @@ class Context(HandlerContext):
         temperature: float | None = None,
         stop: list[str] | None = None,
         model: str | None = None,
+        key: str | None = None,
     ) -> Any:
         """Ask the MCP client's LLM to answer ``messages`` (``sampling/createMessage``).
 
@@ -248,6 +260,7 @@ class Context(HandlerContext):
             "temperature": temperature,
             "stop": stop,
             "model": model,
+            "key": key,
         }
         return await caller.sample(messages, options)
 

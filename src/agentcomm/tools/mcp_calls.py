@@ -11,6 +11,7 @@ the client's token, ``ctx.log``/``ctx.logger`` ``notifications/message``, ``ctx.
 from __future__ import annotations
 
 import asyncio
+import json
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +20,10 @@ import msgspec
 from mcp.server.connection import allowed_log_levels
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from agentcomm.core.callers import ClientUnsupported, InputDeclined
-from agentcomm.core.errors import InputTimeout, ValidationError
+from agentcomm.core.errors import AgentCommError, InputTimeout, ValidationError
 from agentcomm.tools.content import Message
 from agentcomm.tools.mcp_content import from_block, sampling_messages
 
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
     from agentcomm.host.runtime import Runtime
 
-__all__ = ["LEVELS", "MCPCall", "MCPCalls", "level_of"]
+__all__ = ["LEVELS", "MCPCall", "MCPCalls", "NeedsInput", "level_of"]
 
 #: MCP log levels, least severe first (RFC 5424).
 LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
@@ -38,6 +40,13 @@ _RANK = {name: i for i, name in enumerate(LEVELS)}
 
 #: What a wrapped answer of ``ctx.ask(..., returns=<a plain type>)`` is called.
 _ANSWER = "answer"
+
+
+class NeedsInput(AgentCommError):
+    """Raised in a handler by ``ctx.ask``/``ctx.sample`` on the 2026-07-28 protocol when the
+    answer is not there yet: the call ends with an ``input_required`` result naming the
+    question, and the client calls again with the answer (the handler runs again, and
+    the questions it already asked are answered from the call's state)."""
 
 
 def level_of(connection: Any, levels: weakref.WeakKeyDictionary[Any, str]) -> int:
@@ -76,18 +85,58 @@ def _schema_for(returns: Any) -> tuple[dict[str, Any], bool]:
 class MCPCall:
     """The caller side of one tool call, offered to the handler's context."""
 
-    __slots__ = ("_levels", "_notes", "ctx", "sender")
+    __slots__ = (
+        "_answers",
+        "_asked",
+        "_levels",
+        "_notes",
+        "ctx",
+        "missing",
+        "modern",
+        "pending",
+        "sender",
+    )
 
     def __init__(
         self,
         sender: str,
         ctx: ServerRequestContext[Any],
         levels: weakref.WeakKeyDictionary[Any, str],
+        params: mt.CallToolRequestParams | None = None,
     ) -> None:
         self.sender = sender
         self.ctx = ctx
         self._levels = levels
         self._notes: list[tuple[str, Any, str | None]] = []
+        #: The client capability a question needed and the client lacked ("sampling"...).
+        self.missing: str | None = None
+        # The 2026-07-28 protocol asks through input_required results (SEP-2322): the
+        # answers so far come back in the call's (sealed) state and input responses.
+        self.modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        self.pending: dict[str, Any] = {}
+        self._asked = 0
+        self._answers: dict[str, tuple[str, Any]] = {}
+        if params is not None and self.modern:
+            self._answers = _state_answers(params.request_state)
+            for key, got in (params.input_responses or {}).items():
+                kind = "ask" if isinstance(got, mt.ElicitResult) else "sample"
+                self._answers[key] = (kind, got.model_dump(mode="json", by_alias=True))
+
+    def next_state(self) -> str:
+        """The state of the next round: every answer given so far."""
+        return json.dumps({"answers": {k: list(v) for k, v in self._answers.items()}})
+
+    def _key(self, kind: str, key: str | None) -> str:
+        self._asked += 1
+        return key or f"{kind}-{self._asked}"
+
+    def _answer(self, kind: str, key: str, request: Any) -> Any:
+        """The client's answer to ``key``, or (the first time) ask for it: NeedsInput."""
+        got = self._answers.get(key)
+        if got is not None and got[0] == kind:
+            return got[1]
+        self.pending[key] = request
+        raise NeedsInput(f"waiting for the MCP client's answer to {key!r}")
 
     # -- progress and logs ------------------------------------------------------------
     async def progress(self, done: float, total: float | None, message: str | None) -> None:
@@ -129,22 +178,34 @@ class MCPCall:
     # -- questions to the client ----------------------------------------------------------
     def _require(self, what: str, cap: mt.ClientCapabilities) -> None:
         session = self.ctx.session
-        if not session.check_client_capability(cap) or not session.can_send_request:
+        has = session.check_client_capability(cap)
+        if not has or not (self.modern or session.can_send_request):
+            self.missing = what if not has else None
             raise ClientUnsupported(
                 f"the MCP client did not declare the {what} capability (or cannot take "
                 f"requests on this connection), so this tool cannot ask it"
             )
 
-    async def ask(self, question: Any, returns: Any, timeout: float | None) -> Any:
+    async def _elicit(self, text: str, schema: dict[str, Any], key: str | None) -> mt.ElicitResult:
+        if self.modern:
+            params = mt.ElicitRequestFormParams(message=text, requested_schema=schema)
+            request = mt.ElicitRequest(params=params)
+            raw = self._answer("ask", self._key("ask", key), request)
+            return mt.ElicitResult.model_validate(raw)
+        return await self.ctx.session.elicit_form(
+            text, schema, related_request_id=self.ctx.request_id
+        )
+
+    async def ask(
+        self, question: Any, returns: Any, timeout: float | None, key: str | None = None
+    ) -> Any:
         self._require("elicitation", mt.ClientCapabilities(elicitation=mt.ElicitationCapability()))
         await self.flush()
         schema, wrapped = _schema_for(returns)
         text = question if isinstance(question, str) else msgspec.json.encode(question).decode()
         try:
             async with asyncio.timeout(timeout):
-                result = await self.ctx.session.elicit_form(
-                    text, schema, related_request_id=self.ctx.request_id
-                )
+                result = await self._elicit(text, schema, key)
         except TimeoutError:
             raise InputTimeout("", f"no answer to {text!r} within {timeout:g}s") from None
         except MCPError as exc:
@@ -179,6 +240,9 @@ class MCPCall:
                 model_preferences=prefs,
             )
         )
+        if self.modern:
+            raw = self._answer("sample", self._key("sample", options.get("key")), request)
+            return from_block(mt.CreateMessageResult.model_validate(raw).content)
         try:
             result = await self.ctx.session.send_request(
                 request,
@@ -188,3 +252,14 @@ class MCPCall:
         except MCPError as exc:
             raise ClientUnsupported(f"the MCP client refused to sample: {exc.message}") from None
         return from_block(result.content)
+
+
+def _state_answers(state: str | None) -> dict[str, tuple[str, Any]]:
+    """The answers an earlier round kept in the call's state (sealed by the SDK's boundary)."""
+    if not state:
+        return {}
+    try:
+        answers = json.loads(state)["answers"]
+        return {str(k): (str(v[0]), v[1]) for k, v in answers.items()}
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        raise MCPError(mt.INVALID_PARAMS, "requestState is not this server's") from None

@@ -31,6 +31,7 @@ import mcp_types as mt
 import msgspec
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -170,6 +171,10 @@ class MCPExposure(HTTPServing):
         # Registered directly: the constructor keyword warns that logging is deprecated
         # in the 2026-07-28 revision, which handshake-era clients still use.
         server.add_request_handler("logging/setLevel", mt.SetLevelRequestParams, self._set_level)
+        # 2026-07-28 input_required rounds: the call's state is sealed (AES-GCM, a key of
+        # this process) on the way out and checked on the way back (tampering: -32602).
+        boundary = RequestStateBoundary(RequestStateSecurity.ephemeral(), default_audience=name)
+        server.middleware.append(boundary)
         self.server = server
         for a in agents:
             a.on_change(self._on_agent_change)
@@ -279,7 +284,7 @@ class MCPExposure(HTTPServing):
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any], params: mt.CallToolRequestParams
-    ) -> mt.CallToolResult:
+    ) -> mt.CallToolResult | mt.InputRequiredResult:
         entry = self._entries().get(params.name)
         if entry is None:
             raise MCPError(
@@ -299,7 +304,7 @@ class MCPExposure(HTTPServing):
             parent = tp if isinstance(tp, str) else ""
             with tracing.span("call", params.name, kind="server", parent=parent, attributes=attrs):
                 result = await self._run_tool(ctx, entry, params)
-                if result.is_error:
+                if isinstance(result, mt.CallToolResult) and result.is_error:
                     block = result.content[0] if result.content else None
                     text = block.text if isinstance(block, mt.TextContent) else "tool failed"
                     tracing.record_failure("error", "ToolError", text)
@@ -308,7 +313,7 @@ class MCPExposure(HTTPServing):
 
     async def _run_tool(
         self, ctx: ServerRequestContext[Any], entry: _Entry, params: mt.CallToolRequestParams
-    ) -> mt.CallToolResult:
+    ) -> mt.CallToolResult | mt.InputRequiredResult:
         gateway = self._gateway
         rt = gateway.runtime
         arguments = params.arguments or {}
@@ -324,7 +329,8 @@ class MCPExposure(HTTPServing):
             rt.authorize(who, "call", f"{entry.agent}.{entry.handler}")
             if entry.needs_call:
                 call_id = new_id()
-                call = self._calls.calls[call_id] = MCPCall(gateway.name, ctx, self._levels)
+                call = MCPCall(gateway.name, ctx, self._levels, params)
+                self._calls.calls[call_id] = call
                 headers = {CALLER_HEADER: call_id}
             try:
                 result = await requests_of(rt).request(
@@ -342,6 +348,20 @@ class MCPExposure(HTTPServing):
                     self._calls.calls.pop(headers[CALLER_HEADER], None)
                     await call.flush()
         except AgentCommError as exc:
+            if call is not None and call.pending:  # 2026-07-28: ask the client, then again
+                return mt.InputRequiredResult(
+                    input_requests=call.pending, request_state=call.next_state()
+                )
+            if (
+                call is not None
+                and call.missing
+                and getattr(exc, "type", "") == "ClientUnsupported"
+            ):
+                raise MCPError(
+                    mt.MISSING_REQUIRED_CLIENT_CAPABILITY,
+                    f"{params.name} needs the client's {call.missing} capability",
+                    {"requiredCapabilities": {call.missing: {}}},
+                ) from None
             return _error(_describe(exc))
         if entry.returns is not None:
             return mt.CallToolResult(content=to_blocks(result))
