@@ -133,6 +133,24 @@ async def test_a_remote_servers_whole_surface_reaches_our_api() -> None:
             assert "far.lookup arguments: 'identifier' is a required property" in str(err.value)
 
 
+async def test_questions_on_the_2026_protocol_are_answered_by_our_callbacks() -> None:
+    """rt.tools.connect in the default mode: the rounds run; progress is not repeated."""
+    async with Runtime(agents=[make_agent()]) as srv_rt:
+        server = await srv_rt.tools.expose("remote")
+        async with server.serve_http() as url, Runtime() as rt:
+            conn = await rt.tools.connect(
+                "far",
+                url=url,
+                on_elicit=lambda message, schema: {"answer": "Bo"},
+                on_sample=lambda messages, options: "verse",
+            )
+            seen: list[Progress] = []
+            out = await rt.agent("me").request("far", "work", {"steps": 2}, on_progress=seen.append)
+            assert out == "Bo: verse"
+            assert [p.done for p in seen] == [1, 2]  # the replayed rounds send it once
+            assert conn.connected
+
+
 async def test_bearer_tokens_feed_the_callers_identity_into_the_policy() -> None:
     policy = Policy(
         {

@@ -139,7 +139,14 @@ class MCPCall:
         raise NeedsInput(f"waiting for the MCP client's answer to {key!r}")
 
     # -- progress and logs ------------------------------------------------------------
+    def _replaying(self) -> bool:
+        """True while a 2026-07-28 round re-runs the part an earlier round already ran (up
+        to its last answered question): its progress and logs were sent then."""
+        return self.modern and self._asked < len(self._answers)
+
     async def progress(self, done: float, total: float | None, message: str | None) -> None:
+        if self._replaying():
+            return
         await self.flush()
         await self.ctx.session.report_progress(done, total, message)
 
@@ -153,12 +160,14 @@ class MCPCall:
         return _RANK[level] >= level_of(conn, self._levels)
 
     async def log(self, level: str, data: Any, logger: str | None) -> None:
+        if self._replaying():
+            return
         await self.flush()
         await self._send_log(level, data, logger)
 
     def note(self, level: str, data: Any, logger: str | None) -> None:
         """A standard-logging record: sent with the next awaited call or at the end."""
-        if len(self._notes) < 1000:
+        if len(self._notes) < 1000 and not self._replaying():
             self._notes.append((level, data, logger))
 
     async def flush(self) -> None:
