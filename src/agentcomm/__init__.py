@@ -24,6 +24,7 @@ Example::
 
 from agentcomm.api import Agent, Context, Runtime
 from agentcomm.blackboard.board import Blackboard, BoardStatistics, Change, Entry, Watch
+from agentcomm.core.callers import ClientUnsupported, InputDeclined
 from agentcomm.core.envelope import Envelope, ErrorInfo, decode_envelope, encode_envelope, new_id
 from agentcomm.core.errors import (
     AgentCommError,
@@ -81,6 +82,7 @@ from agentcomm.security.signing import Identity, Security
 from agentcomm.tasks.handle import TaskHandle
 from agentcomm.tasks.model import Question, TaskRetention, TaskStatus, TaskUpdate
 from agentcomm.tools.catalogue import ToolError, ToolInfo, Tools
+from agentcomm.tools.content import Audio, Image, Message, Resource
 from agentcomm.transports.base import Transport
 
 __all__ = [
@@ -88,11 +90,13 @@ __all__ = [
     "AgentCommError",
     "AgentStatistics",
     "Alert",
+    "Audio",
     "AuthenticationError",
     "Blackboard",
     "BlackboardError",
     "BoardStatistics",
     "Change",
+    "ClientUnsupported",
     "ConfigurationError",
     "Context",
     "DeadLetter",
@@ -102,6 +106,8 @@ __all__ = [
     "Envelope",
     "ErrorInfo",
     "Identity",
+    "Image",
+    "InputDeclined",
     "InputTimeout",
     "InvalidTransition",
     "KeyExists",
@@ -109,6 +115,7 @@ __all__ = [
     "LimitExceeded",
     "Limits",
     "MailboxFull",
+    "Message",
     "MessageLog",
     "NoResponders",
     "PermissionDenied",
@@ -123,6 +130,7 @@ __all__ = [
     "RemoteError",
     "ReplayDetected",
     "RequestTimeout",
+    "Resource",
     "Retention",
     "Retry",
     "RetryPolicy",

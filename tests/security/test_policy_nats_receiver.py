@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from agentcomm import Agent, Runtime
-from agentcomm.core.errors import NoResponders, PermissionDenied
+from agentcomm.core.errors import NoResponders, PermissionDenied, UnknownHandler
 from agentcomm.security.policy import Policy
 from agentcomm.testing.extras import require_module
 from agentcomm.testing.nats_server import NatsServer
@@ -128,8 +128,8 @@ async def test_signed_message_replayed_to_another_agent_is_refused(
 
 TOOLS_POLICY = """
 [agents.mcp-gateway]
-call = ["crm.lookup"]
-send = ["crm.lookup"]
+call = ["crm.lookup", "crm.count"]
+send = ["crm.lookup", "crm.count"]
 [agents.crm]
 [agents.clerk]
 send = ["remote-crm"]
@@ -156,6 +156,11 @@ async def test_tool_calls_outside_the_policy_are_refused_on_nats(nats_server: Na
         "Delete every customer."
         raise AssertionError("the policy must stop this call")
 
+    @crm.handler
+    async def count() -> int:
+        "How many customers (the gateway may call it, the clerk may not)."
+        raise AssertionError("the clerk's policy must stop this call")
+
     policy = Policy.from_toml(TOOLS_POLICY, source="tools.toml")
     ns = "t" + os.urandom(4).hex()
 
@@ -166,8 +171,10 @@ async def test_tool_calls_outside_the_policy_are_refused_on_nats(nats_server: Na
         server = await crm_rt.tools.expose("crm")
         # 1. Exposed over MCP: the gateway's tool calls travel over NATS as requests.
         async with mcp.Client(server.server) as client:
+            listed = sorted(t.name for t in (await client.list_tools()).tools)
             ok = await client.call_tool("lookup", {"identifier": "c1"})
             refused = await client.call_tool("delete_all", {})
+        assert listed == ["count", "lookup"]  # only what the gateway may call is listed
         text = "".join(b.text for b in refused.content if isinstance(b, mt.TextContent))
         assert not ok.is_error
         assert refused.is_error
@@ -194,10 +201,13 @@ async def test_tool_calls_outside_the_policy_are_refused_on_nats(nats_server: Na
                     await proxy_rt.transport.flush()  # type: ignore[attr-defined]
                     await asyncio.sleep(0.1)
             assert answer == "customer c2"
-            # The proxy refuses it, and the caller gets the refusal as itself,
-            # naming the rule.
-            with pytest.raises(PermissionDenied) as info:
+            # A tool the MCP server does not list for the gateway is not proxied at all.
+            with pytest.raises(UnknownHandler):
                 await clerk.request("remote-crm", "delete_all", {})
-            assert "'clerk' may not call 'remote-crm.delete_all'" in str(info.value)
+            # The proxy refuses a listed one outside the clerk's rules, and the caller
+            # gets the refusal as itself, naming the rule.
+            with pytest.raises(PermissionDenied) as info:
+                await clerk.request("remote-crm", "count", {})
+            assert "'clerk' may not call 'remote-crm.count'" in str(info.value)
             assert "[agents.clerk] call = ['remote-crm.lookup']" in str(info.value)
     assert calls == ["c1", "c2"]

@@ -7,11 +7,8 @@ node/npm (or the registry) the tests skip locally, but fail when ``CI=true``.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
+import asyncio
+from typing import Any
 
 import pytest
 
@@ -19,47 +16,18 @@ from agentcomm.testing.extras import require_module
 
 require_module("mcp")
 
-from agentcomm import Runtime, UnknownHandler, ValidationError  # noqa: E402
+from agentcomm import Image, Message, Progress, Resource, Runtime, UnknownHandler, ValidationError  # noqa: E402
+from agentcomm.testing.npm import node_binary, npm_package  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-CACHE = ROOT / ".cache" / "npm"
 PACKAGE = "@modelcontextprotocol/server-everything"
 VERSION = "2026.8.31"
-ENTRY = CACHE / "node_modules" / PACKAGE / "dist" / "index.js"
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: this interop test must run in CI)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def everything_command() -> list[str]:
     """The stdio command of the reference server, installed once per session."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        _unavailable("node and npm are needed for the MCP interop tests")
-        raise AssertionError("unreachable")
-    version_file = CACHE / "node_modules" / PACKAGE / "package.json"
-    installed = version_file.exists() and json.loads(version_file.read_text())["version"] == VERSION
-    if not installed:
-        CACHE.mkdir(parents=True, exist_ok=True)
-        (ROOT / ".cache" / ".gitignore").write_text("*\n")
-        manifest = CACHE / "package.json"
-        if not manifest.exists():
-            manifest.write_text('{"private": true}\n')
-        proc = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", f"{PACKAGE}@{VERSION}"],
-            cwd=CACHE,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if proc.returncode != 0 or not ENTRY.exists():
-            _unavailable(f"npm install {PACKAGE}@{VERSION} failed: {proc.stderr[-500:]}")
-    return [node, str(ENTRY), "stdio"]
+    pkg = npm_package(PACKAGE, VERSION)
+    return [node_binary(), str(pkg / "dist" / "index.js"), "stdio"]
 
 
 @pytest.mark.timeout(300)  # the first test may include the npm install
@@ -78,7 +46,11 @@ async def test_lists_and_calls_the_reference_server(everything_command: list[str
         assert isinstance(weather, dict)
         assert "temperature" in weather
         image = await conn.call_tool("get-tiny-image", {})
-        assert any(isinstance(b, dict) and b.get("type") == "image" for b in image)
+        assert any(isinstance(b, Image) and b.mime_type == "image/png" for b in image)
+        assert conn.server_name == "mcp-servers/everything"
+        # a tool that must run as an MCP task is left out, with the reason
+        assert "simulate-research-query" not in names
+        assert "taskSupport" in conn.skipped["simulate-research-query"]
 
 
 async def test_reference_server_errors_and_catalogue(everything_command: list[str]) -> None:
@@ -98,3 +70,105 @@ async def test_reference_server_errors_and_catalogue(everything_command: list[st
         assert defs["everything__get-sum"]["input_schema"]["required"] == ["a", "b"]
         oai = {d["function"]["name"] for d in rt.tools.openai_tools(agents=["everything"])}
         assert "everything__echo" in oai
+
+
+@pytest.mark.timeout(120)
+async def test_reference_server_resources_prompts_progress_logs_and_questions(
+    everything_command: list[str],
+) -> None:
+    logs: list[tuple[str, Any]] = []
+    got_log = asyncio.Event()
+
+    def on_log(level: str, data: Any, logger: str | None) -> None:
+        logs.append((level, data))
+        got_log.set()
+
+    asked: list[str] = []
+
+    def on_elicit(message: str, schema: dict[str, Any]) -> dict[str, Any]:
+        asked.append(message)
+        return {name: _sample_value(prop) for name, prop in schema["properties"].items()}
+
+    async def on_sample(messages: list[Message], options: dict[str, Any]) -> str:
+        return f"sampled: {messages[-1].content}"
+
+    async with Runtime() as rt:
+        conn = await rt.tools.connect(
+            "everything",
+            command=everything_command,
+            timeout=30.0,
+            on_log=on_log,
+            on_elicit=on_elicit,
+            on_sample=on_sample,
+        )
+        me = rt.agent("me")
+        # resources and templates, binary stays binary
+        infos = await conn.list_resources()
+        static = [r for r in infos if not r.template]
+        assert static
+        [doc] = await conn.read_resource(static[0].uri)
+        assert isinstance(doc, Resource)
+        assert doc.text
+        [blob] = await conn.read_resource("demo://resource/dynamic/blob/1")
+        assert isinstance(blob.blob, bytes)
+        # prompts and completion
+        prompts = {p.name: p for p in await conn.list_prompts()}
+        assert prompts["args-prompt"].required == ("city",)
+        messages = await conn.get_prompt("args-prompt", {"city": "Lyon"})
+        assert any("Lyon" in str(m.content) for m in messages)
+        values = await conn.complete(prompt="completable-prompt", argument="department", value="")
+        assert values
+        # progress reaches the caller's on_progress
+        seen: list[Progress] = []
+        await me.request(
+            "everything",
+            "trigger-long-running-operation",
+            {"duration": 1, "steps": 3},
+            on_progress=seen.append,
+            timeout=20,
+        )
+        assert [p.done for p in seen] == [1, 2, 3]
+        # the server's sampling and elicitation requests reach our handlers
+        text = await me.request("everything", "trigger-sampling-request", {"prompt": "tea"})
+        assert "sampled: Resource trigger-sampling-request context: tea" in str(text)
+        answer = await me.request("everything", "trigger-elicitation-request", {})
+        assert asked
+        assert "accept" in str(answer).lower() or "provided" in str(answer).lower()
+        # its log messages reach on_log
+        await me.request("everything", "toggle-simulated-logging", {})
+        async with asyncio.timeout(15):
+            await got_log.wait()
+        assert logs[0][0] in (
+            "debug",
+            "info",
+            "notice",
+            "warning",
+            "error",
+            "critical",
+            "alert",
+            "emergency",
+        )
+
+
+def _sample_value(prop: dict[str, Any]) -> Any:
+    """A valid answer for one elicitation field."""
+    if "enum" in prop:
+        return prop["enum"][0]
+    if "oneOf" in prop:
+        return prop["oneOf"][0]["const"]
+    kind = prop.get("type")
+    if kind == "boolean":
+        return True
+    if kind in ("integer", "number"):
+        return prop.get("minimum", 1)
+    if kind == "array":
+        items = prop.get("items", {})
+        choices = items.get("enum") or [c["const"] for c in items.get("anyOf", [])]
+        return choices[:1]
+    if prop.get("format") == "email":
+        return "ada@example.com"
+    if prop.get("format") == "date":
+        return "2026-01-01"
+    if prop.get("format") == "uri":
+        return "https://example.com"
+    return "Ada"

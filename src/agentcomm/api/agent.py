@@ -35,6 +35,7 @@ from agentcomm.pubsub.bus import PubSub
 from agentcomm.pubsub.declare import HANDLER_TIMEOUT, declare_subscription
 from agentcomm.tasks.declare import OnLost, declare_task
 from agentcomm.tasks.service import Tasks
+from agentcomm.tools.declare import Completer, declare_prompt, declare_resource
 
 if TYPE_CHECKING:
     from agentcomm.core.envelope import Envelope
@@ -228,6 +229,68 @@ class Agent(_HostAgent):
             on_progress=on_progress,
             headers=headers,
             cause=cause,
+        )
+
+    # -- MCP prompts and resources (agentcomm.tools) -----------------------------------
+    @overload
+    def prompt(self, fn: F, /) -> F: ...
+
+    @overload
+    def prompt(
+        self,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        complete: dict[str, Completer] | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def prompt(  # type: ignore[misc]  # mypy rejects F only in the return
+        self,
+        fn: Any = None,
+        /,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        complete: dict[str, Completer] | None = None,
+    ) -> Any:
+        """Declare a prompt template served over MCP (``prompts/list``, ``prompts/get``).
+
+        Its typed arguments are the prompt's arguments (MCP's strings are converted);
+        it returns a ``str`` (one user message), a :class:`Message` or a list of
+        them. ``complete`` maps an argument to suggestions (a list, or
+        ``fn(prefix)``) for ``completion/complete``.
+
+        Example::
+
+            @agent.prompt(complete={"style": ["terse", "friendly"]})
+            def summarise(text: str, style: str = "terse") -> str:
+                "Summarise a text."
+                return f"Summarise in a {style} style:\\n{text}"
+        """
+        return declare_prompt(self, fn, name=name, title=title, complete=complete)
+
+    def resource(
+        self,
+        uri: str,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        mime_type: str | None = None,
+        complete: dict[str, Completer] | None = None,
+    ) -> Callable[[F], F]:
+        """Declare an MCP resource (or a template, with ``{variables}`` in ``uri``).
+
+        The function's arguments are the template's variables; it returns ``str``
+        (text), ``bytes`` (a blob), a :class:`Resource` or any JSON value.
+
+        Example::
+
+            @agent.resource("orders://{order_id}", mime_type="application/json")
+            async def order(order_id: int) -> dict[str, int]:
+                return {"id": order_id}
+        """
+        return declare_resource(
+            self, uri, name=name, title=title, mime_type=mime_type, complete=complete
         )
 
     # -- durable tasks (agentcomm.tasks) ----------------------------------------------

@@ -169,6 +169,8 @@ class Runtime(_HostRuntime):
             print([t.llm_name for t in rt.tools.catalogue()])
         """
         tools: Tools = self.extension("tools", Tools)
+        if tools.board_for is None:  # the blackboard as an MCP client's identity
+            tools.board_for = lambda author: Blackboard(self, author=author)
         return tools
 
 

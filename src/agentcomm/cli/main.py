@@ -78,7 +78,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_mcp_serve(args: argparse.Namespace) -> int:
     from agentcomm.cli.tools_cmd import serve_agents
 
-    return asyncio.run(serve_agents(args.target, http=args.http, name=args.name))
+    return asyncio.run(
+        serve_agents(args.target, http=args.http, name=args.name, board=args.board or ())
+    )
 
 
 def _cmd_tools(args: argparse.Namespace) -> int:
@@ -265,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--http", metavar="HOST:PORT", help="serve streamable HTTP here (e.g. 127.0.0.1:8000)"
     )
     serve.add_argument("--name", help="the MCP server name (default: the agent's name)")
+    serve.add_argument(
+        "--board",
+        action="append",
+        metavar="PREFIX",
+        help="publish the blackboard keys under PREFIX as board:// resources (repeatable)",
+    )
     serve.set_defaults(func=_cmd_mcp_serve)
 
     tools = sub.add_parser("tools", help="list the tool catalogue of agents and MCP servers")

@@ -9,7 +9,9 @@ import msgspec
 
 from agentcomm.api import Runtime
 from agentcomm.core.errors import ConfigurationError
+from agentcomm.host.runtime import Runtime as _HostRuntime
 from agentcomm.tools.catalogue import anthropic_tool, load_agents, openai_tool
+from agentcomm.tools.schemas import load_target
 
 __all__ = ["list_tools_cli", "serve_agents"]
 
@@ -25,7 +27,11 @@ def _parse_address(address: str) -> tuple[str, int]:
 
 
 async def serve_agents(
-    targets: Sequence[str], *, http: str | None = None, name: str | None = None
+    targets: Sequence[str],
+    *,
+    http: str | None = None,
+    name: str | None = None,
+    board: Sequence[str] = (),
 ) -> int:
     """Run agents and serve them over MCP: stdio by default, or streamable HTTP at ``http``.
 
@@ -35,9 +41,18 @@ async def serve_agents(
     """
     import sys
 
-    agents = [a for t in targets for a in load_agents(t)]
-    async with Runtime(agents=agents) as rt:
-        server = await rt.tools.expose(*agents, name=name)
+    loaded = [load_target(t) for t in targets]
+    runtimes = [x for x in loaded if isinstance(x, _HostRuntime)]
+    if runtimes and len(loaded) > 1:
+        raise ConfigurationError("a Runtime target is served alone; give it as the only target")
+    if runtimes:  # served as it is: its policy, signing and limits stay
+        rt: Any = runtimes[0]
+        agents = [a for n, a in sorted(rt.agents.items()) if a.handlers or _declares(a)]
+    else:
+        agents = [a for x in loaded if not isinstance(x, _HostRuntime) for a in x]
+        rt = Runtime(agents=agents)
+    async with rt:
+        server = await rt.tools.expose(*agents, name=name, board=board)
         if http is None:
             await server.run_stdio()
         else:
@@ -48,6 +63,10 @@ async def serve_agents(
 
             await server.run_http(host, port, on_ready=ready)
     return 0
+
+
+def _declares(agent: Any) -> bool:
+    return bool(agent.declarations.get("prompts") or agent.declarations.get("resources"))
 
 
 async def list_tools_cli(

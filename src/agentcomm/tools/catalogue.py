@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agentcomm.core.errors import AgentCommError, ConfigurationError, TransportClosed
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from agentcomm.host.agent import Agent
     from agentcomm.host.runtime import Runtime
     from agentcomm.tools.mcp_client import MCPConnection
+    from agentcomm.tools.mcp_remote import ElicitHandler, LogHandler, SampleHandler
+    from agentcomm.tools.mcp_resources import BoardLike
     from agentcomm.tools.mcp_server import MCPExposure
 
 __all__ = [
@@ -58,6 +60,8 @@ __all__ = [
 
 logger = logging.getLogger("agentcomm.mcp")
 
+_JSON = "application/json"
+
 
 class Tools:
     """The runtime's tool catalogue and MCP bridge; use it as ``rt.tools``.
@@ -73,8 +77,13 @@ class Tools:
     #: Name of the internal agent that MCP tool calls are sent from.
     GATEWAY = "mcp-gateway"
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(
+        self, runtime: Runtime, board_for: Callable[[str], BoardLike] | None = None
+    ) -> None:
         self._rt = runtime
+        #: ``board_for(author)``: the blackboard as one author (set by ``agentcomm.Runtime``),
+        #: for the blackboard resources of :meth:`expose`.
+        self.board_for = board_for
         self._connections: dict[str, MCPConnection] = {}
         self._exposures: list[MCPExposure] = []
         self._gateway: Agent | None = None
@@ -196,15 +205,20 @@ class Tools:
         *agents: str | Agent,
         name: str | None = None,
         timeout: float | None = None,
+        board: Sequence[str] | Mapping[str, str] = (),
     ) -> MCPExposure:
-        """Serve agents' handlers as MCP tools; with no agents, every agent with handlers.
+        """Serve agents as an MCP server; with no agents, every agent with handlers.
 
-        Tool calls become requests from the internal ``mcp-gateway`` agent, bounded by
-        ``timeout`` (default: the runtime's). The runtime must be running.
+        Their handlers are tools, their ``@agent.prompt`` prompts and ``@agent.resource``
+        resources are served too. Tool calls become requests from the internal
+        ``mcp-gateway`` agent, bounded by ``timeout`` (default: the runtime's).
+        ``board`` publishes blackboard prefixes as ``board://<key>`` resources (a
+        mapping gives each prefix a MIME type; non-text types are served as binary
+        blobs; default ``application/json``). The runtime must be running.
 
         Example::
 
-            server = await rt.tools.expose("customer-data")
+            server = await rt.tools.expose("customer-data", board=["plan."])
             await server.run_stdio()
         """
         if not self._rt.running:
@@ -226,7 +240,9 @@ class Tools:
             chosen = [
                 a
                 for n, a in sorted(known.items())
-                if a.handlers and n != self.GATEWAY and n not in self._connections
+                if (a.handlers or a.declarations.get("prompts") or a.declarations.get("resources"))
+                and n != self.GATEWAY
+                and n not in self._connections
             ]
         gateway = await self._ensure_gateway()
         exposure = MCPExposure(
@@ -235,6 +251,8 @@ class Tools:
             gateway,
             name=name or (chosen[0].name if len(chosen) == 1 else "agentcomm"),
             timeout=timeout,
+            board=dict(board) if isinstance(board, Mapping) else dict.fromkeys(board, _JSON),
+            board_for=self.board_for,
         )
         self._exposures.append(exposure)
         self._rt.task_group.create_task(
@@ -254,6 +272,12 @@ class Tools:
         timeout: float = 30.0,
         connect_timeout: float = 60.0,
         mode: str = "auto",
+        on_elicit: ElicitHandler | None = None,
+        on_sample: SampleHandler | None = None,
+        on_log: LogHandler | None = None,
+        on_update: Callable[[str], Any] | None = None,
+        log_level: str | None = "info",
+        headers: Mapping[str, str] | None = None,
     ) -> MCPConnection:
         """Connect to an MCP server (a stdio ``command`` or a streamable-HTTP ``url``).
 
@@ -264,6 +288,16 @@ class Tools:
         2026-07-28 protocol when the server speaks it) or ``"legacy"`` (the
         handshake-era protocol; with SDK 2.3.0 much faster per call over HTTP, see
         docs/mcp.md). Raises :class:`TransportError` when the server cannot be reached.
+
+        The server's requests reach the callbacks (sync or async): ``on_elicit(message,
+        schema)`` answers ``elicitation/create`` with a content dict (``None``
+        declines), ``on_sample(messages, options)`` answers ``sampling/createMessage``
+        with a ``str`` (or an Image, or a Message), ``on_log(level, data, logger)``
+        hears its log messages at ``log_level`` and above (they also go to the
+        standard logger ``agentcomm.mcp.<name>``), ``on_update(uri)`` hears
+        ``notifications/resources/updated`` for :meth:`MCPConnection.subscribe`.
+        Progress the server reports reaches the caller's ``on_progress``. ``headers``
+        go with every HTTP request (``{"Authorization": "Bearer <token>"}``).
 
         Example::
 
@@ -293,6 +327,12 @@ class Tools:
             cwd=cwd,
             timeout=timeout,
             mode=mode,
+            on_elicit=on_elicit,
+            on_sample=on_sample,
+            on_log=on_log,
+            on_update=on_update,
+            log_level=log_level,
+            headers=dict(headers) if headers else None,
         )
         self._connections[name] = conn
         try:

@@ -17,29 +17,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 import mcp_types as mt
 from mcp import Client, StdioServerParameters
-from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from agentcomm.core.errors import (
-    AgentCommError,
-    RequestTimeout,
     TransportError,
-    UnknownHandler,
-    ValidationError,
 )
 from agentcomm.core.names import check_name
 from agentcomm.core.schema import HandlerSpec
 from agentcomm.host.agent import Agent
 from agentcomm.host.context import Context
+from agentcomm.tools.mcp_client_calls import ToolCalls, reason_of
 from agentcomm.tools.mcp_handlers import SchemaCodec, handler_name, proxy_spec
-from agentcomm.tools.schemas import ToolError, ToolInfo, llm_tool_name
+from agentcomm.tools.mcp_remote import ElicitHandler, LogHandler, RemoteFeatures, SampleHandler
+from agentcomm.tools.schemas import ToolInfo, llm_tool_name
 
 if TYPE_CHECKING:
     from agentcomm.host.runtime import Runtime
@@ -51,21 +48,7 @@ logger = logging.getLogger("agentcomm.mcp")
 _GRACE = 0.25  # seconds an MCP call may outlive its caller's deadline
 
 
-def _is_wrapper(schema: dict[str, Any] | None) -> bool:
-    if not schema:
-        return False
-    props = schema.get("properties")
-    wrapped = isinstance(props, dict) and list(props) == ["result"]
-    return wrapped and schema.get("required") == ["result"]
-
-
-def _content_value(block: mt.ContentBlock) -> Any:
-    if isinstance(block, mt.TextContent):
-        return block.text
-    return block.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-class MCPConnection:
+class MCPConnection(ToolCalls, RemoteFeatures):
     """A live connection to one MCP server, and the proxy agent serving its tools.
 
     Example::
@@ -86,6 +69,12 @@ class MCPConnection:
         cwd: str | None,
         timeout: float,
         mode: str = "auto",
+        on_elicit: ElicitHandler | None = None,
+        on_sample: SampleHandler | None = None,
+        on_log: LogHandler | None = None,
+        on_update: Callable[[str], Any] | None = None,
+        log_level: str | None = "info",
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.name = check_name("agent", name)
         self.timeout = timeout
@@ -104,7 +93,17 @@ class MCPConnection:
         self._done = asyncio.Event()
         self._refresh_wanted = asyncio.Event()
         self._lost: str | None = None
+        self._on_elicit = on_elicit
+        self._on_sample = on_sample
+        self._on_log = on_log
+        self._on_update = on_update
+        self._log_level = log_level
+        self._headers = headers
         self.agent: Agent | None = None
+        #: Tools of the server left out of the catalogue, with the reason.
+        self.skipped: dict[str, str] = {}
+        #: The server's ``serverInfo`` (name, version...), once connected.
+        self.server_info: mt.Implementation | None = None
 
     def __repr__(self) -> str:
         target = self._url or " ".join(self._command or [])
@@ -114,6 +113,28 @@ class MCPConnection:
     def connected(self) -> bool:
         """True while the session is up."""
         return self._client is not None
+
+    @property
+    def server_name(self) -> str | None:
+        """The name the server gave itself (``serverInfo.name``).
+
+        Example::
+
+            print(conn.server_name, conn.server_version)
+        """
+        return None if self.server_info is None else self.server_info.name
+
+    @property
+    def server_version(self) -> str | None:
+        """The version the server reported (``serverInfo.version``)."""
+        return None if self.server_info is None else self.server_info.version
+
+    def _live(self) -> Client:
+        client = self._client
+        if client is None:
+            why = f": {self._lost}" if self._lost else ""
+            raise TransportError(f"MCP server {self.name!r} is not connected{why}")
+        return client
 
     def tool_names(self) -> list[str]:
         """The server's tool names (as the server spells them).
@@ -152,6 +173,8 @@ class MCPConnection:
 
     # -- lifecycle -----------------------------------------------------------------
     def _target(self) -> Any:
+        if self._url is not None and self._headers:
+            return _http_with_headers(self._url, self._headers)
         if self._url is not None:
             return self._url
         assert self._command is not None
@@ -203,9 +226,12 @@ class MCPConnection:
                 read_timeout_seconds=self.timeout,
                 message_handler=self._on_message,
                 client_info=mt.Implementation(name="agentcomm", version=_version()),
+                log_level=self._log_level,  # type: ignore[arg-type]
+                **self._callbacks(),
             )
             async with client, asyncio.TaskGroup() as tg:
                 self._client = client
+                self.server_info = client.server_info
                 listener = None
                 if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
                     # 2026-07-28 servers announce changes on a subscriptions/listen
@@ -224,7 +250,7 @@ class MCPConnection:
                     if listener is not None:
                         listener.cancel()
         except Exception as exc:
-            reason = _reason(exc)
+            reason = reason_of(exc)
             if not ready.done():
                 ready.set_exception(
                     TransportError(f"cannot connect to MCP server {self.name!r}: {reason}")
@@ -285,6 +311,13 @@ class MCPConnection:
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, mt.ToolListChangedNotification):
             self._refresh_wanted.set()
+        elif isinstance(message, mt.ResourceUpdatedNotification) and self._on_update:
+            try:
+                got = self._on_update(str(message.params.uri))
+                if asyncio.iscoroutine(got):
+                    await got
+            except Exception:
+                logger.exception("MCP server %s: on_update failed", self.name)
         await anyio.lowlevel.checkpoint()
 
     async def _fetch_tools(self, client: Client) -> None:
@@ -293,6 +326,15 @@ class MCPConnection:
         for _ in range(100):  # bounded pagination
             page = await client.list_tools(cursor=cursor, cache_mode="bypass")
             for t in page.tools:
+                support = t.execution.task_support if t.execution is not None else None
+                if support == "required":  # callable only as an MCP task: left out, said why
+                    why = "the tool must be run as an MCP task (taskSupport: required)"
+                    if self.skipped.get(t.name) != why:
+                        logger.warning(
+                            "MCP server %s: tool %s left out: %s", self.name, t.name, why
+                        )
+                    self.skipped[t.name] = why
+                    continue
                 tools[t.name] = t
             cursor = page.next_cursor
             if cursor is None:
@@ -330,9 +372,14 @@ class MCPConnection:
         async def forward(arguments: dict[str, Any], ctx: Context) -> Any:
             ctx.runtime.authorize(ctx.sender, "call", f"{self.name}.{tool}")
             left = ctx.remaining()
+
+            async def progress(done: float, total: float | None, message: str | None) -> None:
+                await ctx.progress(done, total, message)  # the server's, to our caller
+
             # A little past the caller's deadline: the caller then times out on its
             # own (RequestTimeout) instead of receiving our timeout as a RemoteError.
-            return await self._call(tool, arguments, None if left is None else left + _GRACE)
+            limit = None if left is None else left + _GRACE
+            return await self._call(tool, arguments, limit, progress)
 
         return forward
 
@@ -349,114 +396,19 @@ class MCPConnection:
         if agent is not None and agent.name in self._rt.agents:
             await self._rt.detach(agent)
 
-    # -- calls -----------------------------------------------------------------------
-    async def call_tool(
-        self, tool: str, arguments: dict[str, Any] | None = None, *, timeout: float | None = None
-    ) -> Any:
-        """Call a tool; returns its structured result, else its text (or content list).
 
-        Raises :class:`UnknownHandler` for a tool the server does not have,
-        :class:`ValidationError` for arguments its schema refuses, :class:`ToolError`
-        when the tool reports a failure, :class:`RequestTimeout` after ``timeout``
-        (default: the connection's) and :class:`TransportError` when the server is gone.
+@contextlib.asynccontextmanager
+async def _http_with_headers(url: str, headers: dict[str, str]) -> AsyncIterator[Any]:
+    """Streamable HTTP with extra headers (``Authorization: Bearer ...``) on every request."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
 
-        Example::
-
-            text = await conn.call_tool("echo", {"message": "hi"})
-        """
-        codec = self._codecs.get(tool)
-        if codec is not None:
-            codec.check(arguments or {})
-        return await self._call(tool, arguments, timeout)
-
-    async def _call(
-        self, tool: str, arguments: dict[str, Any] | None, timeout: float | None
-    ) -> Any:
-        client = self._client
-        if client is None:
-            why = f": {self._lost}" if self._lost else ""
-            raise TransportError(f"MCP server {self.name!r} is not connected{why}")
-        desc = self._tools.get(tool)
-        if desc is None:
-            raise UnknownHandler(
-                f"MCP server {self.name!r} has no tool {tool!r}; it has {sorted(self._tools)}"
-            )
-        limit = self.timeout if timeout is None else timeout
-        if limit <= 0:
-            raise RequestTimeout(self.name, tool, 0.0)
-        tracing = self._rt.tracing
-        if tracing is not None:  # a "call <tool>" span; its context travels in _meta
-            attrs = {"agentcomm.mcp.server": self.name, "agentcomm.mcp.tool": tool}
-            with tracing.span("call", tool, kind="client", attributes=attrs):
-                tp, ts = tracing.current_traceparent()
-                meta: dict[str, Any] = {"traceparent": tp}
-                if ts:
-                    meta["tracestate"] = ts
-                return await self._send_call(client, desc, tool, arguments, limit, meta)
-        return await self._send_call(client, desc, tool, arguments, limit, None)
-
-    async def _send_call(
-        self,
-        client: Client,
-        desc: Any,
-        tool: str,
-        arguments: dict[str, Any] | None,
-        limit: float,
-        meta: dict[str, Any] | None,
-    ) -> Any:
-        try:
-            async with asyncio.timeout(limit):
-                result = await client.call_tool(
-                    tool,
-                    arguments or {},
-                    read_timeout_seconds=limit,
-                    meta=meta,  # type: ignore[arg-type]
-                )
-        except TimeoutError:
-            raise RequestTimeout(self.name, tool, limit) from None
-        except MCPError as exc:
-            raise self._mcp_error(tool, exc) from None
-        except AgentCommError:
-            raise
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
-            self._lost = _reason(exc)
-            self._stop.set()
-            raise TransportError(f"MCP server {self.name!r} is gone: {self._lost}") from None
-        except Exception as exc:  # a result the SDK could not validate, etc.
-            raise ToolError(self.name, f"{type(exc).__name__}: {exc}") from None
-        if result.is_error:
-            text = "; ".join(str(_content_value(b)) for b in result.content) or "tool failed"
-            raise ToolError(self.name, text)
-        if result.structured_content is not None:
-            data = result.structured_content
-            if _is_wrapper(desc.output_schema) and list(data) == ["result"]:
-                return data["result"]
-            return data
-        if len(result.content) == 1:
-            return _content_value(result.content[0])
-        return [_content_value(b) for b in result.content]
-
-    def _mcp_error(self, tool: str, exc: MCPError) -> AgentCommError:
-        msg = exc.message
-        if exc.code == mt.CONNECTION_CLOSED:
-            self._lost = msg
-            self._stop.set()
-            return TransportError(f"MCP server {self.name!r} is gone: {msg}")
-        if exc.code == mt.REQUEST_TIMEOUT:
-            return RequestTimeout(self.name, tool, self.timeout)
-        if exc.code in (mt.INVALID_PARAMS, mt.METHOD_NOT_FOUND):
-            if "unknown tool" in msg.lower() or "not found" in msg.lower():
-                return UnknownHandler(f"MCP server {self.name!r}: {msg}")
-            return ValidationError(f"MCP server {self.name!r} refused the arguments: {msg}")
-        return ToolError(self.name, f"MCP error {exc.code}: {msg}")
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup):
-        return "; ".join(_reason(e) for e in exc.exceptions)
-    if isinstance(exc, MCPError):
-        return exc.message
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    timeout = httpx2.Timeout(30.0, read=300.0)
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
+        streamable_http_client(url, http_client=http) as streams,
+    ):
+        yield streams
 
 
 def _retrieve(fut: asyncio.Future[None]) -> None:

@@ -63,8 +63,9 @@ class SchemaCodec(Codec):
             except RecursionError:
                 raise ValidationError(f"{self.name}: arguments nest too deep to check") from None
             if err is not None:
-                where = "/".join(str(p) for p in err.absolute_path) or "arguments"
-                raise ValidationError(f"{self.name}: {where}: {err.message}")
+                where = "/".join(str(p) for p in err.absolute_path)
+                at = f" {where}:" if where else ""  # the name already says "arguments"
+                raise ValidationError(f"{self.name}:{at} {err.message}")
         return obj
 
     def json_schema(self) -> dict[str, Any]:

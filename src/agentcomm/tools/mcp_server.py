@@ -1,9 +1,12 @@
-"""Exposing agents' handlers as MCP tools (needs the ``mcp`` extra; imported lazily).
+"""Exposing agents as an MCP server (needs the ``mcp`` extra; imported lazily).
 
 Use it through the runtime: ``server = await rt.tools.expose("customer-data")``. Every
 tool call is sent as an ordinary request through the runtime, so it runs in the
 agent's own workers with the same validation, deadlines and access rules as a
-direct :meth:`~agentcomm.Agent.request`.
+direct :meth:`~agentcomm.Agent.request`. Besides tools, an exposure serves the
+agents' prompts and resources (:mod:`.mcp_resources`), logging, progress,
+elicitation and sampling (:mod:`.mcp_calls`); serving over stdio or HTTP is in
+:mod:`.mcp_http`.
 
 Example::
 
@@ -20,27 +23,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import mcp_types as mt
 import msgspec
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from agentcomm.core.errors import AgentCommError, ConfigurationError, RemoteError
-from agentcomm.host.runtime import requests_of
+from agentcomm.core.envelope import new_id
+from agentcomm.core.errors import AgentCommError, ConfigurationError, PermissionDenied, RemoteError
+from agentcomm.host.context import CALLER_HEADER, CALLERS
+from agentcomm.host.runtime import requests_of, runtime_of
+from agentcomm.tools.content import is_content_type
+from agentcomm.tools.mcp_calls import LEVELS, MCPCall, MCPCalls
+from agentcomm.tools.mcp_content import to_blocks
+from agentcomm.tools.mcp_http import HTTPServing
+from agentcomm.tools.mcp_resources import BoardLike, Surface
 from agentcomm.tools.schemas import tool_schemas
 
 if TYPE_CHECKING:
     from mcp.server.connection import Connection
     from mcp.server.context import ServerRequestContext
 
+    from agentcomm.core.schema import HandlerSpec
     from agentcomm.host.agent import Agent
 
 __all__ = ["MCPExposure"]
@@ -48,16 +59,22 @@ __all__ = ["MCPExposure"]
 logger = logging.getLogger("agentcomm.mcp")
 
 _encode = msgspec.json.Encoder().encode
+_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 class _Entry:
-    __slots__ = ("agent", "handler", "tool", "wrapped")
+    __slots__ = ("agent", "handler", "needs_call", "no_args", "returns", "tool", "wrapped")
 
-    def __init__(self, agent: str, handler: str, tool: mt.Tool, wrapped: bool) -> None:
+    def __init__(self, agent: str, handler: str, spec: HandlerSpec, tool: mt.Tool, wrapped: bool):
         self.agent = agent
         self.handler = handler
         self.tool = tool
         self.wrapped = wrapped
+        self.no_args = spec.mode == "none"
+        self.needs_call = spec.context_arg is not None  # may use ctx.progress/log/ask/sample
+        # Content results (Image, Audio, Resource...) are decoded as their types.
+        out = spec.output.type if spec.output is not None else None
+        self.returns = out if out is not None and is_content_type(out) else None
 
 
 class _AgentServer(Server[Any]):
@@ -82,13 +99,18 @@ def _describe(exc: AgentCommError) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class MCPExposure:
-    """Some agents' handlers served as MCP tools; made by :meth:`Tools.expose`.
+def _error(text: str) -> mt.CallToolResult:
+    return mt.CallToolResult(content=[mt.TextContent(type="text", text=text)], is_error=True)
+
+
+class MCPExposure(HTTPServing):
+    """Some agents served as an MCP server; made by :meth:`Tools.expose`.
 
     ``server`` is the SDK's server object (hand it to ``mcp.Client`` for an in-memory
     connection); :meth:`run_stdio` and :meth:`serve_http` serve it to other processes.
     Handlers added or removed at run time show up at once, and connected clients are
-    told that the tool list changed.
+    told that the tool list changed. A client sees only the tools its identity may
+    call (``mcp-gateway``, or with bearer tokens the token's identity).
 
     Example::
 
@@ -105,6 +127,8 @@ class MCPExposure:
         *,
         name: str,
         timeout: float | None,
+        board: Mapping[str, str] | None = None,
+        board_for: Callable[[str], BoardLike] | None = None,
     ) -> None:
         self._on_close = on_close
         self._agents = agents
@@ -121,7 +145,13 @@ class MCPExposure:
         self._listen = ListenHandler(self._bus, max_subscriptions=256, max_buffered_events=64)
         self._listen_http = ListenHandler(self._bus, max_subscriptions=256, max_buffered_events=64)
         self._legacy: weakref.WeakSet[Connection] = weakref.WeakSet()
-        self.server: Server[Any] = _AgentServer(
+        self._levels: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._calls: MCPCalls = runtime_of(gateway).extension(CALLERS, MCPCalls)
+        self._surface = Surface(
+            agents, board=board or {}, board_for=board_for, identity=self.identity
+        )
+        surface = self._surface
+        server: Server[Any] = _AgentServer(
             name,
             version=_version(),
             description=f"agentcomm agents: {', '.join(a.name for a in agents)}",
@@ -129,12 +159,45 @@ class MCPExposure:
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
             on_subscriptions_listen=self._on_listen,
+            on_list_resources=surface.list_resources,
+            on_list_resource_templates=surface.list_templates,
+            on_read_resource=surface.read_resource,
+            on_subscribe_resource=surface.subscribe,
+            on_unsubscribe_resource=surface.unsubscribe,
+            on_list_prompts=surface.list_prompts,
+            on_get_prompt=surface.get_prompt,
+            on_completion=surface.complete,
         )
+        # Registered directly: the constructor keyword warns that logging is deprecated
+        # in the 2026-07-28 revision, which handshake-era clients still use.
+        server.add_request_handler("logging/setLevel", mt.SetLevelRequestParams, self._set_level)
+        # 2026-07-28 input_required rounds: the call's state is sealed (AES-GCM, a key of
+        # this process) on the way out and checked on the way back (tampering: -32602).
+        boundary = RequestStateBoundary(RequestStateSecurity.ephemeral(), default_audience=name)
+        server.middleware.append(boundary)
+        self.server = server
         for a in agents:
             a.on_change(self._on_agent_change)
         self._build()  # fail now on a name collision
 
-    # -- the tool table ----------------------------------------------------------
+    # -- the caller ---------------------------------------------------------------
+    def identity(self, ctx: ServerRequestContext[Any]) -> str:
+        """Who is calling: the bearer token's identity over HTTP with auth, else the gateway."""
+        request = ctx.request
+        user = getattr(request, "scope", {}).get("user") if request is not None else None
+        token = getattr(user, "access_token", None)
+        if token is not None:
+            return str(token.client_id)
+        return self._gateway.name
+
+    def _may_call(self, identity: str, entry: _Entry) -> bool:
+        try:
+            self._gateway.runtime.authorize(identity, "call", f"{entry.agent}.{entry.handler}")
+        except PermissionDenied:
+            return False
+        return True
+
+    # -- the tool table ----------------------------------------------------------------
     def _on_agent_change(self, agent: Agent) -> None:
         self._table = None
         self._changed.set()
@@ -157,13 +220,19 @@ class MCPExposure:
                     logger.warning("%s; keeping the first", msg)
                     continue
                 in_schema, out_schema, wrapped = tool_schemas(spec)
+                in_schema = {"$schema": _DIALECT, **in_schema}
+                if spec.mode == "none":  # one rule: unknown arguments are refused
+                    in_schema["additionalProperties"] = False
+                out = spec.output.type if spec.output is not None else None
+                if out is not None and is_content_type(out):
+                    out_schema, wrapped = None, False  # content blocks, not structured
                 tool = mt.Tool(
                     name=tname,
                     description=spec.description or None,
                     input_schema=in_schema,
                     output_schema=out_schema,
                 )
-                table[tname] = _Entry(agent.name, hname, tool, wrapped)
+                table[tname] = _Entry(agent.name, hname, spec, tool, wrapped)
         self._table = table
         self._built = True
         return table
@@ -196,11 +265,26 @@ class MCPExposure:
             if conn is not None:
                 with contextlib.suppress(TypeError):
                     self._legacy.add(conn)
-        return mt.ListToolsResult(tools=[e.tool for e in self._entries().values()])
+        entries = self._entries().values()
+        if self._gateway.runtime.access is not None:  # only what this caller may call
+            who = self.identity(ctx)
+            entries = [e for e in entries if self._may_call(who, e)]  # type: ignore[assignment]
+        return mt.ListToolsResult(tools=[e.tool for e in entries])
+
+    async def _set_level(
+        self, ctx: ServerRequestContext[Any], params: mt.SetLevelRequestParams
+    ) -> mt.EmptyResult:
+        if params.level not in LEVELS:
+            raise MCPError(mt.INVALID_PARAMS, f"unknown log level {params.level!r}")
+        conn = getattr(ctx.session, "_connection", None)
+        if conn is not None:
+            with contextlib.suppress(TypeError):
+                self._levels[conn] = params.level
+        return mt.EmptyResult()
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any], params: mt.CallToolRequestParams
-    ) -> mt.CallToolResult:
+    ) -> mt.CallToolResult | mt.InputRequiredResult:
         entry = self._entries().get(params.name)
         if entry is None:
             raise MCPError(
@@ -219,26 +303,69 @@ class MCPExposure:
             }
             parent = tp if isinstance(tp, str) else ""
             with tracing.span("call", params.name, kind="server", parent=parent, attributes=attrs):
-                result = await self._run_tool(entry, params)
-                if result.is_error:
+                result = await self._run_tool(ctx, entry, params)
+                if isinstance(result, mt.CallToolResult) and result.is_error:
                     block = result.content[0] if result.content else None
                     text = block.text if isinstance(block, mt.TextContent) else "tool failed"
                     tracing.record_failure("error", "ToolError", text)
                 return result
-        return await self._run_tool(entry, params)
+        return await self._run_tool(ctx, entry, params)
 
-    async def _run_tool(self, entry: _Entry, params: mt.CallToolRequestParams) -> mt.CallToolResult:
+    async def _run_tool(
+        self, ctx: ServerRequestContext[Any], entry: _Entry, params: mt.CallToolRequestParams
+    ) -> mt.CallToolResult | mt.InputRequiredResult:
         gateway = self._gateway
+        rt = gateway.runtime
+        arguments = params.arguments or {}
+        if entry.no_args and arguments:
+            return _error(
+                f"ValidationError: {entry.agent} refused the payload: {params.name} takes no "
+                f"arguments; unknown fields {sorted(arguments)}"
+            )
+        call: MCPCall | None = None
+        headers: dict[str, str] | None = None
         try:
-            gateway.runtime.authorize(gateway.name, "call", f"{entry.agent}.{entry.handler}")
-            result = await requests_of(gateway.runtime).request(
-                gateway, entry.agent, entry.handler, params.arguments or {}, timeout=self.timeout
-            )
+            who = self.identity(ctx) if rt.access is not None else gateway.name
+            rt.authorize(who, "call", f"{entry.agent}.{entry.handler}")
+            if entry.needs_call:
+                call_id = new_id()
+                call = MCPCall(gateway.name, ctx, self._levels, params)
+                self._calls.calls[call_id] = call
+                headers = {CALLER_HEADER: call_id}
+            try:
+                result = await requests_of(rt).request(
+                    gateway,
+                    entry.agent,
+                    entry.handler,
+                    arguments,
+                    timeout=self.timeout,
+                    returns=entry.returns,
+                    headers=headers,
+                )
+            finally:
+                if call is not None:
+                    assert headers is not None
+                    self._calls.calls.pop(headers[CALLER_HEADER], None)
+                    await call.flush()
         except AgentCommError as exc:
-            return mt.CallToolResult(
-                content=[mt.TextContent(type="text", text=_describe(exc))], is_error=True
-            )
-        text = _encode(result).decode()
+            if call is not None and call.pending:  # 2026-07-28: ask the client, then again
+                return mt.InputRequiredResult(
+                    input_requests=call.pending, request_state=call.next_state()
+                )
+            if (
+                call is not None
+                and call.missing
+                and getattr(exc, "type", "") == "ClientUnsupported"
+            ):
+                raise MCPError(
+                    mt.MISSING_REQUIRED_CLIENT_CAPABILITY,
+                    f"{params.name} needs the client's {call.missing} capability",
+                    {"requiredCapabilities": {call.missing: {}}},
+                ) from None
+            return _error(_describe(exc))
+        if entry.returns is not None:
+            return mt.CallToolResult(content=to_blocks(result))
+        text = result if isinstance(result, str) else _encode(result).decode()
         structured: dict[str, Any] | None = None
         if entry.tool.output_schema is not None:
             structured = {"result": result} if entry.wrapped else result
@@ -253,12 +380,29 @@ class MCPExposure:
         return await handler(ctx, params)
 
     # -- change notifications ---------------------------------------------------------
+    async def resource_updated(self, uri: str) -> None:
+        """Tell the clients subscribed to ``uri`` that it changed.
+
+        Blackboard resources (``board://``) are told by their watch; call this for an
+        ``@agent.resource`` whose content changed.
+
+        Example::
+
+            await server.resource_updated("notes://today")
+        """
+        for session in self._surface.sessions_for(uri):
+            try:
+                await session.send_resource_updated(uri)
+            except Exception as exc:  # a gone client must not stop the others
+                logger.debug("resource update for %s not delivered: %s", uri, exc)
+
     async def _notify_changes(self) -> None:
         """Tell connected clients when the tool list changed (runs in the runtime's tasks)."""
         while True:
             await self._changed.wait()
             self._changed.clear()
             if self._closed:
+                await self._surface.aclose()
                 return
             await self._bus.publish(ToolsListChanged())
             for conn in list(self._legacy):
@@ -292,96 +436,6 @@ class MCPExposure:
         for a in self._agents:
             with contextlib.suppress(ValueError):
                 a._on_change.remove(self._on_agent_change)
-
-    # -- serving ------------------------------------------------------------------------
-    async def run_stdio(self) -> None:
-        """Serve over this process's stdin/stdout until the client closes them.
-
-        Example::
-
-            await server.run_stdio()   # `agentcomm mcp serve app:agent` does this
-        """
-        from mcp.server.stdio import stdio_server
-
-        async with stdio_server() as (read, write):
-            await self.server.run(read, write, self.server.create_initialization_options())
-
-    @contextlib.asynccontextmanager
-    async def serve_http(
-        self, host: str = "127.0.0.1", port: int = 0, *, path: str = "/mcp"
-    ) -> AsyncIterator[str]:
-        """Serve over streamable HTTP while the block runs; yields the URL.
-
-        Binds to 127.0.0.1 unless told otherwise; ``port=0`` picks a free port.
-
-        Example::
-
-            async with server.serve_http(port=0) as url:
-                async with mcp.Client(url) as client: ...
-        """
-        async with self._http(host, port, path) as (url, _):
-            yield url
-
-    async def run_http(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 8000,
-        *,
-        path: str = "/mcp",
-        on_ready: Callable[[str], None] | None = None,
-    ) -> None:
-        """Serve over streamable HTTP until the server is stopped (Ctrl-C) or cancelled.
-
-        Example::
-
-            await server.run_http("127.0.0.1", 8000, on_ready=print)
-        """
-        async with self._http(host, port, path) as (url, task):
-            if on_ready is not None:
-                on_ready(url)
-            await task
-
-    @contextlib.asynccontextmanager
-    async def _http(
-        self, host: str, port: int, path: str
-    ) -> AsyncIterator[tuple[str, asyncio.Task[None]]]:
-        import uvicorn
-
-        app = self.server.streamable_http_app(streamable_http_path=path, host=host)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-        except OSError as exc:
-            sock.close()
-            raise ConfigurationError(f"cannot listen on {host}:{port}: {exc}") from None
-        bound = sock.getsockname()[1]
-        config = uvicorn.Config(
-            app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=2
-        )
-        http = uvicorn.Server(config)
-        shown = f"[{host}]" if family == socket.AF_INET6 else host
-        try:
-            async with asyncio.TaskGroup() as tg:
-                task = tg.create_task(
-                    http.serve(sockets=[sock]), name=f"agentcomm:mcp-http:{bound}"
-                )
-                try:
-                    async with asyncio.timeout(10.0):
-                        # uvicorn offers a flag, not an event, for "listening now".
-                        while not http.started and not task.done():  # noqa: ASYNC110
-                            await asyncio.sleep(0.01)
-                    if not http.started:
-                        raise ConfigurationError(
-                            f"the MCP HTTP server on {host}:{bound} did not start"
-                        )
-                    yield f"http://{shown}:{bound}{path}", task
-                finally:
-                    self._listen_http.close()  # end listen streams, so shutdown need not wait
-                    http.should_exit = True
-        finally:
-            sock.close()  # uvicorn closes it on a graceful stop; not when cancelled
 
 
 def _version() -> str:

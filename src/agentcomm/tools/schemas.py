@@ -23,6 +23,7 @@ from agentcomm.core.errors import ConfigurationError, RemoteError
 if TYPE_CHECKING:
     from agentcomm.core.schema import HandlerSpec
     from agentcomm.host.agent import Agent
+    from agentcomm.host.runtime import Runtime
 
 __all__ = [
     "ToolError",
@@ -30,6 +31,7 @@ __all__ = [
     "anthropic_tool",
     "llm_tool_name",
     "load_agents",
+    "load_target",
     "openai_tool",
     "tool_schemas",
 ]
@@ -182,11 +184,28 @@ def anthropic_tool(info: ToolInfo) -> dict[str, Any]:
 
 def load_agents(target: str) -> list[Agent]:
     """Import ``module:attr`` or ``file.py:attr``: an Agent, a list of them, a Runtime, or a
-    function returning one of those (called with no arguments).
+    function returning one of those (called with no arguments); its agents.
 
     Example::
 
         agents = load_agents("myapp.agents:customer_data")
+    """
+    from agentcomm.host.runtime import Runtime
+
+    obj = load_target(target)
+    return list(obj.agents.values()) if isinstance(obj, Runtime) else obj
+
+
+def load_target(target: str) -> Runtime | list[Agent]:
+    """Import ``module:attr`` or ``file.py:attr``: a Runtime as it is, or a list of agents.
+
+    The attribute is an Agent, a list of them, a Runtime, or a function returning one
+    of those (called with no arguments). A Runtime keeps its own policy, signing and
+    limits (``agentcomm mcp serve`` serves it as it is).
+
+    Example::
+
+        rt = load_target("examples/mcp_conformance.py:app")
     """
     import importlib
     import importlib.util
@@ -224,7 +243,7 @@ def load_agents(target: str) -> list[Agent]:
     if callable(obj) and not isinstance(obj, Agent | Runtime | type):
         obj = obj()  # a factory: module:make_agents
     if isinstance(obj, Runtime):
-        return list(obj.agents.values())
+        return obj
     if isinstance(obj, Agent):
         return [obj]
     if isinstance(obj, list | tuple) and all(isinstance(a, Agent) for a in obj):
