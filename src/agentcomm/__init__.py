@@ -33,8 +33,6 @@ from agentcomm.core.errors import (
     ConfigurationError,
     DecodeError,
     DeliveryError,
-    InputTimeout,
-    InvalidTransition,
     KeyExists,
     LimitExceeded,
     MailboxFull,
@@ -47,21 +45,25 @@ from agentcomm.core.errors import (
     RequestTimeout,
     Retry,
     RevisionConflict,
-    TaskCancelled,
-    TaskError,
-    TaskFinished,
-    TaskLost,
-    TaskNotWaiting,
     TransportClosed,
     TransportError,
     UnknownHandler,
-    UnknownTask,
     UnsupportedVersion,
     ValidationError,
 )
 from agentcomm.core.flow import RateLimit, Retention, RetryPolicy
 from agentcomm.core.limits import Limits
 from agentcomm.core.progress import Progress
+from agentcomm.core.task_errors import (
+    InputTimeout,
+    InvalidTransition,
+    TaskCancelled,
+    TaskError,
+    TaskFinished,
+    TaskLost,
+    TaskNotWaiting,
+    UnknownTask,
+)
 from agentcomm.core.version import __version__
 from agentcomm.direct.streams import Stream
 from agentcomm.host.agent import AgentStatistics

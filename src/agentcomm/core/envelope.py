@@ -72,6 +72,9 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, g
     code: str = "error"
     type: str
     message: str
+    #: The agent where the error was raised, when agents in between relayed it (a
+    #: handler that let a :class:`~agentcomm.errors.RemoteError` through).
+    origin: str | None = None
 
 
 # gc=False: an envelope holds only strings, numbers, bytes and a str->str dict, so it

@@ -26,6 +26,7 @@ Every error the library raises on purpose derives from :class:`AgentCommError`::
     ├── ClientUnsupported               the caller's client cannot do it (in core/callers.py)
     ├── InputDeclined                   the caller declined a ctx.ask() question (core/callers.py)
     └── TaskError                       a durable task refused an operation, or ended badly
+                                        (the task errors live in core/task_errors.py)
         ├── UnknownTask                 no task with that id (never started, or past retention)
         ├── InvalidTransition           a state change the task state machine forbids
         │   ├── TaskNotWaiting          answer() to a task that is not input-required
@@ -49,8 +50,6 @@ __all__ = [
     "ConfigurationError",
     "DecodeError",
     "DeliveryError",
-    "InputTimeout",
-    "InvalidTransition",
     "KeyExists",
     "LimitExceeded",
     "MailboxFull",
@@ -63,15 +62,9 @@ __all__ = [
     "RequestTimeout",
     "Retry",
     "RevisionConflict",
-    "TaskCancelled",
-    "TaskError",
-    "TaskFinished",
-    "TaskLost",
-    "TaskNotWaiting",
     "TransportClosed",
     "TransportError",
     "UnknownHandler",
-    "UnknownTask",
     "UnsupportedVersion",
     "ValidationError",
 ]
@@ -208,6 +201,9 @@ class UnknownHandler(DeliveryError):
 class RemoteError(DeliveryError):
     """The remote handler raised; ``type`` and ``message`` describe the remote exception.
 
+    A relayed error (a handler let through what an agent it called raised) reads as
+    one chain: ``origin`` raised it, ``source`` answered.
+
     Example::
 
         try:
@@ -216,11 +212,14 @@ class RemoteError(DeliveryError):
             assert exc.type == "ZeroDivisionError"
     """
 
-    def __init__(self, source: str, type: str, message: str) -> None:
-        super().__init__(f"{source} raised {type}: {message}")
+    def __init__(self, source: str, type: str, message: str, origin: str | None = None) -> None:
+        where = source if origin in (None, source) else f"{origin} (relayed by {source})"
+        super().__init__(f"{where} raised {type}: {message}")
         self.source = source
         self.type = type
         self.message = message
+        #: Where it was raised: ``source`` itself, or the agent behind the relays.
+        self.origin = origin or source
 
 
 class BlackboardError(AgentCommError):
@@ -247,8 +246,10 @@ class RevisionConflict(BlackboardError):
 
     def __init__(self, key: str, expected: int | None, current: Any) -> None:
         now = getattr(current, "revision", None)
+        where = "it is absent" if now is None else f"it is at revision {now}"
+        wanted = "absent" if expected in (None, 0) else f"revision {expected}"
         super().__init__(
-            f"key {key!r}: expected revision {expected}, but it is at {now}; "
+            f"key {key!r}: expected {wanted}, but {where}; "
             "read it again and retry (or use board.update())"
         )
         self.key = key
@@ -397,104 +398,3 @@ class Reject(AgentCommError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class TaskError(AgentCommError):
-    """Base of the durable task errors (``docs/streams-and-tasks.md``).
-
-    ``task_id`` names the task concerned.
-
-    Example::
-
-        try:
-            await handle.answer("yes")
-        except TaskError as exc:
-            print(exc.task_id, exc)
-    """
-
-    def __init__(self, task_id: str, message: str) -> None:
-        super().__init__(message)
-        self.task_id = task_id
-
-
-class UnknownTask(TaskError):
-    """No task with that id: never started, or deleted by the retention.
-
-    Example::
-
-        await caller.task("no-such-id").status()  # raises UnknownTask
-    """
-
-    def __init__(self, task_id: str) -> None:
-        super().__init__(
-            task_id,
-            f"no task {task_id!r}: it was never started here, or its retention has passed "
-            "(check the id, or keep tasks longer with TaskRetention(max_age=...))",
-        )
-
-
-class InvalidTransition(TaskError):
-    """A state change the task state machine does not allow (``state`` is the current one).
-
-    Example::
-
-        except InvalidTransition as exc:
-            print("task is", exc.state)
-    """
-
-    def __init__(self, task_id: str, state: str, message: str) -> None:
-        super().__init__(task_id, message)
-        self.state = state
-
-
-class TaskNotWaiting(InvalidTransition):
-    """``answer()`` to a task that is not waiting for input (not ``input-required``).
-
-    Example::
-
-        await handle.answer("yes")  # raises TaskNotWaiting while the task is working
-    """
-
-
-class TaskFinished(InvalidTransition):
-    """``cancel()`` or ``answer()`` on a task that already completed, failed or was canceled.
-
-    Example::
-
-        await handle.cancel()  # raises TaskFinished after the task completed
-    """
-
-
-class TaskCancelled(TaskError):
-    """``result()`` of a task that was canceled (by ``handle.cancel()``).
-
-    Example::
-
-        try:
-            await handle.result()
-        except TaskCancelled:
-            print("canceled")
-    """
-
-
-class TaskLost(TaskError):
-    """The task's worker died (its lease ran out) and the policy said fail, or no
-    attempts were left (``@agent.task_handler(on_lost=..., max_attempts=...)``).
-
-    Example::
-
-        except TaskLost as exc:
-            print("worker lost:", exc)
-    """
-
-
-class InputTimeout(TaskError, TimeoutError):
-    """``ctx.ask(...)`` got no valid answer within its timeout; raised in the handler.
-
-    Example::
-
-        try:
-            ok = await ctx.ask("Proceed?", returns=bool, timeout=60)
-        except InputTimeout:
-            ok = False
-    """

@@ -23,7 +23,14 @@ from agentcomm.core.errors import (
 __all__ = ["error_response", "raise_remote"]
 
 
-def error_response(env: Envelope, sender: str, code: str, exc_type: str, message: str) -> Envelope:
+def error_response(
+    env: Envelope,
+    sender: str,
+    code: str,
+    exc_type: str,
+    message: str,
+    origin: str | None = None,
+) -> Envelope:
     """The response envelope that reports a failed request.
 
     Example::
@@ -38,7 +45,7 @@ def error_response(env: Envelope, sender: str, code: str, exc_type: str, message
         correlation_id=env.id,
         causation_id=env.id,
         traceparent=env.traceparent,
-        error=ErrorInfo(code=code, type=exc_type, message=message),
+        error=ErrorInfo(code=code, type=exc_type, message=message, origin=origin),
     )
 
 
@@ -66,4 +73,4 @@ def raise_remote(resp: Envelope, request: Envelope, timeout: float) -> None:
     if err.code == "authentication":
         cls = ReplayDetected if err.type == "ReplayDetected" else AuthenticationError
         raise cls(f"{resp.sender} refused the message: {err.message}")
-    raise RemoteError(resp.sender, err.type, err.message)
+    raise RemoteError(resp.sender, err.type, err.message, err.origin)

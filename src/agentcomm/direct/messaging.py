@@ -20,7 +20,14 @@ import msgspec
 
 from agentcomm.core.deadlines import check_seconds
 from agentcomm.core.envelope import Envelope, encode_payload, new_id
-from agentcomm.core.errors import AgentCommError, ConfigurationError, MailboxFull, ValidationError
+from agentcomm.core.errors import (
+    AgentCommError,
+    ConfigurationError,
+    MailboxFull,
+    NoResponders,
+    ValidationError,
+)
+from agentcomm.core.names import check_name
 from agentcomm.core.progress import DEFAULT_WINDOW, MAX_WINDOW, WINDOW_HEADER, frame
 from agentcomm.core.responses import raise_remote
 from agentcomm.core.schema import codec_for
@@ -132,14 +139,17 @@ class DirectMessages:
             env = await rt.guard.hold(env, None if timeout is None else time.time() + timeout)
         rt.record(env)
         agent._sent += 1
-        if timeout is None:
-            await rt.transport.send(env, block=block)
-            return
         try:
+            if timeout is None:
+                await rt.transport.send(env, block=block)
+                return
             async with asyncio.timeout(timeout):
                 await rt.transport.send(env, block=block)
         except TimeoutError:
             raise MailboxFull(to, None, waited=timeout) from None
+        except NoResponders:
+            check_name("agent", to)  # a name no agent can have: say that instead
+            raise
 
     async def request(
         self,
@@ -220,6 +230,9 @@ class DirectMessages:
                 resp = await rt.transport.request(env, timeout)
             except asyncio.CancelledError:
                 self.cancel_remote(agent.name, env)  # the handler stops too
+                raise
+            except NoResponders:
+                check_name("agent", to)  # a name no agent can have: say that instead
                 raise
             if guard is not None:
                 guard.check_response(env, resp)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from agentcomm.core.deadlines import DeadlineWheel, wheel_for
 from agentcomm.core.envelope import Envelope, ErrorInfo, new_id
-from agentcomm.core.errors import PermissionDenied, TransportError, ValidationError
+from agentcomm.core.errors import PermissionDenied, RemoteError, TransportError, ValidationError
 from agentcomm.core.progress import frame
 from agentcomm.core.responses import error_response
 from agentcomm.host.context import Context
@@ -314,13 +314,15 @@ class Serving:
                     if not self._idle.done():
                         self._idle.set_result(None)
 
-    async def _answer_error(self, delivery: Delivery, code: str, exc_type: str, msg: str) -> None:
+    async def _answer_error(
+        self, delivery: Delivery, code: str, exc_type: str, msg: str, origin: str | None = None
+    ) -> None:
         env = delivery.envelope
         tracing = self.runtime.tracing
         if tracing is not None:
             tracing.record_failure(code, exc_type, msg)
         if env.kind == "request":
-            resp = error_response(env, self.name, code, exc_type, msg)
+            resp = error_response(env, self.name, code, exc_type, msg, origin)
             if self.runtime.guard is not None:
                 resp = self.runtime.guard.seal_reply(env, resp)
             self.runtime.record(resp)
@@ -417,4 +419,7 @@ class Serving:
                 code = "transport"
             elif isinstance(exc, PermissionDenied):  # the remote side refused the caller
                 code = "permission"
+        if isinstance(exc, RemoteError):  # let through from an agent it called: one chain
+            await self._answer_error(delivery, code, exc.type, exc.message, exc.origin)
+            return
         await self._answer_error(delivery, code, type(exc).__name__, msg)

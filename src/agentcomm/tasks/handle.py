@@ -16,15 +16,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 
 from agentcomm.core.envelope import encode_payload
-from agentcomm.core.errors import (
-    RequestTimeout,
-    TaskCancelled,
-    TaskFinished,
-    TaskLost,
-    TaskNotWaiting,
-    ValidationError,
-)
+from agentcomm.core.errors import RequestTimeout, ValidationError
 from agentcomm.core.schema import codec_for
+from agentcomm.core.task_errors import TaskCancelled, TaskFinished, TaskLost, TaskNotWaiting
 from agentcomm.tasks.model import TERMINAL, Answer, TaskRecord, TaskStatus, TaskUpdate
 
 if TYPE_CHECKING:

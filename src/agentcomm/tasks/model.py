@@ -19,13 +19,9 @@ from typing import Any, Literal
 import msgspec
 
 from agentcomm.core.envelope import ErrorInfo
-from agentcomm.core.errors import (
-    ConfigurationError,
-    DecodeError,
-    InvalidTransition,
-    TaskFinished,
-)
+from agentcomm.core.errors import ConfigurationError, DecodeError
 from agentcomm.core.progress import Progress
+from agentcomm.core.task_errors import InvalidTransition, TaskFinished
 from agentcomm.transports.streams import StreamConfig
 
 __all__ = [

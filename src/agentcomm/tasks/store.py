@@ -33,8 +33,8 @@ from agentcomm.core.errors import (
     RevisionConflict,
     TransportClosed,
     TransportError,
-    UnknownTask,
 )
+from agentcomm.core.task_errors import UnknownTask
 from agentcomm.tasks.model import (
     BUCKET,
     BUCKET_HISTORY,

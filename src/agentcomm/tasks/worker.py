@@ -25,16 +25,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from agentcomm.core.envelope import ErrorInfo, encode_payload
-from agentcomm.core.errors import (
-    ConfigurationError,
-    InputTimeout,
-    TaskError,
-    TaskFinished,
-    TransportError,
-    ValidationError,
-)
+from agentcomm.core.errors import ConfigurationError, TransportError, ValidationError
 from agentcomm.core.progress import Progress
 from agentcomm.core.schema import codec_for
+from agentcomm.core.task_errors import InputTimeout, TaskError, TaskFinished
 from agentcomm.tasks.declare import TaskSpec, task_specs
 from agentcomm.tasks.model import (
     TERMINAL,

@@ -23,7 +23,8 @@ from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from agentcomm.core.callers import ClientUnsupported, InputDeclined
-from agentcomm.core.errors import AgentCommError, InputTimeout, ValidationError
+from agentcomm.core.errors import AgentCommError, ValidationError
+from agentcomm.core.task_errors import InputTimeout
 from agentcomm.tools.content import Message
 from agentcomm.tools.mcp_content import from_block, sampling_messages
 
