@@ -349,7 +349,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
                 print("ready")
         """
         try:
-            await self.client.flush(timeout=max(1, round(timeout)))
+            await _round_trip(self.client, max(1, round(timeout)))
         except (nats.errors.Error, OSError) as exc:
             raise nats_error(exc, "flush") from exc
 
@@ -367,7 +367,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
             # Once the server has the unsubscribe, the group's other members get
             # everything: nothing more is routed to an inbox that is closing.
             try:
-                await nc.flush(timeout=1)
+                await _round_trip(nc, 1)
             except (nats.errors.Error, OSError, TimeoutError) as exc:
                 logger.debug("flush after unbinding %s failed: %s", address, exc)
 
@@ -461,6 +461,19 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
             raise TransportError(
                 f"the response from {envelope.recipient!r} is not a valid envelope: {exc}"
             ) from None
+
+
+async def _round_trip(nc: Client, timeout: int) -> None:
+    """Return once the server has processed every command this connection sent.
+
+    nats-py writes a flush's PING straight to the socket, ahead of commands still
+    queued for its flusher task (a SUB or UNSUB made a moment ago), so one flush can
+    return before the server has them: a publisher elsewhere then still misses a new
+    subscriber (measured: 4 to 11 first messages lost in 300). The first flush has
+    the flusher write them; the second PING follows them on the wire.
+    """
+    await nc.flush(timeout=timeout)
+    await nc.flush(timeout=timeout)
 
 
 async def _quiet_unsubscribe(sub: Subscription) -> None:
