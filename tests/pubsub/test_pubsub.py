@@ -1,19 +1,22 @@
-"""Pub/sub unit tests: topics, policies, the in-memory event log engine, restarts, shutdown."""
+"""Pub/sub unit tests: topics, policies, restarts, shutdown.
+
+The event log engine itself (ack, nak, term, ack_wait, retention, dedupe) is checked on
+every engine by the engine contract suite (``tests/contract/test_engine_*.py``).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
 
-from agentcomm import Agent, ConfigurationError, Envelope, RateLimited, RetryPolicy, Runtime
+from agentcomm import Agent, ConfigurationError, RateLimited, RetryPolicy, Runtime
 from agentcomm.api import Context
 from agentcomm.core.flow import RateLimit, TokenBucket
 from agentcomm.core.topics import check_pattern, check_topic, topic_matches
 from agentcomm.transports.memory import MemoryTransport
-from agentcomm.transports.streams import ConsumerConfig, StreamConfig
+from agentcomm.transports.streams import ConsumerConfig
 
 
 @pytest.mark.parametrize(
@@ -96,97 +99,6 @@ async def test_group_members_must_share_a_pattern() -> None:
     with pytest.raises(ConfigurationError, match="a group has one pattern"):
         async with Runtime(agents=[a, b]):  # pub/sub starts with the runtime
             pass
-
-
-def _env(topic: str, n: int = 0) -> Envelope:
-    from agentcomm.core.envelope import encode_payload
-
-    return Envelope(id=f"e{n}", kind="event", sender="t", topic=topic, payload=encode_payload(n))
-
-
-async def test_memory_log_ack_nak_term_and_delivery_counts() -> None:
-    t = MemoryTransport()
-    await t.start()
-    await t.ensure_stream(StreamConfig(name="S", max_msgs=100))
-    for n in range(3):
-        await t.append("S", _env("a.b", n))
-    c = await t.open_consumer(
-        "S", ConsumerConfig(name="c", filter_subject="a.*", deliver="all", max_ack_pending=2)
-    )
-    first = await c.fetch(10, timeout=0.01)
-    assert [m.sequence for m in first] == [1, 2]  # max_ack_pending holds the third back
-    assert await c.fetch(10, timeout=0.01) == []
-    await first[0].ack()
-    await first[1].nak()
-    again = await c.fetch(10, timeout=0.01)  # redeliveries first, then room for one new
-    assert [(m.sequence, m.num_delivered) for m in again] == [(2, 2), (3, 1)]
-    await again[0].term()
-    third = again[1]
-    await third.nak(delay=0.02)
-    assert await c.fetch(10, timeout=0.001) == []  # not due yet
-    later = await c.fetch(10, timeout=1.0)
-    assert [(m.sequence, m.num_delivered) for m in later] == [(3, 2)]
-    info = await c.info()
-    assert (info.num_ack_pending, info.num_pending, info.delivered_seq) == (1, 0, 3)
-    await later[0].ack()
-    assert (await c.info()).ack_floor == 3
-    with pytest.raises(ConfigurationError):
-        await t.open_consumer("S", ConsumerConfig(name="c", filter_subject="other"))
-    assert await t.delete_consumer("S", "c") is True
-    with pytest.raises(ConfigurationError):
-        await t.append("nope", _env("a.b"))
-
-
-async def test_memory_log_ack_wait_and_closed_handles_redeliver() -> None:
-    t = MemoryTransport()
-    await t.start()
-    await t.ensure_stream(StreamConfig(name="S"))
-    await t.append("S", _env("x"))
-    c = await t.open_consumer("S", ConsumerConfig(name="c", deliver="all", ack_wait=0.02))
-    (m,) = await c.fetch(1, timeout=0.01)
-    (again,) = await c.fetch(1, timeout=1.0)  # not acked within ack_wait
-    assert again.num_delivered == 2
-    await again.ack()
-    await t.append("S", _env("x", 1))
-    (m,) = await c.fetch(1, timeout=0.01)
-    await c.close()
-    c2 = await t.open_consumer("S", ConsumerConfig(name="c", deliver="all", ack_wait=0.02))
-    (m2,) = await c2.fetch(1, timeout=0.01)
-    assert (m2.sequence, m2.num_delivered) == (m.sequence, 2)
-
-
-async def test_memory_log_retention_and_dedupe_window() -> None:
-    t = MemoryTransport()
-    await t.start()
-    await t.ensure_stream(StreamConfig(name="S", max_msgs=5, max_bytes=10_000))
-    for n in range(20):
-        await t.append("S", _env("x", n))
-    info = await t.stream_info("S")
-    assert (info.messages, info.first_seq, info.last_seq) == (5, 16, 20)
-    assert await t.append("S", _env("x"), msg_id="m") == await t.append("S", _env("x"), msg_id="m")
-    await t.ensure_stream(StreamConfig(name="D", max_msgs=100, duplicate_window=0.01))
-    s1 = await t.append("D", _env("x"), msg_id="m")
-    assert await t.append("D", _env("x"), msg_id="m") == s1  # within the window
-    window_end = time.time() + 0.01
-    for _ in range(1000):  # bounded: wait until the window has passed
-        if time.time() > window_end:
-            break
-        await asyncio.sleep(0.001)
-    assert await t.append("D", _env("x"), msg_id="m") == s1 + 1  # the id is new again
-    await t.ensure_stream(StreamConfig(name="A", max_age=0.01))
-    await t.append("A", _env("x"))
-    aged_out = time.time() + 0.01
-    for _ in range(1000):
-        if time.time() > aged_out:
-            break
-        await asyncio.sleep(0.001)
-    await t.append("A", _env("x", 1))
-    info = await t.stream_info("A")
-    assert (info.messages, info.first_seq) == (1, 2), "the first one aged out"
-    await t.ensure_stream(StreamConfig(name="B", max_bytes=500))
-    for n in range(50):
-        await t.append("B", _env("x", n))
-    assert (await t.stream_info("B")).bytes <= 500
 
 
 async def test_shutdown_leaves_unfinished_events_unacked_for_the_next_run() -> None:

@@ -236,7 +236,7 @@ async def test_ten_thousand_hostile_frames_on_every_subject_end_nothing(
                 await shop.publish("orders.created", {"n": -1})
                 await until(lambda: seen == [-1] and board_changes == ["h.ok"], 30)
                 await transport.flush()
-                await until(lambda: bool(transport._subs), 10)
+                await until(lambda: bool(transport._bindings), 10)
                 await _presence_ready(rt)
 
                 # The normal client keeps asking while the attacker publishes.

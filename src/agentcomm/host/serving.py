@@ -134,7 +134,7 @@ class Serving:
         if box is None:
             return
         rt = self.runtime
-        await rt.transport.unbind(self.name)
+        await rt.transport.unbind(self.name, box)
         box.close()  # senders still waiting for room learn at once that we are gone
         left = deadline - asyncio.get_running_loop().time()
         if (len(box) or self.busy) and left > 0:

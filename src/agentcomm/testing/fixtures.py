@@ -1,8 +1,14 @@
-"""Pytest plugin: the ``make_runtime`` fixture, parametrized over transports.
+"""Pytest plugin: the ``make_runtime`` and ``make_transport`` fixtures, over transports.
 
 Enable with ``pytest_plugins = ["agentcomm.testing.fixtures"]``. Every contract test
-takes ``make_runtime``; it runs once per transport named by ``--transport`` (a
-comma-separated list; default: every registered transport).
+takes ``make_runtime`` (the pattern suites) or ``make_transport`` (the engine suite,
+``agentcomm.testing.contract.engine_*``); it runs once per transport named by
+``--transport`` (a comma-separated list; default: every registered transport).
+
+Within one test, everything made reaches one engine: on NATS, one namespace of the
+session's server (each transport its own connection); in memory, one
+``MemoryTransport`` shared by every runtime of the test (its start and close are
+counted), so cross-runtime tests mean the same on both.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from agentcomm.transports.base import Transport
 __all__ = [
     "TRANSPORT_FACTORIES",
     "MakeRuntime",
+    "MakeTransport",
     "make_runtime",
+    "make_transport",
     "nats_server",
     "nats_url",
     "pytest_addoption",
@@ -30,16 +38,23 @@ __all__ = [
 ]
 
 MakeRuntime = Callable[..., Runtime]
+MakeTransport = Callable[[], Transport]
 
-#: Transport name -> factory(request) returning a fresh, unstarted Transport. The
-#: factory may use other fixtures through ``request.getfixturevalue`` (a broker).
+#: Transport name -> factory(request) returning an unstarted Transport on the test's
+#: engine: every transport one test gets reaches the others (the same broker and
+#: namespace, or the same in-process engine object). The factory may use other
+#: fixtures through ``request.getfixturevalue`` (a broker).
 TRANSPORT_FACTORIES: dict[str, Callable[[pytest.FixtureRequest], Transport]] = {}
+
+_MEMORY_ENGINE = pytest.StashKey[Transport]()
 
 
 def _memory_factory(request: pytest.FixtureRequest) -> Transport:
     from agentcomm.transports.memory.transport import MemoryTransport
 
-    return MemoryTransport()
+    # One engine per test, shared by its runtimes (as workers share a StubBroker).
+    engine: Transport = request.node.stash.setdefault(_MEMORY_ENGINE, MemoryTransport())
+    return engine
 
 
 TRANSPORT_FACTORIES["memory"] = _memory_factory
@@ -81,17 +96,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def make_runtime(request: pytest.FixtureRequest, transport_name: str) -> Iterator[MakeRuntime]:
     """A factory of runtimes on the transport under test: ``make_runtime(agents=[...])``.
 
-    Two runtimes made by one test share the engine (the same broker, or for memory
-    the same transport object is *not* shared: use one runtime per test there).
+    Runtimes made by one test share the engine: on NATS each has its own connection
+    to the test's namespace, in memory they share one ``MemoryTransport``. An agent
+    name started in two of them is a queue group on both.
 
     Example::
 
         async def test_ping(make_runtime):
             async with make_runtime(agents=[pong]) as rt: ...
     """
-    factory = TRANSPORT_FACTORIES.get(transport_name)
-    if factory is None:
-        pytest.fail(f"unknown transport {transport_name!r}; known: {sorted(TRANSPORT_FACTORIES)}")
+    factory = _factory(transport_name)
     created: list[Runtime] = []
 
     def make(agents: Iterable[Agent] = (), **kwargs: Any) -> Runtime:
@@ -131,3 +145,30 @@ def nats_url(nats_server: NatsServer) -> str:
             async with Runtime(transport=nats_url): ...
     """
     return nats_server.url
+
+
+@pytest.fixture
+def make_transport(request: pytest.FixtureRequest, transport_name: str) -> MakeTransport:
+    """A factory of unstarted transports on the engine under test, for the engine suite.
+
+    Each call is one more user of the test's engine: a new connection on NATS, the
+    test's shared ``MemoryTransport`` again in memory (its start and close are
+    counted). The test starts and closes what it makes.
+
+    Example::
+
+        async def test_x(make_transport):
+            t = make_transport()
+            await t.start()
+            try: ...
+            finally: await t.close()
+    """
+    factory = _factory(transport_name)
+    return lambda: factory(request)
+
+
+def _factory(transport_name: str) -> Callable[[pytest.FixtureRequest], Transport]:
+    factory = TRANSPORT_FACTORIES.get(transport_name)
+    if factory is None:
+        pytest.fail(f"unknown transport {transport_name!r}; known: {sorted(TRANSPORT_FACTORIES)}")
+    return factory

@@ -119,18 +119,30 @@ class Transport(KVStore, EventLog, Channels, abc.ABC):
     # -- lifecycle ----------------------------------------------------------
     @abc.abstractmethod
     async def start(self) -> None:
-        """Connect; called once by the runtime when it starts."""
+        """Connect; called by each runtime that uses this transport when it starts.
+
+        Several runtimes may share one transport object in one event loop: starts
+        are counted, and only the first one connects.
+        """
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Release every resource; called once by the runtime when it stops."""
+        """Called by each runtime when it stops; the last close releases everything.
+
+        Until then the engine keeps working for the runtimes that still use it
+        (each runtime unbinds its own agents and closes its own consumers, watches
+        and channels before it closes the transport).
+        """
 
     # -- direct messages ----------------------------------------------------
     @abc.abstractmethod
     async def bind(self, address: str, inbox: Inbox) -> None:
         """Deliver envelopes addressed to ``address`` into ``inbox`` from now on.
 
-        Raises ConfigurationError if the address is already bound in this transport.
+        An address bound to several inboxes (two runtimes, or two processes, running
+        the same agent) is a *queue group*: each notification and request goes to one
+        of them, a control signal to every one. Raises ConfigurationError when this
+        inbox is already bound to the address.
         """
 
     def bind_nowait(self, address: str, inbox: Inbox) -> bool:
@@ -142,8 +154,28 @@ class Transport(KVStore, EventLog, Channels, abc.ABC):
         return False
 
     @abc.abstractmethod
-    async def unbind(self, address: str) -> None:
-        """Stop delivering to ``address``; later sends get NoResponders."""
+    async def unbind(self, address: str, inbox: Inbox) -> None:
+        """Stop delivering to ``inbox`` at ``address``; the group's other inboxes stay.
+
+        Once no inbox is bound there, later sends get NoResponders. Unbinding an
+        inbox that is not bound does nothing. Returns once the engine routes nothing
+        more to that inbox, for every user of the engine (NATS: the server has the
+        unsubscribe), so a runtime that stops leaves its work to the group's others.
+        """
+
+    @abc.abstractmethod
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Return once the engine has taken in everything this transport sent so far.
+
+        Bindings included: from then on every other user of the engine (another
+        runtime, another process) reaches this transport's inboxes. An in-process
+        engine has nothing in flight and returns at once; NATS waits for the server.
+
+        Example::
+
+            await transport.bind("billing", inbox)
+            await transport.flush()  # now tell the others that billing is there
+        """
 
     @abc.abstractmethod
     async def send(self, envelope: Envelope, *, block: bool = True) -> None:

@@ -47,9 +47,10 @@ class StreamConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     ``max_msgs``, ``max_bytes`` and ``max_age`` (seconds) are JetStream's limits
     (retention "limits", discard "old"); ``duplicate_window`` (seconds) is the dedupe
-    window of ``msg_id`` (JetStream's ``duplicate_window`` / ``Nats-Msg-Id``). All are
-    required to be positive: nothing is unbounded. ``max_age=None`` means no age limit
-    (the count and byte limits still bound the log).
+    window of ``msg_id`` (JetStream's ``duplicate_window`` / ``Nats-Msg-Id``), cut to
+    ``max_age`` when that is shorter (an id is remembered at most as long as messages
+    live, JetStream's rule). All are required to be positive: nothing is unbounded.
+    ``max_age=None`` means no age limit (the count and byte limits still bound the log).
 
     Example::
 
@@ -134,7 +135,9 @@ class ConsumerInfo(msgspec.Struct, frozen=True, kw_only=True):
     """State of a consumer (JetStream ``ConsumerInfo``).
 
     ``num_pending`` is the lag: matching messages not yet delivered.
-    ``num_ack_pending`` counts delivered messages not yet acked or terminated.
+    ``num_ack_pending`` counts delivered messages not yet acked or terminated, and
+    ``num_redelivered`` those of them delivered more than once (JetStream's gauge:
+    it drops again when they are settled).
     ``delivered_seq`` is the stream sequence of the last message delivered and
     ``ack_floor`` the sequence below which every message is acked.
 

@@ -23,10 +23,8 @@ from agentcomm.core.errors import (
     ValidationError,
 )
 from agentcomm.testing.fixtures import MakeRuntime
-from agentcomm.transports.base import KVStore
 
 __all__ = [
-    "requires_kv",
     "test_access_hook_sees_reads_and_writes",
     "test_bad_keys_and_prefixes_say_what_to_fix",
     "test_callback_failures_are_counted_and_the_subscription_goes_on",
@@ -45,14 +43,6 @@ __all__ = [
 ]
 
 DEADLINE = 10.0
-
-
-@pytest.fixture(autouse=True)
-def requires_kv(make_runtime: MakeRuntime) -> None:
-    """Skip (saying why) on an engine that does not implement the KVStore methods yet."""
-    transport = make_runtime().transport
-    if type(transport).kv_get is KVStore.kv_get:
-        pytest.skip(f"the {transport.name} transport has no key/value support yet")
 
 
 async def _take(watch: Watch[Any], n: int, timeout: float = DEADLINE) -> list[Change[Any]]:

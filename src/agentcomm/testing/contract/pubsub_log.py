@@ -174,15 +174,22 @@ async def test_replay_in_two_runtimes_at_once_each_gets_every_event(
         p = rt1.agent("p")
         for i in range(20):
             await p.publish("orders.created", {"id": i})
-        await seen.count(20)  # on a shared engine the two share the subscription's consumer
+        await seen.count(20)  # one engine: the two share the subscription's consumer
+        live = list(seen.items)
         stored = [(await rt.events.refresh()).events_stored for rt in (rt1, rt2)]
         async with asyncio.timeout(DEADLINE):
             handled = await asyncio.gather(
                 rt1.events.replay("auditor"), rt2.events.replay("auditor")
             )
-    # each replay has a consumer of its own: every event its engine holds (20 when shared)
-    assert list(handled) == stored
-    assert handled[0] == 20
+        await seen.count(60)
+    # live: each event reached one of the two (a consumer group), exactly once
+    assert sorted(i for _, i in live) == list(range(20))
+    assert stored == [20, 20]
+    # each replay has a consumer of its own and runs its own runtime's handler
+    assert list(handled) == [20, 20]
+    replayed = seen.items[len(live) :]
+    for where in (1, 2):
+        assert sorted(i for w, i in replayed if w == where) == list(range(20))
 
 
 async def test_detach_stops_the_agents_subscriptions(make_runtime: MakeRuntime) -> None:

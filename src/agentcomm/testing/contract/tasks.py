@@ -157,7 +157,7 @@ async def test_start_task_returns_at_once_and_result_is_typed(make_runtime: Make
 
 
 async def test_updates_resume_from_a_cursor_with_nothing_lost_or_repeated(
-    make_runtime: MakeRuntime, transport_name: str
+    make_runtime: MakeRuntime,
 ) -> None:
     seen = _Seen()
     async with make_runtime(agents=[_worker(seen)]) as rt:
@@ -171,12 +171,9 @@ async def test_updates_resume_from_a_cursor_with_nothing_lost_or_repeated(
         seen.gate.set()
         assert (await handle.result(timeout=10)) == 10
         cursor = first[-1].cursor
-        if transport_name == "memory":
-            later = [u async for u in client.task(handle.id).updates(since=cursor)]
-        else:  # another runtime (its own connection) re-attaches by id
-            async with make_runtime() as other:
-                again = other.agent("client2").task(handle.id)
-                later = [u async for u in again.updates(since=cursor)]
+        async with make_runtime() as other:  # another runtime re-attaches by id
+            again = other.agent("client2").task(handle.id)
+            later = [u async for u in again.updates(since=cursor)]
         everything = [u async for u in handle.updates()]
     assert [u.cursor for u in first + later] == [u.cursor for u in everything]
     assert len({u.cursor for u in everything}) == len(everything)

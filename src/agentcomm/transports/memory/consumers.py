@@ -91,7 +91,6 @@ class _Consumer:
         self.timers: list[tuple[float, int, int]] = []  # (due, seq, token) heap
         self.due: deque[_MemoryMessage] = deque()  # to redeliver now
         self.waiters: list[asyncio.Future[None]] = []
-        self.num_redelivered = 0
         self.delivered_seq = 0
         self.deleted = False
         self.next_seq = self._start_seq()
@@ -202,7 +201,6 @@ class _Consumer:
             p.deadline = loop_now + ack_wait
             p.handle = handle
             delivered[p.sequence] = p
-            self.num_redelivered += 1
             out.append(p)
         last = self.stream.last_seq
         seq = self.next_seq
@@ -254,7 +252,9 @@ class _Consumer:
                 hits += self.matches(e.subject)
             ahead = hits if scanned >= ahead or not scanned else round(hits * ahead / scanned)
         pending = ahead
-        unsettled = [*self.delivered, *self.naked, *(p.sequence for p in self.due if not p.settled)]
+        out = [*self.delivered.values(), *self.naked.values()]
+        out += [p for p in self.due if not p.settled]
+        unsettled = [p.sequence for p in out]
         floor = (min(unsettled) - 1) if unsettled else self.next_seq - 1
         return ConsumerInfo(
             name=self.config.name,
@@ -262,7 +262,7 @@ class _Consumer:
             filter_subject=self.config.filter_subject,
             num_pending=pending,
             num_ack_pending=len(unsettled),
-            num_redelivered=self.num_redelivered,
+            num_redelivered=sum(p.num_delivered > 1 for p in out),
             delivered_seq=self.delivered_seq,
             ack_floor=max(floor, 0),
         )

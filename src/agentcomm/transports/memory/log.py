@@ -77,7 +77,7 @@ class MemoryEventLog:
         now = time.time()
         if msg_id is not None:
             seen = st.dedupe.get(msg_id)
-            if seen is not None and seen[1] >= now - st.config.duplicate_window:
+            if seen is not None and seen[1] >= now - st.window:
                 return seen[0], True
         seq = st.last_seq + 1
         st.last_seq = seq

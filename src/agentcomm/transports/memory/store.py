@@ -86,6 +86,13 @@ class _Stream:
         return None
 
     @property
+    def window(self) -> float:
+        """The dedupe window in effect: never longer than the messages live (JetStream)."""
+        cfg = self.config
+        age = cfg.max_age
+        return cfg.duplicate_window if age is None or age >= cfg.duplicate_window else age
+
+    @property
     def first_seq(self) -> int:
         e = self._head()
         return self.last_seq + 1 if e is None else e.seq
@@ -115,7 +122,7 @@ class _Stream:
                 self.bytes -= e.size
         dedupe, dorder = self.dedupe, self.dedupe_order
         if dorder:
-            cutoff = now - cfg.duplicate_window
+            cutoff = now - self.window
             limit = max(cfg.max_msgs, 1)
             while dorder and (dorder[0][1] < cutoff or len(dedupe) > limit):
                 key, stamp = dorder.popleft()

@@ -3,6 +3,11 @@
 It is a real engine, not a mock: bounded mailboxes with backpressure, fail-fast
 ``NoResponders``, per-request futures and deadlines. Envelopes are immutable and
 payloads travel as encoded bytes, so a receiver can never change what a sender holds.
+
+Several runtimes may share one ``MemoryTransport`` (as workers share dramatiq's
+``StubBroker``): ``start``/``close`` are counted, so the engine's state lives until
+the last runtime closes, and one agent name bound by several runtimes is a queue
+group, as on NATS: each message goes to one of them in turn, control signals to all.
 """
 
 from __future__ import annotations
@@ -90,12 +95,48 @@ class _MemoryChannel(Channel):
         self._channels.pop(self.address, None)
 
 
+class _QueueGroup:
+    """Inboxes bound to one address by several runtimes: the :class:`Inbox` the engine
+    delivers into. Each delivery goes to one member in turn; control frames to all."""
+
+    __slots__ = ("_last", "_next", "members")
+
+    def __init__(self, members: list[Inbox]) -> None:
+        self.members = members
+        self._next = 0
+        self._last = members[0]
+
+    @property
+    def capacity(self) -> int:
+        return sum(m.capacity for m in self.members)
+
+    def put_nowait(self, delivery: Delivery) -> None:
+        members = self.members
+        i = self._next % len(members)
+        self._next = i + 1
+        self._last = member = members[i]
+        member.put_nowait(delivery)
+
+    async def put(self, delivery: Delivery) -> None:
+        # After put_nowait refused: wait for room where the delivery was turned away.
+        await self._last.put(delivery)
+
+    def control(self, envelope: Envelope) -> None:
+        for m in list(self.members):  # each its own copy (headers are a dict)
+            m.control(_isolate(envelope))
+
+
 class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
     """In-process engine; the default when a runtime is given no transport.
+
+    Share one between runtimes to have them talk in one process (an agent name bound
+    in two of them is a queue group); it is closed when the last of them closes.
 
     Example::
 
         async with Runtime(transport=MemoryTransport()) as rt: ...
+        engine = MemoryTransport()
+        async with Runtime(transport=engine) as rt1, Runtime(transport=engine) as rt2: ...
     """
 
     name = "memory"
@@ -103,18 +144,32 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
     def __init__(self) -> None:
         MemoryKV.__init__(self)
         MemoryEventLog.__init__(self)
+        #: address -> its inbox, or a _QueueGroup of the inboxes bound to it
         self._inboxes: dict[str, Inbox] = {}
         self._channels: dict[str, Sink] = {}
         #: Frames posted to a channel that was already closed (its reader had gone).
         self.discarded_frames = 0
         self._running = False
+        self._users = 0  # runtimes that started this engine and have not closed it
         self._wheel: DeadlineWheel | None = None
 
     async def start(self) -> None:
-        self._running = True
-        self._wheel = wheel_for(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        if self._users and self._wheel is not None and self._wheel._loop is not loop:
+            raise ConfigurationError(
+                "this memory transport is running in another event loop; "
+                "runtimes share one only within one loop"
+            )
+        self._users += 1
+        if self._users == 1:
+            self._running = True
+            self._wheel = wheel_for(loop)
 
     async def close(self) -> None:
+        if self._users > 1:  # another runtime still uses the engine
+            self._users -= 1
+            return
+        self._users = 0
         self._running = False
         self._inboxes.clear()
         self._channels.clear()
@@ -126,15 +181,27 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
     def bind_nowait(self, address: str, inbox: Inbox) -> bool:
         if not self._running:
             raise TransportClosed("the memory transport is not started")
-        if address in self._inboxes:
-            raise ConfigurationError(
-                f"address {address!r} is already bound; agent names are unique"
-            )
-        self._inboxes[address] = inbox
+        have = self._inboxes.get(address)
+        if have is None:
+            self._inboxes[address] = inbox
+            return True
+        members = have.members if isinstance(have, _QueueGroup) else [have]
+        if any(m is inbox for m in members):
+            raise ConfigurationError(f"address {address!r} is already bound to this inbox")
+        self._inboxes[address] = _QueueGroup([*members, inbox])
         return True
 
-    async def unbind(self, address: str) -> None:
-        self._inboxes.pop(address, None)
+    async def flush(self, timeout: float = 5.0) -> None:
+        return None  # bindings and deliveries take effect when the call returns
+
+    async def unbind(self, address: str, inbox: Inbox) -> None:
+        have = self._inboxes.get(address)
+        if have is inbox:
+            del self._inboxes[address]
+        elif isinstance(have, _QueueGroup):
+            rest = [m for m in have.members if m is not inbox]
+            if len(rest) != len(have.members):
+                self._inboxes[address] = rest[0] if len(rest) == 1 else _QueueGroup(rest)
 
     def _inbox(self, env: Envelope) -> Inbox:
         inbox = self._inboxes.get(env.recipient or "")
@@ -192,7 +259,7 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
     async def signal(self, envelope: Envelope) -> None:
         inbox = self._inboxes.get(envelope.recipient or "")
         if inbox is not None:
-            inbox.control(_isolate(envelope))
+            inbox.control(envelope if isinstance(inbox, _QueueGroup) else _isolate(envelope))
 
     async def open_channel(self, sink: Sink) -> Channel:
         if not self._running:
