@@ -33,13 +33,36 @@ if TYPE_CHECKING:
     from agentcomm.core.envelope import Envelope
 
 __all__ = [
+    "ENGINE_MAX_PAYLOAD",
     "MAX_PAYLOAD_DEPTH",
     "MAX_WIRE_BYTES",
     "MAX_WIRE_DEPTH",
     "Limits",
     "check_depth",
     "json_depth",
+    "too_large",
 ]
+
+#: The largest message an engine carries by default: NATS's default ``max_payload``
+#: (1 MiB). The memory engine refuses the same, so a program that works in one process
+#: works on NATS (``MemoryTransport(max_payload=...)`` to change it).
+ENGINE_MAX_PAYLOAD = 1_048_576
+
+
+def too_large(what: str, size: int, limit: int) -> LimitExceeded:
+    """The error for a message of ``size`` bytes over an engine's ``limit``.
+
+    Example::
+
+        if len(payload) > ENGINE_MAX_PAYLOAD:
+            raise too_large("request to bob", len(payload), ENGINE_MAX_PAYLOAD)
+    """
+    return LimitExceeded(
+        f"{what}: {size} bytes, over the transport's max_payload of {limit} bytes (NATS's "
+        "default, the same on every transport); send a reference (a blackboard key, a "
+        "URL) instead of the data",
+        limit="max_payload",
+    )
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,6 +13,7 @@ import time
 from collections import deque
 
 from agentcomm.core.errors import ConfigurationError, KeyExists, RevisionConflict
+from agentcomm.core.limits import ENGINE_MAX_PAYLOAD, too_large
 from agentcomm.transports.base import KVStore
 
 __all__ = ["MemoryKV"]
@@ -180,6 +181,9 @@ class MemoryKV:
         rev = await kv.kv_put("board", "a.b", b"1")
     """
 
+    #: The largest value stored (see :class:`MemoryTransport`).
+    max_payload: int = ENGINE_MAX_PAYLOAD
+
     min_ttl: float = 0.001
 
     def __init__(self) -> None:
@@ -220,6 +224,8 @@ class MemoryKV:
         ttl: float | None = None,
     ) -> int:
         """See :meth:`KVStore.kv_put`."""
+        if len(value) > self.max_payload:
+            raise too_large(f"value of {key!r}", len(value), self.max_payload)
         b = self._buckets.get(bucket) or self._bucket(bucket)
         expiring = key in b.expiry
         if expected_revision is not None or create_only or expiring:

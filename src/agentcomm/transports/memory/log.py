@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from agentcomm.core.errors import ConfigurationError
+from agentcomm.core.limits import ENGINE_MAX_PAYLOAD, too_large
 from agentcomm.core.topics import check_pattern, compile_pattern
 from agentcomm.transports.memory.consumers import _Consumer, _MemoryConsumerHandle
 from agentcomm.transports.memory.store import _Entry, _Stream
@@ -39,6 +40,9 @@ class MemoryEventLog:
         t = MemoryTransport()
         await t.ensure_stream(StreamConfig(name="EVENTS"))
     """
+
+    #: The largest payload stored (see :class:`MemoryTransport`).
+    max_payload: int = ENGINE_MAX_PAYLOAD
 
     def __init__(self) -> None:
         self._streams: dict[str, _Stream] = {}
@@ -70,6 +74,8 @@ class MemoryEventLog:
     async def append_checked(
         self, stream: str, envelope: Envelope, *, msg_id: str | None = None
     ) -> tuple[int, bool]:
+        if len(envelope.payload) > self.max_payload:
+            raise too_large(f"event on {envelope.topic!r}", len(envelope.payload), self.max_payload)
         st = self._streams.get(stream) or self._stream(stream)
         subject = envelope.topic
         if subject is None:

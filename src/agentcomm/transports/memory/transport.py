@@ -28,6 +28,8 @@ from agentcomm.core.errors import (
     RequestTimeout,
     TransportClosed,
 )
+from agentcomm.core.limits import ENGINE_MAX_PAYLOAD, too_large
+from agentcomm.core.responses import error_response
 from agentcomm.transports.base import Delivery, Inbox, Transport
 from agentcomm.transports.channels import Channel, Sink
 from agentcomm.transports.memory.kv import MemoryKV
@@ -53,20 +55,30 @@ class _MemoryNotification(Delivery):
 class _MemoryRequest(Delivery):
     """A request in flight: answers its future, and expires at its deadline."""
 
-    __slots__ = ("_future", "_slot", "_wheel")
+    __slots__ = ("_future", "_max", "_slot", "_wheel")
 
     expires = True  # expire() also stops the handler running for it
     _slot: int
 
     def __init__(
-        self, envelope: Envelope, future: asyncio.Future[Envelope], wheel: DeadlineWheel
+        self,
+        envelope: Envelope,
+        future: asyncio.Future[Envelope],
+        wheel: DeadlineWheel,
+        max_payload: int,
     ) -> None:
         self.envelope = envelope  # ``runner`` stays unset until a handler runs (hot path)
         self._future = future
         self._wheel = wheel
+        self._max = max_payload
 
     def reply(self, response: Envelope) -> None:
         fut = self._future
+        if len(response.payload) > self._max:  # as NATS would refuse it: say so
+            err = too_large(f"answer of {response.sender!r}", len(response.payload), self._max)
+            response = error_response(
+                self.envelope, response.sender, "limit", "LimitExceeded", str(err)
+            )
         if not fut.done():
             fut.set_result(_isolate(response) if response.headers else response)
             bucket = self._wheel._slots.get(self._slot)  # inlined DeadlineWheel.discard
@@ -141,9 +153,12 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
 
     name = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_payload: int = ENGINE_MAX_PAYLOAD) -> None:
         MemoryKV.__init__(self)
         MemoryEventLog.__init__(self)
+        #: The largest payload carried (NATS's default, so what works here works
+        #: there): larger ones are ``LimitExceeded`` at the sender.
+        self.max_payload = max_payload
         #: address -> its inbox, or a _QueueGroup of the inboxes bound to it
         self._inboxes: dict[str, Inbox] = {}
         self._channels: dict[str, Sink] = {}
@@ -212,6 +227,10 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
         return inbox
 
     async def send(self, envelope: Envelope, *, block: bool = True) -> None:
+        if len(envelope.payload) > self.max_payload:
+            raise too_large(
+                f"notification to {envelope.recipient!r}", len(envelope.payload), self.max_payload
+            )
         inbox = self._inbox(envelope)
         delivery = _MemoryNotification(_isolate(envelope))
         try:
@@ -222,6 +241,10 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
             await inbox.put(delivery)
 
     def request(self, envelope: Envelope, timeout: float) -> Awaitable[Envelope]:
+        if len(envelope.payload) > self.max_payload:
+            raise too_large(
+                f"request to {envelope.recipient!r}", len(envelope.payload), self.max_payload
+            )
         inbox = self._inboxes.get(envelope.recipient or "")
         if inbox is None:
             inbox = self._inbox(envelope)  # raises the right error
@@ -231,7 +254,7 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
         fut: asyncio.Future[Envelope] = asyncio.Future(loop=wheel._loop)
         if envelope.headers:
             envelope = _isolate(envelope)
-        delivery = _MemoryRequest(envelope, fut, wheel)
+        delivery = _MemoryRequest(envelope, fut, wheel, self.max_payload)
         # The delivery leaves the wheel when answered; if the caller is cancelled it
         # stays until its deadline (bounded by the timeout), then expires as a no-op.
         deadline = envelope.deadline
@@ -269,6 +292,8 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
         return _MemoryChannel(self._channels, address)
 
     async def post(self, address: str, envelope: Envelope) -> None:
+        if len(envelope.payload) > self.max_payload:
+            raise too_large(f"{envelope.kind} frame", len(envelope.payload), self.max_payload)
         sink = self._channels.get(address)
         if sink is None:
             self.discarded_frames += 1

@@ -10,6 +10,7 @@ import nats.js.errors
 from agentcomm.core.errors import (
     AgentCommError,
     ConfigurationError,
+    LimitExceeded,
     TransportClosed,
     TransportError,
 )
@@ -33,6 +34,12 @@ def nats_error(exc: BaseException, what: str) -> AgentCommError:
         except nats.errors.Error as exc:
             raise nats_error(exc, "publish to orders") from exc
     """
+    if isinstance(exc, nats.errors.MaxPayloadError):
+        return LimitExceeded(
+            f"{what}: over the NATS server's max_payload ({exc}); send a reference (a "
+            "blackboard key, a URL) instead of the data",
+            limit="max_payload",
+        )
     if isinstance(exc, nats.errors.ConnectionClosedError):
         return TransportClosed(f"{what}: the NATS connection is closed")
     if isinstance(exc, nats.errors.OutboundBufferLimitError):

@@ -59,6 +59,7 @@ from agentcomm.core.errors import (
 )
 from agentcomm.core.names import nats_inbox_prefix
 from agentcomm.core.rejects import Rejects
+from agentcomm.core.responses import error_response
 from agentcomm.transports.base import Delivery, Inbox, Transport
 from agentcomm.transports.nats.admin import NatsAdmin, Replicas, Violations
 from agentcomm.transports.nats.channels import NatsChannels
@@ -90,7 +91,17 @@ class _NatsDelivery(Delivery):
         if not self._reply:
             return
         try:
-            await self._transport.client.publish(self._reply, encode_envelope(response))
+            try:
+                await self._transport.client.publish(self._reply, encode_envelope(response))
+            except nats.errors.MaxPayloadError as exc:  # answer why, not a timeout
+                err = error_response(
+                    self.envelope,
+                    response.sender,
+                    "limit",
+                    "LimitExceeded",
+                    f"its answer is over the NATS server's max_payload ({exc})",
+                )
+                await self._transport.client.publish(self._reply, encode_envelope(err))
         except (nats.errors.Error, OSError, AgentCommError) as exc:
             # Never raise into the agent's worker: the requester times out instead.
             self._transport._reply_failures += 1
