@@ -112,8 +112,7 @@ class Live:
         if len(got) > PER_TICK:
             self.sampled_out += len(got) - PER_TICK
             got = got[-PER_TICK:]
-        if missed:
-            self.sampled_out += 1  # at least one; the log does not say how many
+        self.sampled_out += missed
         batch = []
         for env, kind, size in got:
             rec = record_of(env, kind=kind, size=size)

@@ -60,6 +60,7 @@ class RuntimeSource:
         self.operator = operator
         self.board = Blackboard(rt, bucket=bucket, author=operator)
         self._last: Envelope | None = None
+        self._logged = 0
         #: Polls that found the message log wrapped past the last envelope seen.
         self.wraps = 0
 
@@ -70,28 +71,41 @@ class RuntimeSource:
         """Nothing to close."""
 
     # -- messages ---------------------------------------------------------------------
-    def poll(self) -> tuple[list[Seen], bool]:
-        """Envelopes logged since the last poll, and whether some were missed (log wrapped).
+    def poll(self) -> tuple[list[Seen], int]:
+        """Envelopes logged since the last poll, and how many were missed (log wrapped).
 
         Reads the bounded message log (``rt.message_log``): the agents' path is not
-        touched, and a poll costs at most the log's size.
+        touched, and a poll costs at most the log's size. When the log wrapped past
+        the last envelope seen, the number missed is estimated from the counters of
+        what is logged: notifications sent, requests (logged with their response)
+        and events published.
         """
         items = self.rt.message_log.recent()
+        logged = self._logged_estimate()
         last = self._last
         new = items
-        wrapped = False
+        missed = 0
         if last is not None:
             for i in range(len(items) - 1, -1, -1):
                 if items[i] is last:
                     new = items[i + 1 :]
                     break
             else:
-                wrapped = bool(items)
+                if items:
+                    self.wraps += 1
+                    missed = max(logged - self._logged - len(new), 1)
         if items:
             self._last = items[-1]
-        if wrapped:
-            self.wraps += 1
-        return [(e, None, None) for e in new], wrapped
+        self._logged = logged
+        return [(e, None, None) for e in new], missed
+
+    def _logged_estimate(self) -> int:
+        n = 0
+        for a in self.rt.agents.values():
+            s = a.statistics()
+            n += s.sent + 2 * s.requested
+        ps = pubsub_statistics(self.rt)
+        return n + (0 if ps is None else ps.published)
 
     # -- figures ----------------------------------------------------------------------
     async def snapshot(self) -> dict[str, Any]:

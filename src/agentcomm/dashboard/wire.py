@@ -100,7 +100,7 @@ class NamespaceSource(RuntimeSource):
             except Exception:  # the connection may be closing already
                 pass
 
-    def poll(self) -> tuple[list[Seen], bool]:
+    def poll(self) -> tuple[list[Seen], int]:
         """The frames that passed since the last poll, decoded; whether some were dropped."""
         frames = list(self._frames)
         self._frames.clear()
@@ -126,7 +126,7 @@ class NamespaceSource(RuntimeSource):
             out.append((env, kind, len(data)))
         if dropped:
             self.wraps += 1
-        return out, dropped > 0
+        return out, dropped
 
     async def snapshot(self) -> dict[str, Any]:
         """Agents (one row per instance), topics, subscriptions, streams, failures."""
