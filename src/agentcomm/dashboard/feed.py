@@ -121,7 +121,8 @@ class TraceIndex:
         return list(self._traces.get(trace, ()))
 
     def summaries(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The newest traces first: root, spans, agents, duration, errors."""
+        """The newest traces first: root, spans (responses fold into their requests), agents,
+        duration, errors."""
         out: list[dict[str, Any]] = []
         for trace, spans in reversed(self._traces.items()):
             if len(out) >= limit:
@@ -137,7 +138,7 @@ class TraceIndex:
                     "trace": trace,
                     "root": label,
                     "kind": root["kind"],
-                    "spans": len(spans),
+                    "spans": sum(1 for s in spans if s["kind"] != "response"),
                     "agents": sorted({s["sender"] for s in spans}),
                     "start": start,
                     "duration": end - start,

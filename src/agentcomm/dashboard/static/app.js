@@ -172,7 +172,7 @@ async function loadTraces() {
   const list = await api("api/traces");
   if (!current()) return;
   fill("#traces-table tbody", list.map((t) => h("tr", { class: "clickable" + (t.trace === S.traceSel ? " selected" : "") + (t.errors ? " error" : ""), "data-trace": t.trace, onclick: () => openTrace(t.trace) },
-    h("td", {}, t.root), num(t.spans), num((t.duration * 1000).toFixed(1)), num(t.errors))));
+    h("td", {}, t.root), num(t.spans), num((t.duration * 1000).toFixed(2)), num(t.errors))));
   if (!S.traceSel) return;
   const tree = await api("api/trace/" + encodeURIComponent(S.traceSel));
   if (current()) drawTrace(tree);
