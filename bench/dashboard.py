@@ -181,6 +181,7 @@ async def main() -> None:
                 extra = (
                     f"  seen {live['seen']:,}  sampled out {live['sampled_out']:,}  "
                     f"dropped for the browser {live['dropped_for_clients']:,}  "
+                    f"queued {live['queued_bytes'] / 1024:,.0f} KiB  "
                     f"traces kept {live['traces']}"
                 )
             print(f"    t={t:>2}s  RSS {rss:>6.1f} MiB{extra}")

@@ -82,9 +82,9 @@ class Browser:
     shots: Path
     errors: list[str] = field(default_factory=list)
 
-    async def shot(self, name: str) -> Path:
+    async def shot(self, name: str, *, full_page: bool = False) -> Path:
         path = self.shots / f"{name}.png"
-        await self.page.screenshot(path=str(path))
+        await self.page.screenshot(path=str(path), full_page=full_page)
         copy = os.environ.get("AGENTCOMM_SCREENSHOTS")
         if copy:
             _copy(path, Path(copy))

@@ -32,7 +32,8 @@ async def test_demo_dashboard_prints_a_url_that_serves_the_demo() -> None:
         async with asyncio.timeout(30):
             line = (await proc.stdout.readline()).decode()
         url = line.split()[-1]
-        assert url.startswith("http://127.0.0.1:") and "?token=" in url
+        assert url.startswith("http://127.0.0.1:")
+        assert "?token=" in url
         base, _, token = url.partition("?token=")
 
         def snapshot() -> dict[str, object]:
@@ -76,7 +77,7 @@ async def test_every_view_of_the_demo(browser: Browser) -> None:
             await page.click("#tabs button[data-view=flow]")
             edge = page.locator("#flow-svg path.edge[data-from=triage][data-to=billing]")
             await expect(edge).to_be_visible()
-            await browser.shot("view-flow")
+            await browser.shot("view-flow", full_page=True)
             await page.click("#tabs button[data-view=tail]")
             row = page.locator("#tail-table tbody tr", has_text="triage.handle_ticket").first
             await expect(row).to_be_visible()

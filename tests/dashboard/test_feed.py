@@ -29,6 +29,15 @@ def test_a_client_queue_drops_the_oldest_and_counts() -> None:
     assert not c.ready.is_set()
 
 
+def test_a_client_queue_is_bounded_in_bytes() -> None:
+    c = Client(size=100, max_bytes=1000)
+    for _ in range(30):
+        c.put(("msgs", b"x" * 100))
+    assert (len(c), c.bytes, c.dropped) == (10, 1000, 20)
+    c.put(("msgs", b"y" * 5000))  # one event larger than the bound is still delivered
+    assert (len(c), c.bytes) == (1, 5000)
+
+
 def test_a_hub_broadcast_never_waits_for_a_client() -> None:
     hub = Hub(queue_size=10)
     slow, gone = hub.connect(), hub.connect()

@@ -30,6 +30,8 @@ __all__ = ["Client", "Hub", "TraceIndex", "record_of"]
 
 #: Events one browser may have waiting; past this the oldest are dropped (and counted).
 CLIENT_QUEUE = 500
+#: Bytes of encoded events one browser may have waiting; past this, the same.
+CLIENT_BYTES = 1 << 20
 #: Characters of payload shown in the tail.
 PREVIEW = 120
 
@@ -152,35 +154,48 @@ class TraceIndex:
 
 
 class Client:
-    """One browser's queue of events: bounded, the oldest dropped and counted when full.
+    """One browser's queue of events: bounded in events and in bytes, the oldest dropped
+    (and counted) when full.
 
     Example::
 
-        client = Client(); client.put(("msg", {...})); events = client.take()
+        client = Client(); client.put(("msgs", b"{...}")); events = client.take()
     """
 
-    def __init__(self, size: int = CLIENT_QUEUE) -> None:
-        self._queue: deque[tuple[str, Any]] = deque(maxlen=size)
+    def __init__(self, size: int = CLIENT_QUEUE, max_bytes: int = CLIENT_BYTES) -> None:
+        self._queue: deque[tuple[str, Any]] = deque()
+        self.size = size
+        self.max_bytes = max_bytes
+        #: Bytes of the encoded events waiting (``bytes`` data; other data count 0).
+        self.bytes = 0
         self.dropped = 0
         self.ready = asyncio.Event()
 
     def put(self, event: tuple[str, Any]) -> None:
-        """Queue an event; never waits (the oldest one falls off when full)."""
+        """Queue an event; never waits (the oldest ones fall off when full)."""
         q = self._queue
-        if len(q) == q.maxlen:
-            self.dropped += 1
         q.append(event)
+        self.bytes += _size(event)
+        while len(q) > self.size or (self.bytes > self.max_bytes and len(q) > 1):
+            self.bytes -= _size(q.popleft())
+            self.dropped += 1
         self.ready.set()
 
     def take(self) -> list[tuple[str, Any]]:
         """Every waiting event, oldest first; the queue is empty after."""
         out = list(self._queue)
         self._queue.clear()
+        self.bytes = 0
         self.ready.clear()
         return out
 
     def __len__(self) -> int:
         return len(self._queue)
+
+
+def _size(event: tuple[str, Any]) -> int:
+    data = event[1]
+    return len(data) if isinstance(data, bytes | bytearray) else 0
 
 
 class Hub:
@@ -214,3 +229,8 @@ class Hub:
     def dropped(self) -> int:
         """Events dropped for slow clients, summed over the connected ones."""
         return sum(c.dropped for c in self.clients)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of events waiting for the clients, summed."""
+        return sum(c.bytes for c in self.clients)

@@ -211,6 +211,7 @@ class Live:
             "seen": self.seen,
             "sampled_out": self.sampled_out,
             "dropped_for_clients": self.hub.dropped,
+            "queued_bytes": self.hub.queued_bytes,
             "clients": len(self.hub.clients),
             "traces": len(self.traces),
             "errors": self.errors,

@@ -218,7 +218,7 @@ async function loadDlq() {
   S.dlq = dlq;
   $("#dlq-empty").style.display = S.dlq.length ? "none" : "";
   fill("#dlq-table tbody", S.dlq.map((d) => h("tr", { class: "clickable" + (d.sequence === S.dlqSel ? " selected" : ""), "data-seq": d.sequence, onclick: () => { S.dlqSel = d.sequence; loadDlq(); } },
-    num(d.sequence), h("td", {}, d.subscription), h("td", {}, d.topic), h("td", {}, d.reason), num(d.attempts), h("td", {}, d.last_error || ""))));
+    num(d.sequence), h("td", {}, d.subscription), h("td", {}, d.topic), h("td", {}, d.reason), num(d.attempts), h("td", { title: d.last_error || "" }, short(d.last_error || "", 48)))));
   const sel = S.dlq.find((d) => d.sequence === S.dlqSel);
   if (!sel) { $("#dlq-detail").replaceChildren(h("p", { class: "muted" }, "Pick a dead letter to see its event.")); return; }
   const allow = S.hello && S.hello.allow_actions;
