@@ -39,9 +39,8 @@ READER = """
 import socket, sys, time
 host, port, path, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 s = socket.create_connection((host, port))
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 s.sendall(f"GET {path} HTTP/1.1\\r\\nHost: {host}\\r\\n\\r\\n".encode())
-if mode == "stall":
+if mode == "stall":  # a tab that never reads: its socket fills, then its queue
     time.sleep(3600)
 while s.recv(65536):
     pass
@@ -165,7 +164,11 @@ async def main() -> None:
     }
     for m in modes:
         med = statistics.median(results[m])
-        print(f"  {labels[m]:<32} {med:>9,.0f} msg/s   {med / base:.2f}x")
+        lo, hi = min(results[m]), max(results[m])
+        print(
+            f"  {labels[m]:<32} {med:>9,.0f} msg/s   {med / base:.2f}x"
+            f"   (rounds {lo:,.0f} to {hi:,.0f})"
+        )
 
     print(f"\npaced at {args.rate:,} msg/s for {args.seconds:g} s:")
     for mode in ("none", "reading", "stalled"):

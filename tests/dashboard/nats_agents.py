@@ -2,7 +2,8 @@
 
 ``python nats_agents.py URL NAMESPACE``: ``pricing`` asks ``stock`` (a request that
 touches two agents), ``packer`` handles ``parcels.*`` and fails a poisoned parcel on
-its first two attempts (so it is dead-lettered, and handled once redriven). Presence
+its first two attempts (so it is dead-lettered, and handled once redriven),
+``reporter`` runs a durable task that reports half its progress and waits. Presence
 every second. Prints ``ready`` when serving and ``packed <parcel>`` per parcel.
 """
 
@@ -18,6 +19,7 @@ from agentcomm.observability.presence import Presence
 from agentcomm.transports.nats import NatsTransport
 
 pricing, stock, packer = Agent("pricing"), Agent("stock"), Agent("packer")
+reporter = Agent("reporter")
 attempts: dict[str, int] = {}
 
 
@@ -43,8 +45,17 @@ async def pack(parcel: str, poison: bool = False) -> None:
     print(f"packed {parcel}", flush=True)
 
 
+@reporter.task_handler()
+async def report(pages: int, ctx: Context) -> str:
+    """A report that stops half way until the test lets it go on (it never does)."""
+    await ctx.progress(pages // 2, pages, "half way")
+    await asyncio.Event().wait()
+    return "never"
+
+
 async def main(url: str, namespace: str) -> None:
-    rt = Runtime(NatsTransport(url, namespace=namespace), agents=[pricing, stock, packer])
+    agents = [pricing, stock, packer, reporter]
+    rt = Runtime(NatsTransport(url, namespace=namespace), agents=agents)
     Presence.install(rt, interval=1.0)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -170,7 +170,10 @@ async def test_actions_are_refused_on_a_read_only_dashboard(browser: Browser) ->
 
 
 async def test_a_blackboard_write_appears_live_with_its_history(browser: Browser) -> None:
-    async with Runtime(agents=_agents([False], [])) as rt, rt.dashboard() as dash:
+    async with (
+        Runtime(agents=_agents([False], [])) as rt,
+        rt.dashboard(allow_actions=True) as dash,
+    ):
         page = browser.page
         await page.goto(dash.url)
         await page.click("#tabs button[data-view=board]")
@@ -189,6 +192,10 @@ async def test_a_blackboard_write_appears_live_with_its_history(browser: Browser
         await expect(newest.locator(".add")).to_contain_text("ship it today")
         await expect(newest.locator(".del")).to_contain_text('"ship it"')
         await browser.shot("blackboard")
+        await page.click("#board-detail button[data-action=delete]")
+        deleted = page.locator("#board-changes li", has_text="plan.goal delete")
+        await expect(deleted).to_be_visible(timeout=2000)
+        assert await planner.board.read("plan.goal") is None
 
 
 async def test_topics_and_tasks(browser: Browser) -> None:

@@ -120,3 +120,17 @@ async def test_a_namespace_on_nats_seen_from_the_dashboard_command(
     await page.locator("#board-table tbody tr", has_text="plan.goal").click()
     await expect(page.locator("#board-detail .revision")).to_have_count(1)
     await browser.shot("nats-blackboard")
+
+    # topics from the runtimes' presence records, tasks from the shared task store
+    await page.click("#tabs button[data-view=topics]")
+    topic = page.locator("#topics-table tbody tr[data-topic='parcels.sent']")
+    await expect(topic).to_be_visible(timeout=5000)
+    sub = page.locator("#subs-table tbody tr", has_text="packer__pack")
+    await expect(sub).to_be_visible()
+    handle = await client.start_task("reporter", "report", {"pages": 8})
+    await page.click("#tabs button[data-view=tasks]")
+    task = page.locator(f"#tasks-table tbody tr[data-task='{handle.id}']")
+    await expect(task).to_contain_text("50%", timeout=5000)
+    await expect(task).to_contain_text("half way")
+    await browser.shot("nats-tasks")
+    await handle.cancel()

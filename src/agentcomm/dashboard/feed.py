@@ -84,19 +84,20 @@ class TraceIndex:
     A record's trace is its parent's (the request a response answers, or the
     envelope that caused it: ``causation_id``); without a known parent, the
     OpenTelemetry trace id it carries, else the parent's id, else its own id. So a
-    request that touches five agents is one trace whether tracing is on or not.
+    request that touches five agents is one trace whether tracing is on or not. The
+    parents are looked up among the newest ``max_ids`` envelopes seen.
 
     Example::
 
         index = TraceIndex(); index.add(rec); print(index.get(rec["trace"]))
     """
 
-    def __init__(self, max_traces: int = 500, max_spans: int = 300) -> None:
+    def __init__(self, max_traces: int = 500, max_spans: int = 300, max_ids: int = 20_000):
         self.max_traces = max_traces
         self.max_spans = max_spans
         self._traces: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._trace_of: OrderedDict[str, str] = OrderedDict()  # envelope id -> trace
-        self._max_ids = max_traces * max_spans
+        self._max_ids = max_ids
 
     def add(self, rec: dict[str, Any]) -> str:
         """Put ``rec`` in its trace (setting ``rec["trace"]``); returns the trace id."""

@@ -290,7 +290,7 @@ async function loadHistory(key) {
     prev = value;
   }
   const allow = S.hello && S.hello.allow_actions;
-  const del = h("button", { class: "action danger", onclick: async () => { await api("api/board/delete?key=" + encodeURIComponent(key), "POST"); } }, "Delete key");
+  const del = h("button", { class: "action danger", "data-action": "delete", onclick: async () => { await api("api/board/delete?key=" + encodeURIComponent(key), "POST"); } }, "Delete key");
   del.disabled = !allow;
   $("#board-detail").replaceChildren(h("h2", {}, `History of ${key}`), ...items.reverse(), del);
 }
