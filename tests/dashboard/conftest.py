@@ -82,6 +82,10 @@ class Browser:
     shots: Path
     errors: list[str] = field(default_factory=list)
 
+    async def leave(self) -> None:
+        """Close the page's connections (as a person closing the tab) before the server stops."""
+        await self.page.goto("about:blank")
+
     async def shot(self, name: str, *, full_page: bool = False) -> Path:
         path = self.shots / f"{name}.png"
         await self.page.screenshot(path=str(path), full_page=full_page)

@@ -105,4 +105,5 @@ async def test_every_view_of_the_demo(browser: Browser) -> None:
             await page.click("#tabs button[data-view=tasks]")
             await expect(page.locator("#tasks-table tbody tr").first).to_be_visible(timeout=5000)
             await browser.shot("view-tasks")
+            await browser.leave()
             traffic.cancel()

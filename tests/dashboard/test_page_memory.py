@@ -74,6 +74,7 @@ async def test_the_page_is_refused_without_its_token(browser: Browser) -> None:
         await browser.page.goto(base)
         await expect(browser.page.locator("body")).to_contain_text("needs the token")
         await browser.shot("refused")
+        await browser.leave()
         browser.errors.clear()  # the 403 itself is logged as a failed load
 
 
@@ -119,6 +120,7 @@ async def test_agents_a_request_in_the_tail_and_its_trace(browser: Browser) -> N
         edge = page.locator("#flow-svg path.edge[data-from=client][data-to=front]")
         await expect(edge).to_be_visible()
         await browser.shot("flow")
+        await browser.leave()
 
 
 async def test_a_poisoned_event_is_dead_lettered_and_redriven_from_the_page(
@@ -147,6 +149,7 @@ async def test_a_poisoned_event_is_dead_lettered_and_redriven_from_the_page(
         await expect(page.locator("#dlq-table tbody tr")).to_have_count(0)
         assert handled == ["o-13"]
         assert await rt.events.dead_letters() == []
+        await browser.leave()
 
 
 async def test_actions_are_refused_on_a_read_only_dashboard(browser: Browser) -> None:
@@ -165,8 +168,9 @@ async def test_actions_are_refused_on_a_read_only_dashboard(browser: Browser) ->
             [dl.sequence, dash.token],
         )
         assert status == 403
-        browser.errors.clear()  # the refused POST is logged as a failed load
         assert len(await rt.events.dead_letters()) == 1
+        await browser.leave()
+        browser.errors.clear()  # the refused POST is logged as a failed load
 
 
 async def test_a_blackboard_write_appears_live_with_its_history(browser: Browser) -> None:
@@ -196,6 +200,7 @@ async def test_a_blackboard_write_appears_live_with_its_history(browser: Browser
         deleted = page.locator("#board-changes li", has_text="plan.goal delete")
         await expect(deleted).to_be_visible(timeout=2000)
         assert await planner.board.read("plan.goal") is None
+        await browser.leave()
 
 
 async def test_topics_and_tasks(browser: Browser) -> None:
@@ -235,3 +240,4 @@ async def test_topics_and_tasks(browser: Browser) -> None:
         gate.set()
         assert await handle.result() == "ok"
         await expect(task).to_contain_text("completed", timeout=4000)
+        await browser.leave()

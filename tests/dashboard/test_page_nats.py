@@ -134,3 +134,4 @@ async def test_a_namespace_on_nats_seen_from_the_dashboard_command(
     await expect(task).to_contain_text("half way")
     await browser.shot("nats-tasks")
     await handle.cancel()
+    await browser.leave()

@@ -55,6 +55,13 @@ function fill(tbody, rows) {
   tb.replaceChildren(...rows);
 }
 
+// A load that failed (the server stopped, a refused action) is said in the header, not thrown.
+window.addEventListener("unhandledrejection", (e) => {
+  e.preventDefault();
+  $("#status").textContent = "error: " + (e.reason && e.reason.message ? e.reason.message : e.reason);
+  $("#status").classList.remove("live");
+});
+
 // -- tabs -------------------------------------------------------------------------
 for (const b of document.querySelectorAll("#tabs button")) {
   b.addEventListener("click", () => show(b.dataset.view));
