@@ -151,7 +151,7 @@ function tailFilter() {
   return (r) => (!agent || r.sender === agent || r.recipient === agent)
     && (!kind || r.kind === kind)
     && (!topic || (r.topic || "").startsWith(topic.replace(/[.]?[*>]$/, "")))
-    && (!trace || r.trace.startsWith(trace) || (r.otel_trace || "").startsWith(trace));
+    && (!trace || r.trace.includes(trace) || (r.otel_trace || "").includes(trace));
 }
 
 function renderTail() {
@@ -160,7 +160,7 @@ function renderTail() {
   fill("#tail-table tbody", rows.map((r) => h("tr", { class: "clickable" + (r.error ? " error" : ""), "data-id": r.id, onclick: () => openTrace(r.trace) },
     h("td", { class: "mono" }, clock(r.time)), h("td", {}, r.kind), h("td", {}, r.sender),
     h("td", {}, r.to + (r.handler ? "." + r.handler : "")), num(r.size + " B"),
-    h("td", { class: "mono", title: r.trace }, r.trace.slice(0, 8)), h("td", { class: "mono" }, r.error || r.preview))));
+    h("td", { class: "mono", title: r.otel_trace || r.trace }, r.trace), h("td", { class: "mono" }, r.error || r.preview))));
   $("#tail-info").textContent = S.paused ? `paused: ${S.held.length} waiting` + (S.heldDropped ? `, ${S.heldDropped} dropped` : "") : `${rows.length} shown`;
 }
 
@@ -201,7 +201,7 @@ function drawTrace(tree) {
   });
   const errs = tree.spans.filter((s) => s.error);
   $("#waterfall").replaceChildren(
-    h("p", {}, h("b", {}, `trace ${tree.trace.slice(0, 16)}`), ` · ${tree.spans.length} spans · ${(tree.duration * 1000).toFixed(2)} ms`),
+    h("p", {}, h("b", {}, `trace ${tree.trace}`), ` · ${tree.spans.length} spans · ${(tree.duration * 1000).toFixed(2)} ms`),
     ...rows, ...errs.map((s) => h("p", { class: "muted" }, `${s.label}: ${s.error}`)));
   $("#waterfall").classList.remove("muted");
 }
