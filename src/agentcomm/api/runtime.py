@@ -35,6 +35,7 @@ from agentcomm.transports.base import Transport
 
 if TYPE_CHECKING:
     from agentcomm.core.limits import Limits
+    from agentcomm.dashboard.server import Dashboard
     from agentcomm.security.signing import Security
 
 __all__ = ["Runtime"]
@@ -172,6 +173,35 @@ class Runtime(_HostRuntime):
         if tools.board_for is None:  # the blackboard as an MCP client's identity
             tools.board_for = lambda author: Blackboard(self, author=author)
         return tools
+
+    def dashboard(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        allow_actions: bool = False,
+        operator: str = "operator",
+        bucket: str = "blackboard",
+    ) -> Dashboard:
+        """A live web dashboard of this runtime: ``async with`` it, open ``dash.url``.
+
+        Needs the ``dashboard`` extra (imported only here). It binds ``host``
+        (loopback by default) on ``port`` (0: a free one); the URL carries a random
+        ``token`` every request must present. Read-only unless ``allow_actions``
+        (redrive or discard a dead letter, delete a blackboard key), which then run
+        as ``operator`` under this runtime's access policy. See ``docs/dashboard.md``.
+
+        Example::
+
+            async with rt.dashboard() as dash:
+                print("open", dash.url)
+        """
+        from agentcomm.dashboard.server import Dashboard
+        from agentcomm.dashboard.sources import RuntimeSource
+
+        source = RuntimeSource(self, bucket=bucket, operator=operator)
+        return Dashboard(source, host=host, port=port, token=token, allow_actions=allow_actions)
 
 
 async def _start_pubsub(rt: _HostRuntime, agents: Sequence[_HostAgent]) -> None:

@@ -18,6 +18,10 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.dashboard:
+        from agentcomm.cli.dashboard_cmd import run_demo_dashboard
+
+        return run_demo_dashboard(args)
     if args.nats:
         from agentcomm.cli.demo import run_nats_demo
 
@@ -227,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="run the agents as separate processes on this NATS server (nats://host:4222)",
     )
+    demo.add_argument(
+        "--dashboard", action="store_true", help="run continuously with the live web dashboard"
+    )
+    from agentcomm.cli.dashboard_cmd import add_dashboard_command, add_demo_options
+
+    add_demo_options(demo)
+    add_dashboard_command(sub)
     demo.set_defaults(func=_cmd_demo)
 
     run = sub.add_parser(

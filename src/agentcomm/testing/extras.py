@@ -28,6 +28,9 @@ _EXTRAS = {
     "opentelemetry": "otel",
     "prometheus_client": "otel",
     "rich": "cli",
+    "starlette": "dashboard",
+    "uvicorn": "dashboard",
+    "playwright": "dev",
 }
 
 
