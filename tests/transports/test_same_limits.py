@@ -42,7 +42,7 @@ async def test_a_payload_over_one_mib_is_refused_on_every_transport(
         with pytest.raises((LimitExceeded, ValidationError), match="max_payload"):
             await rt.board.write("big", BIG)
         # an answer too large comes back as the limit, at once, not as a timeout
-        with pytest.raises((LimitExceeded, RemoteError), match="max_payload|LimitExceeded"):
+        with pytest.raises((LimitExceeded, RemoteError), match=r"max_payload|LimitExceeded"):
             await me.request("echo", "grow", {"n": 1_100_000}, timeout=10)
         assert await me.request("echo", "back", {"text": "still serving"}) == "still serving"
 
