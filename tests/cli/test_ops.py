@@ -56,8 +56,10 @@ def test_parser_defaults_come_from_the_environment(monkeypatch: pytest.MonkeyPat
         True,
         False,
     )
-    assert build_parser().parse_args(["dlq", "list"]).nats is None  # the demo runtime
+    assert build_parser().parse_args(["dlq", "list"]).nats == "nats://broker:4222"  # real only
     assert build_parser().parse_args(["tools"]).nats is None
+    run = build_parser().parse_args(["run", "app:agents"])  # `run` honours it too
+    assert run.nats == "nats://broker:4222"
 
 
 async def test_memory_runtime_has_no_presence() -> None:

@@ -244,6 +244,8 @@ def test_urls_are_checked_at_once() -> None:
         NatsTransport([])
     with pytest.raises(ConfigurationError, match="invalid NATS URL"):
         NatsTransport("nats://a:4222,nats://b:notaport")
+    with pytest.raises(ConfigurationError, match="invalid NATS URL 'garbage'"):
+        NatsTransport("garbage")
     t = NatsTransport("nats://a:4222, b:4223")
     assert t._servers == ["nats://a:4222", "nats://b:4223"]
     with pytest.raises(ConfigurationError, match="replicas for 'EVENTS' must be"):

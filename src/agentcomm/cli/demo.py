@@ -367,6 +367,9 @@ async def run_nats_demo(url: str, out: TextIO, *, namespace: str | None = None) 
     from agentcomm.transports.nats.transport import NatsTransport
 
     ns = namespace or f"demo{os.getpid()}"
+    probe = NatsTransport(url, namespace=ns)  # fail in one line, now, when nothing listens
+    await probe.start()
+    await probe.close()
     w = out.write
     w(f"agentcomm demo on NATS at {url} (namespace {ns}): one process per agent\n\n")
     procs: dict[str, asyncio.subprocess.Process] = {}

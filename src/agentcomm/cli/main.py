@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Sequence
-
-from agentcomm.core.errors import AgentCommError
 
 __all__ = ["build_parser", "main"]
 
@@ -27,8 +26,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_nats_demo(args.nats, sys.stdout))
     from agentcomm.cli.demo import run_demo
+    from agentcomm.cli.failures import PipeSafe
 
-    return asyncio.run(run_demo(out=sys.stdout, trace=args.trace))
+    async def narrate() -> int:  # `agentcomm demo | head` ends quietly
+        return await run_demo(out=PipeSafe(sys.stdout), trace=args.trace)  # type: ignore[arg-type]
+
+    return asyncio.run(narrate())
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -108,42 +111,9 @@ def _cmd_ops(args: argparse.Namespace) -> int:
 
 
 def _cmd_dlq(args: argparse.Namespace) -> int:
-    if args.nats:
-        from agentcomm.cli.ops import run as run_ops
+    from agentcomm.cli.ops import run as run_ops
 
-        return run_ops("dlq", args)
-    import msgspec
-
-    from agentcomm.cli.demo import pubsub_demo
-
-    async def run() -> int:
-        async with pubsub_demo() as rt:
-            events = rt.events
-            if args.action == "list":
-                dls = await events.dead_letters(subscription=args.subscription, limit=args.limit)
-                print(f"{'seq':>5}  {'subscription':<24}{'topic':<20}{'reason':<14}attempts  error")
-                for dl in dls:
-                    print(
-                        f"{dl.sequence:>5}  {dl.subscription:<24}{dl.topic:<20}{dl.reason:<14}"
-                        f"{dl.attempts:>8}  {dl.last_error or ''}"
-                    )
-                return 0
-            if args.sequence is None:
-                print(f"agentcomm dlq {args.action}: give a sequence number", file=sys.stderr)
-                return 2
-            if args.action == "show":
-                found = await events.dead_letter(args.sequence)
-                if found is None:
-                    print(f"no dead letter #{args.sequence}", file=sys.stderr)
-                    return 1
-                data = msgspec.json.encode(found)
-                print(msgspec.json.format(data, indent=2).decode())
-                return 0
-            ok = await events.redrive(args.sequence)
-            print(f"dead letter #{args.sequence} redriven: {'handled' if ok else 'failed again'}")
-            return 0 if ok else 1
-
-    return asyncio.run(run())
+    return run_ops("dlq", args)
 
 
 def _cmd_keys_generate(args: argparse.Namespace) -> int:
@@ -157,7 +127,13 @@ def _cmd_keys_generate(args: argparse.Namespace) -> int:
             # The private key goes to the file only, never to the terminal or a log.
             print(f"{name}: private key {path} (mode 0600), public key {ident.public_key_b64()}")
     except ConfigurationError as exc:
-        print(f"agentcomm keys generate: {exc}", file=sys.stderr)
+        # the library's advice names its keyword; here the flag is --force
+        text = (
+            str(exc)
+            .replace("pass overwrite=True", "pass --force")
+            .replace("overwrite=True", "--force")
+        )
+        print(f"agentcomm keys generate: {text}", file=sys.stderr)
         return 1
     return 0
 
@@ -248,7 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
         "shutdown on SIGINT/SIGTERM finishes in-flight work or leaves it for redelivery.",
     )
     run.add_argument("target", nargs="+", help="module:attr or file.py:attr naming agents")
-    run.add_argument("--nats", required=True, metavar="URL", help="NATS server, nats://host:4222")
+    run.add_argument(
+        "--nats",
+        metavar="URL",
+        default=os.environ.get("AGENTCOMM_NATS"),
+        required=not os.environ.get("AGENTCOMM_NATS"),
+        help="NATS server, nats://host:4222 (default: $AGENTCOMM_NATS)",
+    )
     run.add_argument(
         "--namespace",
         default="agentcomm",
@@ -316,19 +298,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     dlq = sub.add_parser(
         "dlq",
-        help="list, show or redrive pub/sub dead letters (on NATS with --nats)",
-        description="Dead letters of a system on NATS (--nats URL, --namespace), or without "
-        "--nats of the in-process demo runtime (`agentcomm demo`'s pub/sub scenario).",
+        help="list, show or redrive the pub/sub dead letters of a system on NATS",
+        description="Dead letters of a running system on NATS (--nats URL or $AGENTCOMM_NATS, "
+        "--namespace). An in-process runtime's are rt.events.dead_letters() in its own code.",
     )
     dlq.add_argument("action", choices=["list", "show", "redrive"])
     dlq.add_argument("sequence", nargs="?", type=int, help="dead letter number (show, redrive)")
     dlq.add_argument("--subscription", help="only this subscription's dead letters (list)")
     dlq.add_argument("--limit", type=int, default=100, help="at most this many (list)")
-    dlq.add_argument(
-        "--nats", metavar="URL", help="the dead letters of a system on this NATS server"
-    )
-    dlq.add_argument("--namespace", help="its namespace (with --nats; $AGENTCOMM_NAMESPACE)")
-    dlq.add_argument("--json", action="store_true", help="print JSON (with --nats)")
+    from agentcomm.cli.ops import add_nats_arguments
+
+    add_nats_arguments(dlq)
     dlq.set_defaults(func=_cmd_dlq)
 
     from agentcomm.cli.ops import add_commands
@@ -397,8 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return func(args)
-    except KeyboardInterrupt:
-        return 130
-    except AgentCommError as exc:  # a typed error already says what to do
-        print(f"agentcomm: {exc}", file=sys.stderr)
-        return 1
+    except (Exception, KeyboardInterrupt) as exc:  # expected failures: one line each
+        from agentcomm.cli.failures import report
+
+        code = report(exc, str(getattr(args, "command", "") or ""))
+        if code is None:
+            raise  # a bug: its traceback is the report
+        return code

@@ -153,12 +153,11 @@ def _none_running(t: NatsTransport) -> str:
 async def cmd_agents(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> int:
     """``agentcomm agents``: who is connected (one row per agent instance)."""
     agents, _ = await _presence(t)
+    if not agents:
+        raise _Fail(_none_running(t))
     if args.json:
         for rec in agents:
             _json_line(out, rec)
-        return 0
-    if not agents:
-        print(_none_running(t), file=sys.stderr)
         return 0
     rows = [
         (
@@ -169,12 +168,16 @@ async def cmd_agents(t: NatsTransport, args: argparse.Namespace, out: TextIO) ->
             _ago(r.started),
             r.statistics.handled,
             r.statistics.failed,
+            sum(s.acked for s in r.subscriptions),
+            sum(s.dead_lettered for s in r.subscriptions),
             r.statistics.queued,
             f"{_ago(r.updated)} ago",
         )
         for r in agents
     ]
-    cols = ["agent", "host:pid", "handlers", "subscribes", "up", "handled", "failed", "queued"]
+    # direct messages and events are counted apart: "handled" never mixes them
+    cols = ["agent", "host:pid", "handlers", "subscribes", "up", "direct handled"]
+    cols += ["direct failed", "events handled", "dead letters", "queued"]
     _table(out, f"agents in {t.namespace!r}", [*cols, "seen"], rows)
     return 0
 
@@ -187,12 +190,23 @@ async def cmd_tools(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> 
         for info in rec.tools:
             seen.setdefault((info.agent, info.handler), info)
     tools = [seen[k] for k in sorted(seen)]
+    llm = getattr(args, "llm", None)
+    if llm is not None:  # function-calling definitions, as without --nats
+        import msgspec
+
+        from agentcomm.tools.catalogue import anthropic_tool, openai_tool
+
+        if not tools:
+            raise _Fail(_none_running(t))
+        make = openai_tool if llm == "openai" else anthropic_tool
+        out.write(msgspec.json.format(msgspec.json.encode([make(i) for i in tools])).decode())
+        out.write("\n")
+        return 0
+    if not tools:
+        raise _Fail(_none_running(t))
     if args.json:
         for info in tools:
             _json_line(out, info)
-        return 0
-    if not tools:
-        print(_none_running(t), file=sys.stderr)
         return 0
     rows = []
     for info in tools:
@@ -256,10 +270,36 @@ def _tail_match(rec: dict[str, Any], filt: str | None) -> bool:
         return False
 
 
+def _check_tail_filter(filt: str) -> None:
+    """An agent name or a topic pattern, checked as the library checks them."""
+    from agentcomm.core.names import NAME_RE
+    from agentcomm.core.topics import compile_pattern
+
+    if NAME_RE.match(filt):
+        return  # an agent name (or a one-token topic)
+    try:
+        compile_pattern(filt)
+    except ConfigurationError as exc:
+        raise _Fail(
+            f"{filt!r} is neither an agent name nor a topic pattern ({exc}); e.g. billing, "
+            "orders.*, orders.>"
+        ) from None
+
+
 async def cmd_tail(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> int:
     """``agentcomm tail [filter]``: print messages as they pass."""
     ns = t.namespace
     nc = t.client
+    if args.filter:
+        _check_tail_filter(args.filter)
+        if "." not in args.filter and "*" not in args.filter and ">" not in args.filter:
+            announced = {rec.agent for rec in (await _presence(t))[0]}
+            if args.filter not in announced:
+                print(
+                    f"agentcomm tail: warning: no agent named {args.filter!r} announces itself "
+                    f"in namespace {ns!r}; showing what is sent to it or published on that topic",
+                    file=sys.stderr,
+                )
     queue: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue(_MAX_TAIL_QUEUE)
     dropped = 0
 

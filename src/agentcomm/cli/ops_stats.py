@@ -15,7 +15,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from agentcomm.cli.output import _ago, _has_stream, _json_line, _presence, _table
+from agentcomm.cli.output import _ago, _Fail, _has_stream, _json_line, _presence, _table
 from agentcomm.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -67,12 +67,24 @@ async def collect_stats(t: NatsTransport) -> dict[str, Any]:
                 }
             )
     topics: dict[str, dict[str, Any]] = {}
+    # What each topic holds in the log, from the stream itself: it outlives the
+    # publishers (their presence records count only what live runtimes published).
+    stored: dict[str, int] = {}
+    if streams["EVENTS"]["messages"]:
+        prefix = f"{t.namespace}.s.EVENTS."
+        si = await js.stream_info(f"{t.namespace}_EVENTS", subjects_filter=f"{prefix}>")
+        for subject, count in (si.state.subjects or {}).items():
+            stored[subject[len(prefix) :]] = count
+    for topic, count in stored.items():
+        topics[topic] = {"topic": topic, "published": 0, "publish_rate": 0.0,
+                         "delivered": 0, "deliver_rate": 0.0, "retried": 0,
+                         "dead_lettered": 0, "stored": count}  # fmt: skip
     for r in runtimes:
         for tp in r.pubsub.topics if r.pubsub else ():
             row = topics.setdefault(
                 tp.topic,
                 {"topic": tp.topic, "published": 0, "publish_rate": 0.0, "delivered": 0,
-                 "deliver_rate": 0.0, "retried": 0, "dead_lettered": 0},
+                 "deliver_rate": 0.0, "retried": 0, "dead_lettered": 0, "stored": 0},
             )  # fmt: skip
             for k in ("published", "publish_rate", "delivered", "deliver_rate", "retried"):
                 row[k] += getattr(tp, k)
@@ -122,10 +134,10 @@ def _print_stats(out: TextIO, snap: dict[str, Any]) -> None:
     _table(
         out,
         "topics",
-        ["topic", "published", "pub/s", "delivered", "deliv/s", "retried", "dead"],
+        ["topic", "in log", "published", "pub/s", "delivered", "deliv/s", "retried", "dead"],
         [
-            (x["topic"], x["published"], f"{x['publish_rate']:.1f}", x["delivered"],
-             f"{x['deliver_rate']:.1f}", x["retried"], x["dead_lettered"])
+            (x["topic"], x["stored"], x["published"], f"{x['publish_rate']:.1f}",
+             x["delivered"], f"{x['deliver_rate']:.1f}", x["retried"], x["dead_lettered"])
             for x in snap["topics"]
         ],
     )  # fmt: skip
@@ -163,6 +175,11 @@ async def cmd_stats(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> 
     shown = 0
     while True:
         snap = await collect_stats(t)
+        if shown == 0 and not (snap["agents"] or snap["topics"] or snap["events_stored"]):
+            raise _Fail(
+                f"nothing runs in namespace {t.namespace!r}: no agents announce themselves "
+                "and no events are stored; start them, or pass the --namespace they use"
+            )
         shown += 1
         if args.json:
             _json_line(out, snap)

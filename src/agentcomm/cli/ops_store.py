@@ -55,6 +55,11 @@ async def cmd_dlq(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> in
         subject = "dlq.>" if args.subscription is None else f"dlq.{args.subscription}"
         envs = await t.read_messages(DEAD_LETTER_STREAM, limit=args.limit, filter_subject=subject)
         dls = [dl for e in envs if (dl := decode(e)) is not None]
+        if not dls and args.subscription is not None:
+            raise _Fail(
+                f"no dead letters of subscription {args.subscription!r} in namespace "
+                f"{t.namespace!r} (`agentcomm dlq list` shows every subscription's)"
+            )
         if args.json:
             for dl in dls:
                 _json_line(out, dl)
@@ -140,6 +145,9 @@ async def _board(board: Any, args: argparse.Namespace, out: TextIO) -> int:
         return 0
     if args.action == "list":
         entries = await board.read_prefix(args.key)
+        if not entries:
+            where = f"under {args.key!r}" if args.key else "at all"
+            raise _Fail(f"no keys {where} in bucket {board.bucket!r}")
         if args.json:
             for e in entries.values():
                 _json_line(out, _entry_json(e))
@@ -154,6 +162,8 @@ async def _board(board: Any, args: argparse.Namespace, out: TextIO) -> int:
         return 0
     if args.action == "history":
         changes = await board.history(args.key)
+        if not changes:
+            raise _Fail(f"no key {args.key!r} (nor its history) in bucket {board.bucket!r}")
         if args.json:
             for c in changes:
                 _json_line(out, _entry_json(c))

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agentcomm.core.envelope import Envelope, encode_payload, new_id
-from agentcomm.core.errors import ConfigurationError, TransportClosed
+from agentcomm.core.errors import AgentCommError, ConfigurationError, TransportClosed
 from agentcomm.core.flow import RateLimit, Retention
 from agentcomm.core.topics import check_topic, compile_pattern
 from agentcomm.pubsub.dead_letters import (
@@ -487,13 +487,27 @@ class PubSub:
         self.metrics.alert(metric, above, callback, subject)
 
     async def _run_monitor(self) -> None:
+        failing = False
         while not self._closed:
             await asyncio.sleep(self.monitor_interval)
             try:
                 await self.refresh()
                 for s in list(self._subs.values()):
                     await s.touch_held(self.monitor_interval, s.ack_wait)
+                if failing:
+                    logger.info("pub/sub monitor: working again")
+                failing = False
             except TransportClosed:
                 return
-            except Exception:
-                logger.exception("pub/sub monitor failed; retrying at the next interval")
+            except Exception as exc:
+                # One line per outage for the engine's own failures (a broker away); a
+                # traceback only for what is not an agentcomm error (a bug).
+                self.runtime.report_error("pubsub-monitor", exc)
+                if not failing:
+                    logger.warning(
+                        "pub/sub monitor: %s; retrying every %gs",
+                        exc,
+                        self.monitor_interval,
+                        exc_info=not isinstance(exc, AgentCommError),
+                    )
+                failing = True

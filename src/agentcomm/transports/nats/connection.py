@@ -42,17 +42,21 @@ def server_urls(urls: str | Sequence[str]) -> list[str]:
         if not url:
             continue
         if "://" not in url:
+            host, _, bare_port = url.rpartition(":")
+            if not (host and bare_port.isdigit()):  # a bare word is a typo, not a host
+                raise ConfigurationError(
+                    f"invalid NATS URL {url!r}: use nats://HOST:PORT (or HOST:PORT)"
+                )
             url = "nats://" + url
         try:
             parts = urlsplit(url)
-            port = parts.port
+            _ = parts.port  # a port that is not a number raises here
         except ValueError as exc:
             raise ConfigurationError(f"invalid NATS URL {item.strip()!r}: {exc}") from None
         if parts.scheme not in ("nats", "tls", "ws", "wss") or not parts.hostname:
             raise ConfigurationError(
                 f"invalid NATS URL {item.strip()!r}: use nats://HOST:PORT (or tls://, ws://)"
             )
-        del port
         out.append(url)
     if not out:
         raise ConfigurationError("no NATS server URL given; pass nats://HOST:PORT")
