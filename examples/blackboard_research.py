@@ -1,8 +1,8 @@
-"""The article's blackboard example, ported to agentcomm.
+"""A research agent and an analysis agent sharing a blackboard, on agentcomm.
 
 A ``researcher`` reacts to research requests written on the board and writes its
 findings back; an ``analyst`` reacts to findings and writes an analysis. What
-changed from the article's sketch:
+changed from a naive dict-and-callbacks blackboard:
 
 * keys follow one rule: ``research_request.<id>``, ``research_results.<id>``,
   ``analysis.<id>`` (dot-separated tokens; a prefix watch selects whole tokens, so

@@ -1,6 +1,6 @@
-"""The article's Pattern 1 (direct message passing), ported to agentcomm.
+"""Direct message passing between agents, on agentcomm.
 
-The article's ``MessageBus`` registers mailboxes, sends ``AgentMessage`` objects and
+A naive ``MessageBus`` registers mailboxes, sends ``AgentMessage`` objects and
 implements ``request_response`` by re-queueing replies that are not its own (which
 livelocks with many requests in flight). Here every request has its own future,
 a deadline, and a typed, validated payload.
@@ -76,7 +76,7 @@ async def main() -> None:
         # MessageBus.send(AgentMessage(message_type="notification", ...))
         await support.send("audit", "record", {"event": "looked up c-42"})
 
-        # the article raises ValueError for an unknown receiver; we raise NoResponders
+        # a naive bus raises ValueError for an unknown receiver; we raise NoResponders
         try:
             await support.request("billing", "charge", {"amount": 10})
         except NoResponders as exc:

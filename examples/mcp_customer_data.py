@@ -1,8 +1,8 @@
-"""The article's Pattern 4 (MCP tool sharing), ported to agentcomm.
+"""Tool sharing over MCP, on agentcomm.
 
 A ``customer-data`` agent exposes ``lookup_customer(identifier, fields)``; it needs no
 MCP code: its handler's annotations are the tool's schema and its docstring the tool's
-description. A ``billing`` agent uses that tool over MCP, exactly as the article's
+description. A ``billing`` agent uses that tool over MCP, exactly as a hand-written
 second agent does with ``MCPServerStdio(command=..., args=[...])``: the customer-data
 agent runs in its own process, started as ``agentcomm mcp serve`` over stdio (or is
 reached at a streamable-HTTP URL), and billing calls it with an ordinary request.
@@ -38,7 +38,7 @@ class Customer(msgspec.Struct, frozen=True):
     seats: int
 
 
-#: The customer database (the article's ``db.customers``).
+#: The customer database (a stand-in for a real database).
 CUSTOMERS = {
     c.id: c
     for c in (

@@ -1,8 +1,8 @@
-"""The article's EventBus example, ported to agentcomm pub/sub.
+"""An EventBus-style program, ported to agentcomm pub/sub.
 
 An ``orders`` agent publishes order events; ``inventory`` and ``billing`` subscribe
 to ``orders.created``, ``notifier`` to every ``orders.*`` event, and ``fulfilment``
-shares ``orders.paid`` work in a consumer group. What changed from the article's
+shares ``orders.paid`` work in a consumer group. What changed from a naive
 sketch:
 
 * the log is bounded (by count, bytes, age), not an ever-growing ``event_log`` list;
@@ -12,7 +12,7 @@ sketch:
 * a failing handler is retried with exponential backoff; only after its last
   attempt (or on ``Reject``) does the event become a dead letter, with the reason,
   attempts, last error and subscriber, and it can be redriven;
-* ``replay`` hands retained events to *one* subscriber; the article's version
+* ``replay`` hands retained events to *one* subscriber; a naive version
   re-published them, duplicating the log and re-notifying everyone;
 * handlers are typed (a msgspec Struct), run concurrently per subscriber, and the
   events of one order (``key``) stay in order.
