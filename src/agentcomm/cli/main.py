@@ -21,6 +21,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         from agentcomm.cli.dashboard_cmd import run_demo_dashboard
 
         return run_demo_dashboard(args)
+    if args.serve:
+        if not args.nats:
+            print("agentcomm demo: --serve runs on NATS: give --nats URL", file=sys.stderr)
+            return 2
+        from agentcomm.cli.demo_serve import serve_demo
+
+        return asyncio.run(
+            serve_demo(args.nats, sys.stdout, namespace=args.namespace, seconds=args.seconds)
+        )
     if args.nats:
         from agentcomm.cli.demo import run_nats_demo
 
@@ -210,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--dashboard", action="store_true", help="run continuously with the live web dashboard"
     )
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="with --nats: keep the demo system running on NATS until Ctrl-C, to try the "
+        "operator commands on (docs/operations.md)",
+    )
+    demo.add_argument("--namespace", default="demo", help="the namespace of --serve (default demo)")
     from agentcomm.cli.dashboard_cmd import add_dashboard_command, add_demo_options
 
     add_demo_options(demo)
