@@ -278,3 +278,34 @@ async def test_reopening_the_consumer_is_retried_until_it_works() -> None:
         await seen.count(1)
         sub = rt.events.statistics().subscriptions[0]
     assert (opened[0], sub.restarts) == (3, 1)
+
+
+async def test_the_monitor_logs_one_line_per_outage(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 15: a broker outage logged a chained traceback at every refresh."""
+    from agentcomm import PubSub
+
+    rt = Runtime()
+    bus = PubSub.install(rt, monitor_interval=0.01)
+    calls = 0
+    back = asyncio.Event()
+
+    async def refresh() -> None:  # 20 failed refreshes (a broker away), then fine
+        nonlocal calls
+        calls += 1
+        if calls <= 20:
+            raise TransportError("stream_info: JetStream did not answer in time")
+        if calls >= 23:
+            back.set()
+
+    monkeypatch.setattr(bus, "refresh", refresh)
+    with caplog.at_level(logging.INFO, logger="agentcomm"):
+        async with rt:
+            await rt.agent("shop").publish("orders.new", 1)  # the bus starts its monitor
+            await asyncio.wait_for(back.wait(), 10)
+    lines = [r for r in caplog.records if "pub/sub monitor" in r.getMessage()]
+    assert [r.levelname for r in lines] == ["WARNING", "INFO"]  # down once, back once
+    assert not lines[0].exc_info  # one line: no traceback for the engine's failure
+    assert "JetStream did not answer in time" in lines[0].getMessage()
+    assert rt.statistics().errors["pubsub-monitor"].count >= 20
