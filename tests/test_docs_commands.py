@@ -71,7 +71,7 @@ def test_each_command_and_flag_exists(doc: str, line: int, words: list[str]) -> 
                 path.append(alternatives[0])
                 continue
             break
-        assert word in subs, f"{doc}:{line}: `agentcomm {' '.join(path + [word])}` is no command"
+        assert word in subs, f"{doc}:{line}: `agentcomm {' '.join([*path, word])}` is no command"
         parser = subs[word]
         path.append(word)
     known = _flags(parser)
