@@ -72,6 +72,7 @@ PUBLIC_API = (
     "TaskLost",
     "TaskNotWaiting",
     "TaskRetention",
+    "TaskStatistics",
     "TaskStatus",
     "TaskUpdate",
     "ToolError",

@@ -83,6 +83,7 @@ from agentcomm.security.quoting import quote_untrusted
 from agentcomm.security.signing import Identity, Security
 from agentcomm.tasks.handle import TaskHandle
 from agentcomm.tasks.model import Question, TaskRetention, TaskStatus, TaskUpdate
+from agentcomm.tasks.stats import TaskStatistics
 from agentcomm.tools.catalogue import ToolError, ToolInfo, Tools
 from agentcomm.tools.content import Audio, Image, Message, Resource
 from agentcomm.transports.base import Transport
@@ -150,6 +151,7 @@ __all__ = [
     "TaskLost",
     "TaskNotWaiting",
     "TaskRetention",
+    "TaskStatistics",
     "TaskStatus",
     "TaskUpdate",
     "ToolError",

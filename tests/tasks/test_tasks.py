@@ -217,3 +217,32 @@ async def test_the_access_policy_covers_starting_cancelling_and_answering() -> N
             await other.cancel()
         await handle.answer(True)
         assert await handle.result(timeout=5) is True
+
+
+async def test_task_statistics_count_runs_by_outcome() -> None:
+    """Issue 11: metrics cover tasks like every other message."""
+    from agentcomm.observability.metric_specs import SPECS, View, observe
+
+    w = Agent("w")
+
+    @w.task_handler()
+    async def ok(n: int) -> int:
+        return n
+
+    @w.task_handler()
+    async def bad(n: int) -> int:
+        raise RuntimeError("no")
+
+    async with Runtime(agents=[w]) as rt:
+        me = rt.agent("me")
+        assert await (await me.start_task("w", "ok", {"n": 1})).result(timeout=10) == 1
+        with pytest.raises(RemoteError):
+            await (await me.start_task("w", "bad", {"n": 1})).result(timeout=10)
+        stats = rt.tasks.statistics()
+        assert (stats.started, stats.runs, stats.completed, stats.failed) == (2, 2, 1, 1)
+        assert stats.running == 0
+        view = View(rt)
+        points = {s.name: observe(s, view) for s in SPECS if s.name.startswith("agentcomm.tasks.")}
+        assert points["agentcomm.tasks.completed"] == [({}, 1.0)]
+        assert points["agentcomm.tasks.failed"] == [({}, 1.0)]
+        assert points["agentcomm.tasks.started"] == [({}, 2.0)]

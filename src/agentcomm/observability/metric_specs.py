@@ -18,13 +18,14 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from agentcomm.observability.sources import board_statistics, pubsub_statistics
+from agentcomm.observability.sources import board_statistics, pubsub_statistics, task_statistics
 
 if TYPE_CHECKING:
     from agentcomm.blackboard.core import BoardStatistics
     from agentcomm.host.runtime import Runtime
     from agentcomm.host.runtime_stats import RuntimeStatistics
     from agentcomm.pubsub.metrics import PubSubStatistics
+    from agentcomm.tasks.stats import TaskStatistics
 
 __all__ = ["SPECS", "Attrs", "Kind", "MetricSpec", "View", "observe"]
 
@@ -56,6 +57,10 @@ class View:
     @functools.cached_property
     def boards(self) -> list[BoardStatistics]:
         return board_statistics(self.rt)
+
+    @functools.cached_property
+    def tasks(self) -> TaskStatistics | None:
+        return task_statistics(self.rt)
 
     @functools.cached_property
     def transport(self) -> Any:
@@ -122,6 +127,14 @@ def _board_field(field: str) -> Reader:
     def read(v: View) -> Iterator[tuple[Attrs, float]]:
         for stats in v.boards:
             yield {"bucket": stats.bucket}, getattr(stats, field)
+
+    return read
+
+
+def _task_field(field: str) -> Reader:
+    def read(v: View) -> Iterator[tuple[Attrs, float]]:
+        if v.tasks is not None:
+            yield {}, float(getattr(v.tasks, field))
 
     return read
 
@@ -260,6 +273,21 @@ SPECS: tuple[MetricSpec, ...] = (
             ("subscriptions", "Open change subscriptions."),
         )
     ),
+    *(
+        MetricSpec(f"agentcomm.tasks.{f}", "counter", "{task}", d, _task_field(f))
+        for f, d in (
+            ("started", "Durable tasks started by this runtime's agents."),
+            ("runs", "Task runs of this runtime's workers (re-runs included)."),
+            ("completed", "Task runs that completed."),
+            ("failed", "Task runs that failed."),
+            ("canceled", "Task runs that were canceled."),
+            ("rerun", "Runs after a lost worker (attempt 2 and later)."),
+            ("lost", "Tasks failed because their worker was lost (policy or attempts)."),
+            ("refused", "Task work the guard refused (unsigned, forged, over a limit)."),
+        )
+    ),
+    MetricSpec("agentcomm.tasks.running", "gauge", "{task}", "Task runs in progress.",
+          _task_field("running")),
     *(
         MetricSpec(f"agentcomm.transport.{f}", "counter", "{event}", d, _transport_field(f))
         for f, d in (

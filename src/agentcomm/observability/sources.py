@@ -17,11 +17,13 @@ from agentcomm.blackboard.board import Blackboard
 from agentcomm.blackboard.core import DEFAULT_BUCKET, BoardStatistics
 from agentcomm.pubsub.bus import PubSub
 from agentcomm.pubsub.metrics import PubSubStatistics
+from agentcomm.tasks.service import Tasks
+from agentcomm.tasks.stats import TaskStatistics
 
 if TYPE_CHECKING:
     from agentcomm.host.runtime import Runtime
 
-__all__ = ["board_statistics", "pubsub_statistics"]
+__all__ = ["board_statistics", "pubsub_statistics", "task_statistics"]
 
 
 def pubsub_statistics(rt: Runtime) -> PubSubStatistics | None:
@@ -48,3 +50,14 @@ def board_statistics(rt: Runtime) -> list[BoardStatistics]:
             bucket = DEFAULT_BUCKET if name == "blackboard" else name.partition(":")[2]
             out.append(Blackboard(rt, bucket=bucket).statistics())
     return out
+
+
+def task_statistics(rt: Runtime) -> TaskStatistics | None:
+    """The runtime's durable-task statistics, or ``None`` when it has used no tasks.
+
+    Example::
+
+        snap = task_statistics(rt); print(snap and snap.running)
+    """
+    tasks = rt.extension_of("tasks", Tasks)
+    return None if tasks is None else tasks.statistics()

@@ -34,6 +34,7 @@ from agentcomm.tasks.model import (
     now,
     work_subject,
 )
+from agentcomm.tasks.stats import TaskStatistics
 from agentcomm.tasks.store import Store
 from agentcomm.tasks.worker import Worker
 
@@ -64,6 +65,7 @@ class Tasks:
         self.retention = retention if isinstance(retention, TaskRetention) else TaskRetention()
         self.store = Store(rt.transport, self.retention)
         self._workers: dict[str, tuple[Worker, asyncio.Task[None]]] = {}
+        self.started = 0
 
     @classmethod
     def of(cls, rt: Runtime) -> Tasks:
@@ -90,6 +92,7 @@ class Tasks:
         check_name("handler", handler)
         self.rt.authorize(caller, "send", f"{to}.{handler}")
         raw = encode_payload(payload)
+        self.started += 1
         task_id = new_task_id()
         t = now()
         record = TaskRecord(
@@ -119,6 +122,26 @@ class Tasks:
                 await self.store.queue(work if guard is None else guard.seal(work))
                 tracing.describe_current(work)
         return TaskHandle(self.store, task_id, caller, returns, self.rt.authorize)
+
+    def statistics(self) -> TaskStatistics:
+        """A frozen snapshot: tasks started here, and what this runtime's workers did.
+
+        Example::
+
+            print(rt.tasks.statistics().running)
+        """
+        counts = [w.counters for w, _ in self._workers.values()]
+        return TaskStatistics(
+            started=self.started,
+            runs=sum(c.runs for c in counts),
+            completed=sum(c.completed for c in counts),
+            failed=sum(c.failed for c in counts),
+            canceled=sum(c.canceled for c in counts),
+            rerun=sum(c.rerun for c in counts),
+            lost=sum(c.lost for c in counts),
+            refused=sum(c.refused for c in counts),
+            running=sum(len(w.runs) for w, _ in self._workers.values()),
+        )
 
     def handle(self, caller: str, task_id: str, returns: Any = None) -> TaskHandle[Any]:
         """A handle on an existing task (no I/O: its methods raise UnknownTask if none).

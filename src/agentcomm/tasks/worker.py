@@ -38,6 +38,7 @@ from agentcomm.tasks.model import (
     TaskState,
     work_subject,
 )
+from agentcomm.tasks.stats import TaskCounters
 from agentcomm.transports.streams import ConsumerConfig
 
 if TYPE_CHECKING:
@@ -198,6 +199,7 @@ class Worker:
         self.concurrency = concurrency
         self.lease = lease
         self.runs: dict[str, _Run] = {}
+        self.counters = TaskCounters()
         #: Deliveries being handled (looked at, started, running): bounded by concurrency.
         self.busy = 0
         self.closing = False
@@ -277,6 +279,7 @@ class Worker:
             return
         guard = self.agent.runtime.guard  # limits, signature, policy (docs/security.md)
         if guard is not None and (bad := guard.admit_work(self.agent.name, env)) is not None:
+            self.counters.refused += 1
             await self._fail(task_id, *bad)  # the task's caller reads why
             await msg.term()
             return
@@ -301,6 +304,7 @@ class Worker:
                     if spec.on_lost == "fail"
                     else (f"no attempts left ({record.attempt} of {spec.max_attempts})")
                 )
+                self.counters.lost += 1
                 await self._fail(
                     task_id,
                     "lost",
@@ -310,6 +314,8 @@ class Worker:
                 )
                 await msg.ack()
                 return
+        if record.attempt:
+            self.counters.rerun += 1
         record = await self.store.move(
             task_id,
             "working",
@@ -327,6 +333,7 @@ class Worker:
         )
 
     async def _execute(self, msg: LogMessage, spec: TaskSpec, record: TaskRecord) -> None:
+        self.counters.runs += 1
         current = asyncio.current_task()
         assert current is not None
         run = _Run(self.store, record, current, msg)
@@ -363,6 +370,7 @@ class Worker:
         result: msgspec.Raw = _NULL,
     ) -> None:
         """Write the end of the run and settle its work (someone else may have ended it)."""
+        self.counters.ended(state)
         with contextlib.suppress(TaskFinished):
             await self.store.finish(run.task_id, state, result=result, error=error)
         await run.msg.ack()
