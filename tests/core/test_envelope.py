@@ -12,7 +12,9 @@ import pytest
 from agentcomm import DecodeError, Envelope, ErrorInfo, ValidationError, decode_envelope, new_id
 from agentcomm.core.envelope import encode_envelope, encode_payload
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "envelope.schema.json").read_text())
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs" / "envelope.schema.json").read_text()
+)
 
 
 def _full() -> Envelope:

@@ -30,6 +30,8 @@ _EXTRAS = {
     "opentelemetry": "otel",
     "prometheus_client": "otel",
     "rich": "cli",
+    "a2a": "a2a",
+    "uvicorn": "a2a",
 }
 
 
