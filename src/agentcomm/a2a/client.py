@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +35,9 @@ from google.protobuf import json_format
 from agentcomm.a2a.auth import credential_headers
 from agentcomm.a2a.card import skills_from_card
 from agentcomm.a2a.convert import new_id, parts_of, text_of, value_of
-from agentcomm.a2a.errors import from_a2a
+from agentcomm.a2a.errors import A2AProtocolError, from_a2a
 from agentcomm.a2a.skills import Skill
-from agentcomm.core.errors import AgentCommError, RemoteError, TransportError
+from agentcomm.core.errors import AgentCommError, RemoteError, TransportError, ValidationError
 from agentcomm.core.schema import Codec, HandlerSpec, inspect_handler
 from agentcomm.host.agent import Agent
 from agentcomm.host.context import Context
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
     from agentcomm.host.runtime import Runtime
 
 __all__ = ["A2AConnection"]
+
+logger = logging.getLogger("agentcomm.a2a")
 
 _TERMINAL = {
     pb.TASK_STATE_COMPLETED,
@@ -67,11 +70,20 @@ async def _stream_template(arguments: dict[str, Any], ctx: Context) -> AsyncIter
     yield None
 
 
-def _spec(name: str, fn: Callable[..., Any], description: str, *, streams: bool) -> HandlerSpec:
-    """A handler spec whose whole payload (a JSON object) is the ``arguments``."""
+def _spec(skill: Skill, fn: Callable[..., Any], *, streams: bool) -> HandlerSpec:
+    """A handler spec whose whole payload (a JSON object) is the ``arguments``, checked
+    against the skill's input schema (when the card has one) before anything is sent."""
+    name = skill.id
     template = inspect_handler(_stream_template if streams else _request_template, name)
-    codec = Codec(dict[str, Any], name=f"{name} arguments")
+    codec: Codec
+    try:
+        from agentcomm.tools.mcp_handlers import SchemaCodec
+
+        codec = SchemaCodec(dict(skill.input_schema), f"{name} arguments")
+    except ImportError:  # no jsonschema: the remote agent checks
+        codec = Codec(dict[str, Any], name=f"{name} arguments")
     decode = codec.decode
+    description = skill.description
 
     def decode_args(raw: msgspec.Raw | bytes) -> dict[str, Any]:
         return {"arguments": {} if bytes(raw) == b"null" else decode(raw)}
@@ -180,16 +192,12 @@ class A2AConnection:
         agent = self.agent
         for skill in self.skills:
             if skill.kind == "task":
-                spec = _spec(skill.id, self._task_fn(skill), skill.description, streams=False)
+                spec = _spec(skill, self._task_fn(skill), streams=False)
                 agent.declare(DECLARATIONS, TaskSpec(skill.id, spec, "fail", 1))
             elif skill.kind == "stream":
-                agent.handlers[skill.id] = _spec(
-                    skill.id, self._stream_fn(skill), skill.description, streams=True
-                )
+                agent.handlers[skill.id] = _spec(skill, self._stream_fn(skill), streams=True)
             else:
-                agent.handlers[skill.id] = _spec(
-                    skill.id, self._request_fn(skill), skill.description, streams=False
-                )
+                agent.handlers[skill.id] = _spec(skill, self._request_fn(skill), streams=False)
 
     # -- calls ----------------------------------------------------------------------------
     def _message(
@@ -209,7 +217,10 @@ class A2AConnection:
 
     def _fail(self, exc: BaseException, task_id: str = "") -> AgentCommError:
         if isinstance(exc, A2AError):
-            return from_a2a(exc, self.url, task_id=task_id)
+            err = from_a2a(exc, self.url, task_id=task_id)
+            if isinstance(err, ValidationError):  # inside a handler it would read as ours
+                return A2AProtocolError(self.url, -32602, "InvalidParams", str(err))
+            return err
         return TransportError(f"A2A agent {self.url}: {exc}")
 
     def _request_fn(self, skill: Skill) -> Callable[..., Any]:
@@ -316,8 +327,8 @@ class A2AConnection:
         try:
             async with asyncio.timeout(5.0):
                 await asyncio.shield(self._client.cancel_task(pb.CancelTaskRequest(id=task_id)))
-        except (A2AError, httpx.HTTPError, TimeoutError):
-            pass
+        except (A2AError, httpx.HTTPError, TimeoutError) as exc:
+            logger.warning("A2A %s: cancelling task %s failed: %s", self.url, task_id, exc)
 
     # -- the A2A operations, for callers who want them -----------------------------------
     async def get_task(self, task_id: str, history_length: int | None = None) -> dict[str, Any]:

@@ -71,7 +71,18 @@ def value_of(part: pb.Part) -> Any:
 
         value_of(pb.Part(data=...))
     """
-    return json_format.MessageToDict(part.data)
+    return _ints(json_format.MessageToDict(part.data))
+
+
+def _ints(v: Any) -> Any:
+    """JSON numbers travel as doubles in a protobuf Value: give integral ones back as ints."""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
+        return int(v)
+    if isinstance(v, dict):
+        return {k: _ints(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_ints(x) for x in v]
+    return v
 
 
 def text_of(parts: Any) -> str:

@@ -121,5 +121,7 @@ def from_a2a(err: BaseException, source: str, *, task_id: str = "") -> AgentComm
         return ValidationError(f"{source}: {message}")
     if isinstance(err, a2a_errors.InvalidRequestError) and data.get("reason") == _PERMISSION:
         return PermissionDenied(f"{source}: {message}", rule=data.get("rule"))
+    if "HTTP Error 401" in message or "HTTP Error 403" in message:  # the transport refused
+        return PermissionDenied(f"{source}: the agent refused our credentials ({message})")
     code = _code(err) if isinstance(err, a2a_errors.A2AError) else None
     return A2AProtocolError(source, code, type(err).__name__, message)

@@ -186,7 +186,7 @@ class AgentRequestHandler(RequestHandler):
         """A message to a working task answers its next question: wait for it (bounded)."""
         try:
             async with asyncio.timeout(self._x.timeout or 30.0):
-                async for u in follow(handle, status.cursor):
+                async for u in follow(handle, status.cursor, after=status.updated):
                     if u.state == "input-required":
                         break
         except TimeoutError:
@@ -244,11 +244,17 @@ class AgentRequestHandler(RequestHandler):
             yield ev
 
     async def _events(
-        self, handle: TaskHandle[Any], task_id: str, since: int, *, answered: str | None = None
+        self,
+        handle: TaskHandle[Any],
+        task_id: str,
+        since: int,
+        *,
+        answered: str | None = None,
+        after: float | None = None,
     ) -> AsyncGenerator[Event]:
         ctx_id = self._conv.context(task_id)
         first = True
-        async for u in follow(handle, since, answered=answered):
+        async for u in follow(handle, since, answered=answered, after=after):
             if u.kind in ("artifact", "result"):
                 yield convert.artifact_event(u, task_id, ctx_id, first=first)
                 first = False
@@ -384,9 +390,10 @@ class AgentRequestHandler(RequestHandler):
     ) -> AsyncGenerator[Event]:
         try:
             handle, status = await self._handle(params.id, context)
+            since = _resume_cursor(context)
         except AgentCommError as exc:
             raise to_a2a(exc) from exc
-        since = _resume_cursor(context)
+        after: float | None = None
         if since is None:
             if status.state in TERMINAL:
                 raise a2a_errors.UnsupportedOperationError(
@@ -394,8 +401,10 @@ class AgentRequestHandler(RequestHandler):
                 )
             yield await self._task(handle, status)
             since = status.cursor
+            after = status.updated if status.state != "input-required" else None
+        shown = status.question.id if since == status.cursor and status.question else None
         with contextlib.suppress(UnknownTask):
-            async for ev in self._events(handle, status.id, since):
+            async for ev in self._events(handle, status.id, since, answered=shown, after=after):
                 yield ev
 
     # -- push notifications and the extended card: not offered (the card says so) -----------
@@ -444,8 +453,11 @@ def _progress_event(task: pb.Task, progress: Any) -> pb.TaskStatusUpdateEvent:
     if progress.message:
         text += f" {progress.message}"
     ev.status.state = pb.TASK_STATE_WORKING
+    meta = {"agentcomm.progress": {"done": progress.done, "total": progress.total}}
     ev.status.message.CopyFrom(
-        convert.agent_message([pb.Part(text=text)], context_id=task.context_id, task_id=task.id)
+        convert.agent_message(
+            [pb.Part(text=text)], context_id=task.context_id, task_id=task.id, metadata=meta
+        )
     )
     return ev
 

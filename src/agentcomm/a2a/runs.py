@@ -161,17 +161,26 @@ def interrupted(state: str) -> bool:
 
 
 async def follow(
-    handle: TaskHandle[Any], since: int, *, answered: str | None = None
+    handle: TaskHandle[Any],
+    since: int,
+    *,
+    answered: str | None = None,
+    after: float | None = None,
 ) -> AsyncIterator[TaskUpdate]:
     """The task's updates after ``since``, until it ends or waits for input.
 
-    ``answered`` is the id of a question just answered: its ``input-required``
-    update (which the status' lagging cursor may still show) is skipped.
+    A status' cursor may lag its record by an update, so a reader starting from it
+    can see a question that was answered already: ``answered`` (that question's
+    id) or ``after`` (the time of a status that was not waiting: any question
+    asked before it is answered) skips it.
     """
     async with contextlib.aclosing(_gen(handle.updates(since=since))) as updates:
         async for u in updates:
-            if answered is not None and u.question is not None and u.question.id == answered:
-                continue
+            if u.state == "input-required" and u.kind == "state":
+                if answered is not None and u.question is not None and u.question.id == answered:
+                    continue
+                if after is not None and u.time <= after:
+                    continue
             yield u
             if interrupted(u.state) and u.kind != "progress":
                 return
