@@ -122,7 +122,7 @@ async def test_errors_map_both_ways_with_the_remote_text() -> None:
         me = near.agent("me")
         with pytest.raises(RemoteError, match="boom"):
             await me.request("hotel", "fail", {"reason": "boom"})
-        with pytest.raises(ValidationError, match="hotel|remote|add"):
+        with pytest.raises(ValidationError, match=r"add arguments"):
             await me.request("hotel", "add", {"a": "two", "b": 3})
         with pytest.raises(UnknownTask):
             await conn.get_task("0" * 32)

@@ -166,7 +166,8 @@ async def test_a_task_asks_is_answered_and_resubscription_replays(served: Any) -
     cursors = [
         int(next(iter(e["result"].values()))["metadata"]["agentcomm.cursor"]) for e in replay
     ]
-    assert cursors and min(cursors) > cursor
+    assert cursors
+    assert min(cursors) > cursor
     assert replay[-1]["result"]["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED"
     listed = await _rpc(c, url, "ListTasks", {})
     assert tid in [t["id"] for t in listed["result"]["tasks"]]
