@@ -240,7 +240,10 @@ class A2AExposure:
 
     async def start(self) -> None:
         """Listen (port 0: a free one) and return once the server accepts connections."""
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets; without it
+        # every answer on a kept-alive connection waits 40 ms for a delayed ACK
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
