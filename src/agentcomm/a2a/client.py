@@ -23,7 +23,7 @@ import asyncio
 import dataclasses
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -37,7 +37,7 @@ from agentcomm.a2a.auth import credential_headers
 from agentcomm.a2a.card import skills_from_card
 from agentcomm.a2a.convert import new_id, parts_of, text_of, value_of
 from agentcomm.a2a.errors import A2AProtocolError, from_a2a
-from agentcomm.a2a.skills import Skill
+from agentcomm.a2a.skills import Skill, SkillKind
 from agentcomm.core.errors import AgentCommError, RemoteError, TransportError, ValidationError
 from agentcomm.core.schema import Codec, HandlerSpec, inspect_handler
 from agentcomm.host.agent import Agent
@@ -141,6 +141,7 @@ class A2AConnection:
         token: str | None,
         api_key: str | None,
         timeout: float,
+        kinds: Mapping[str, SkillKind] | None = None,
     ) -> None:
         self.runtime = runtime
         self.name = name
@@ -148,6 +149,7 @@ class A2AConnection:
         self._token = token
         self._api_key = api_key
         self.timeout = timeout
+        self._kinds = dict(kinds or {})
         self.card: dict[str, Any] = {}
         self.skills: list[Skill] = []
         self.agent = Agent(name)
@@ -192,7 +194,10 @@ class A2AConnection:
         )
         config = ClientConfig(streaming=True, httpx_client=self._http)
         self._client = ClientFactory(config).create(card)
-        self.skills = skills_from_card(self.card)
+        self.skills = [
+            dataclasses.replace(s, kind=self._kinds[s.id]) if s.id in self._kinds else s
+            for s in skills_from_card(self.card)
+        ]
         self._install()
 
     def _install(self) -> None:

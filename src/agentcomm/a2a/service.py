@@ -14,7 +14,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agentcomm.core.errors import ConfigurationError
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from agentcomm.a2a.auth import Auth
     from agentcomm.a2a.client import A2AConnection
     from agentcomm.a2a.server import A2AExposure
+    from agentcomm.a2a.skills import SkillKind
     from agentcomm.host.agent import Agent
     from agentcomm.host.runtime import Runtime
 
@@ -143,12 +144,15 @@ class A2A:
         api_key: str | None = None,
         timeout: float = 30.0,
         card_path: str | None = None,
+        kinds: Mapping[str, SkillKind] | None = None,
     ) -> A2AConnection:
         """Read the A2A agent card at ``url`` and add a proxy agent ``name`` for it.
 
         Any agent then calls its skills with ``request``, ``stream`` or
         ``start_task`` as it calls a local agent. ``token``/``api_key`` are sent the
-        way the card's security schemes ask.
+        way the card's security schemes ask. A foreign card does not say how a skill
+        is called: its skills are request handlers unless ``kinds`` says otherwise
+        (``{"countdown": "stream", "research": "task"}``).
 
         Example::
 
@@ -160,7 +164,9 @@ class A2A:
             raise ConfigurationError(f"an agent named {name!r} already exists")
         from agentcomm.a2a.client import A2AConnection
 
-        conn = A2AConnection(self._rt, name, url, token=token, api_key=api_key, timeout=timeout)
+        conn = A2AConnection(
+            self._rt, name, url, token=token, api_key=api_key, timeout=timeout, kinds=kinds
+        )
         await conn.open(card_path)
         self.connections[name] = conn
         await self._rt.attach(conn.agent)
