@@ -119,14 +119,18 @@ def serving(target: str, *args: str, port: int | None = None) -> Iterator[str]:
             proc.stderr.close()
 
 
-def run(work: Path, python: Path, url: str, category: str) -> tuple[dict[str, int], set[str]]:
-    """Run ``run_tck.py --sut-url url --category category``: the counts and the failures.
+def run(
+    work: Path, python: Path, url: str, category: str, transport: str
+) -> tuple[dict[str, int], set[str]]:
+    """Run ``run_tck.py --sut-url url --category category --transports transport``: the
+    counts and the failures.
 
     The counts come from pytest's summary line (``75 passed, 40 skipped in 60 s``),
     the failures from its short summary (``FAILED <node id>``, ``ERROR <node id>``).
     """
+    cmd = [str(python), "run_tck.py", "--sut-url", url, "--category", category]
     proc = subprocess.run(
-        [str(python), "run_tck.py", "--sut-url", url, "--category", category],
+        [*cmd, "--transports", transport],
         cwd=work,
         capture_output=True,
         text=True,

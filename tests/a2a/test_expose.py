@@ -280,3 +280,20 @@ async def test_only_the_loopback_unless_told() -> None:
             await rt.a2a.expose("worker", host="0.0.0.0")
         with pytest.raises(ConfigurationError, match="auth"):
             await rt.a2a.expose("worker", host="0.0.0.0", allow_remote=True)
+
+
+async def test_the_http_json_binding_serves_the_same_agent(served: Any) -> None:
+    _, url, c = served
+    card = (await c.get(url + ".well-known/agent-card.json")).json()
+    rest = {i["url"] for i in card["supportedInterfaces"] if i["protocolBinding"] == "HTTP+JSON"}
+    assert rest == {url}
+    h = {"A2A-Version": "1.0"}
+    r = await c.post(url + "message:send", json=_msg("hey", "shout"), headers=h)
+    assert r.json()["message"]["parts"] == [{"text": "HEY"}]
+    r = await c.get(url + "tasks/" + "0" * 32, headers=h)
+    assert r.status_code == 404
+    assert r.json()["error"]["details"][0]["reason"] == "TASK_NOT_FOUND"
+    old = {"message": {"messageId": "o", "role": "ROLE_USER", "content": [{"text": "x"}]}}
+    old["message"]["metadata"] = {"skill": "shout"}
+    r = await c.post(url + "v1/message:send", json=old)  # 0.3's paths and fields
+    assert r.json()["message"]["content"] == [{"text": "X"}]

@@ -1,8 +1,9 @@
 """The official A2A compatibility kit against ``agentcomm a2a serve`` of an example agent.
 
-Every ``mandatory`` requirement passes, and the ``capabilities`` ones for what the
-card declares (streaming; push notifications and the extended card are declared
-off, so the kit skips theirs). Two kit tests cannot pass on any server built on
+Every ``mandatory`` requirement passes, over JSON-RPC and over HTTP+JSON (the card
+declares both), and the ``capabilities`` ones for what the card declares
+(streaming; push notifications and the extended card are declared off, so the kit
+skips theirs). Two kit tests cannot pass on any server built on
 the SDK, listed below with why; any other failure fails this test. Under
 ``CI=true`` the kit runs, never skips.
 """
@@ -50,13 +51,16 @@ def _serve_args(port: int) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("category", ["mandatory", "capabilities"])
-def test_the_kit_passes(kit: tuple[object, object], category: str) -> None:
+@pytest.mark.parametrize(
+    ("category", "transport"),
+    [("mandatory", "jsonrpc"), ("capabilities", "jsonrpc"), ("mandatory", "rest")],
+)
+def test_the_kit_passes(kit: tuple[object, object], category: str, transport: str) -> None:
     work, python = kit
     port = tck.free_port()
     with tck.serving(TARGET, *_serve_args(port), port=port) as url:
-        counts, failed = tck.run(work, python, url, category)  # type: ignore[arg-type]
-    print(f"TCK {category}: {counts}")
+        counts, failed = tck.run(work, python, url, category, transport)  # type: ignore[arg-type]
+    print(f"TCK {category} over {transport}: {counts}")
     assert counts.get("passed", 0) > 0, "the kit ran no test"
     assert failed <= KIT_BUGS, f"TCK {category} failures: {sorted(failed - KIT_BUGS)}"
     assert counts.get("failed", 0) + counts.get("error", 0) == len(failed)

@@ -5,7 +5,7 @@ the docstring, its tags say the kind (``agentcomm:request``, ``agentcomm:stream`
 ``agentcomm:task``) and carry the input and output JSON Schemas
 (``agentcomm:input=<json>``, ``agentcomm:output=<json>``: the card has no schema
 field, and tags are what every client shows). The interfaces are JSON-RPC at the
-exposure's URL in spec 1.0 and 0.3.
+exposure's URL, and HTTP+JSON at the same URL, each in spec 1.0 and 0.3.
 
 Example::
 
@@ -51,10 +51,12 @@ def build_card(x: Exposed) -> pb.AgentCard:
     card.capabilities.streaming = True
     card.capabilities.push_notifications = False
     card.capabilities.extended_agent_card = False
-    for version in ("1.0", "0.3"):
-        card.supported_interfaces.append(
-            pb.AgentInterface(url=x.url, protocol_binding="JSONRPC", protocol_version=version)
-        )
+    for binding in x.bindings:
+        url = x.url  # both bindings at the same base URL (their paths never clash)
+        for version in ("1.0", "0.3"):
+            card.supported_interfaces.append(
+                pb.AgentInterface(url=url, protocol_binding=binding, protocol_version=version)
+            )
     for skill in x.skills.values():
         card.skills.append(_skill(skill, x.default_skill))
     for auth in x.auth:

@@ -30,6 +30,7 @@ class Exposed(Protocol):
     auth: list[Auth]
     timeout: float | None
     send_wait: float | None
+    bindings: tuple[str, ...]
     description: str | None
     version: str
 

@@ -3,9 +3,10 @@
 Made by :meth:`A2A.expose <agentcomm.a2a.service.A2A.expose>`. The SDK serves the
 protocol: JSON-RPC at ``/`` in spec 1.0 and, on the same URL, the 0.3 method names
 (``message/send``...); the agent card at ``/.well-known/agent-card.json`` (1.0 fields
-with the 0.3 ones merged in). :class:`~agentcomm.a2a.handler.AgentRequestHandler`
-does the work. An ASGI layer in front bounds the body size and, when the exposure
-has auth schemes, refuses a call without a valid credential (HTTP 401) and tells
+with the 0.3 ones merged in); HTTP+JSON at the same URL in both versions
+(``/message:send``, ``/tasks/{id}``...; 0.3's ``/v1/...``).
+:class:`~agentcomm.a2a.handler.AgentRequestHandler` does the work. An ASGI layer
+in front bounds the body size and, when the exposure has auth schemes, refuses a call without a valid credential (HTTP 401) and tells
 the handler who called: the caller's identity is the agentcomm agent the calls are
 made as, so the runtime's access policy applies to it by name.
 
@@ -30,6 +31,7 @@ from a2a.server.routes import (
     DefaultServerCallContextBuilder,
     create_agent_card_routes,
     create_jsonrpc_routes,
+    create_rest_routes,
 )
 from a2a.types import a2a_pb2 as pb
 from starlette.applications import Starlette
@@ -51,11 +53,14 @@ if TYPE_CHECKING:
     from agentcomm.host.agent import Agent
     from agentcomm.host.runtime import Runtime
 
-__all__ = ["CARD_PATH", "A2AExposure"]
+__all__ = ["CARD_PATH", "REST_PREFIX", "A2AExposure"]
 
 logger = logging.getLogger("agentcomm.a2a")
 
 CARD_PATH = "/.well-known/agent-card.json"
+#: Where the HTTP+JSON binding is served below the base URL: at it, beside JSON-RPC
+#: (its paths, ``/message:send``, ``/tasks/{id}``..., never clash with ``POST /``).
+REST_PREFIX = ""
 _GATEWAY = "a2a-gateway"
 
 
@@ -63,8 +68,9 @@ class _Context(DefaultServerCallContextBuilder):
     """The SDK's context, plus the caller's identity and a version for 1.0 method names.
 
     A call without ``A2A-Version`` is 0.3 to the SDK; one that names a 1.0 method
-    (``SendMessage``: 0.3's are ``message/send``) can only mean 1.0, so it is taken
-    as such (the body is parsed already: Starlette keeps it on the request).
+    (``SendMessage``: 0.3's are ``message/send``) or a 1.0 HTTP+JSON path (0.3's
+    start with ``/v1/``) can only mean 1.0, so it is taken as such (the JSON-RPC body
+    is parsed already: Starlette keeps it on the request).
     """
 
     def build(self, request: Request) -> ServerCallContext:
@@ -74,9 +80,14 @@ class _Context(DefaultServerCallContextBuilder):
         body = getattr(request, "_json", None)
         if isinstance(body, dict) and isinstance(body.get("params"), dict):
             ctx.state["params"] = body["params"]  # as sent: enums the protos would zero
+        elif request.query_params:  # HTTP+JSON's GETs carry them in the query
+            ctx.state["params"] = dict(request.query_params)
         if isinstance(headers, dict) and not headers.get("a2a-version"):
             method = body.get("method") if isinstance(body, dict) else None
-            if isinstance(method, str) and "/" not in method:
+            path = request.url.path
+            if path == "/" and isinstance(method, str) and "/" not in method:
+                headers["a2a-version"] = "1.0"
+            elif path != "/" and not path.startswith("/v1/"):  # HTTP+JSON 1.0's paths
                 headers["a2a-version"] = "1.0"
         return ctx
 
@@ -154,6 +165,7 @@ class A2AExposure:
         max_body: int,
         public_url: str | None,
         send_wait: float | None = None,
+        bindings: Sequence[str] = ("JSONRPC", "HTTP+JSON"),
     ) -> None:
         self.runtime = runtime
         self.agent = agent
@@ -164,6 +176,12 @@ class A2AExposure:
         self.timeout = timeout
         #: How long a blocking SendMessage waits for its task to end or ask (None: until then).
         self.send_wait = send_wait
+        unknown = set(bindings) - {"JSONRPC", "HTTP+JSON"}
+        if unknown or "JSONRPC" not in bindings:
+            raise ConfigurationError(
+                f"bindings: JSONRPC and optionally HTTP+JSON, got {sorted(bindings)}"
+            )
+        self.bindings = tuple(bindings)
         self.max_body = max_body
         self.version = version
         self.description = description
@@ -225,15 +243,19 @@ class A2AExposure:
 
     # -- serving --------------------------------------------------------------------------
     def app(self) -> Starlette:
-        """The ASGI app (card + JSON-RPC 1.0 and 0.3), with the size bound and auth in front."""
+        """The ASGI app (card, JSON-RPC and HTTP+JSON in 1.0 and 0.3), bound and auth in front."""
         from agentcomm.a2a.card import build_card
 
         self.card = build_card(self)
         ctx = _Context()
-        routes = [
+        routes: list[Any] = [
             *create_agent_card_routes(self.card, card_url=CARD_PATH),
             *create_jsonrpc_routes(self.handler, "/", context_builder=ctx, enable_v0_3_compat=True),
         ]
+        if "HTTP+JSON" in self.bindings:
+            routes += create_rest_routes(
+                self.handler, context_builder=ctx, enable_v0_3_compat=True, path_prefix=REST_PREFIX
+            )
         app = Starlette(routes=routes)
         app.add_middleware(_Front, exposure=self)
         return app

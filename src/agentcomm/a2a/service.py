@@ -77,6 +77,7 @@ class A2A:
         public_url: str | None = None,
         allow_remote: bool = False,
         send_wait: float | None = None,
+        bindings: Sequence[str] = ("JSONRPC", "HTTP+JSON"),
     ) -> A2AExposure:
         """Serve ``agent`` over A2A on HTTP; returns once it accepts connections.
 
@@ -89,7 +90,8 @@ class A2A:
         the loopback needs ``allow_remote=True``. A blocking ``SendMessage`` to a task
         skill answers when the task ends or asks, or after ``send_wait`` seconds with
         the task as it is then (``None``: no limit); ``public_url`` is the URL the
-        card announces (behind a proxy).
+        card announces (behind a proxy). ``bindings``: JSON-RPC at the URL and
+        HTTP+JSON at the same URL, each in spec 1.0 and 0.3.
 
         Example::
 
@@ -119,6 +121,7 @@ class A2A:
             max_body=max_body,
             public_url=public_url,
             send_wait=send_wait,
+            bindings=bindings,
         )
         await exposure.start()
         self.exposures.append(exposure)
