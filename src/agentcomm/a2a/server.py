@@ -7,8 +7,9 @@ with the 0.3 ones merged in); HTTP+JSON at the same URL in both versions
 (``/message:send``, ``/tasks/{id}``...; 0.3's ``/v1/...``).
 :class:`~agentcomm.a2a.handler.AgentRequestHandler` does the work. An ASGI layer
 in front bounds the body size and, when the exposure has auth schemes, refuses a
-call without a valid credential (HTTP 401) and tells the handler who called: the caller's identity is the agentcomm agent the calls are
-made as, so the runtime's access policy applies to it by name.
+call without a valid credential (HTTP 401) and tells the handler who called: the
+caller's identity is the agentcomm agent the calls are made as, so the runtime's
+access policy applies to it by name.
 
 Example::
 
