@@ -80,6 +80,10 @@ async def test_the_proxy_calls_every_kind_of_skill() -> None:
             "book": "task",
             "slow": "task",
         }
+        listed = {t.handler: t for t in near.tools.catalogue() if t.agent == "hotel"}
+        assert set(listed) == {"add", "fail"}  # one-answer skills are tools; from the card:
+        assert listed["add"].input_schema["required"] == ["a", "b"]
+        assert listed["add"].description == "Add two numbers."
         me = near.agent("me")
         assert await me.request("hotel", "add", {"a": 2, "b": 3}) == 5
         seen: list[Any] = []
