@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from agentcomm.a2a.service import A2A
 from agentcomm.api.agent import Agent
 from agentcomm.blackboard.board import Blackboard
 from agentcomm.core.errors import ConfigurationError
@@ -202,6 +203,16 @@ class Runtime(_HostRuntime):
 
         source = RuntimeSource(self, bucket=bucket, operator=operator)
         return Dashboard(source, host=host, port=port, token=token, allow_actions=allow_actions)
+
+    @property
+    def a2a(self) -> A2A:
+        """The A2A bridge: expose agents, connect to A2A agents (:class:`~agentcomm.a2a.A2A`).
+
+        Example::
+
+            exposure = await rt.a2a.expose("concierge")
+        """
+        return A2A.of(self)
 
 
 async def _start_pubsub(rt: _HostRuntime, agents: Sequence[_HostAgent]) -> None:

@@ -284,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_cmd_mcp_serve)
 
+    from agentcomm.cli.a2a_cmd import add_a2a_commands
+
+    add_a2a_commands(sub)
+
     tools = sub.add_parser("tools", help="list the tool catalogue of agents and MCP servers")
     tools.add_argument("target", nargs="*", help="module:attr or file.py:attr naming agents")
     tools.add_argument(

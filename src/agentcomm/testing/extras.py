@@ -31,6 +31,7 @@ _EXTRAS = {
     "starlette": "dashboard",
     "uvicorn": "dashboard",
     "playwright": "dev",
+    "a2a": "a2a",
 }
 
 
