@@ -24,15 +24,13 @@ from a2a.utils import errors as a2a_errors
 
 from agentcomm.core.errors import (
     AgentCommError,
-    InvalidTransition,
     PermissionDenied,
     RemoteError,
     RequestTimeout,
-    TaskFinished,
     UnknownHandler,
-    UnknownTask,
     ValidationError,
 )
+from agentcomm.core.task_errors import InvalidTransition, TaskFinished, UnknownTask
 
 __all__ = ["A2AProtocolError", "UnsupportedOperation", "from_a2a", "to_a2a"]
 

@@ -33,7 +33,8 @@ from agentcomm.a2a import convert
 from agentcomm.a2a.errors import to_a2a
 from agentcomm.a2a.runs import Conversations, Streams, artifacts_until, follow, interrupted
 from agentcomm.a2a.skills import Skill
-from agentcomm.core.errors import AgentCommError, UnknownTask, ValidationError
+from agentcomm.core.errors import AgentCommError, ValidationError
+from agentcomm.core.task_errors import UnknownTask
 from agentcomm.tasks.model import TERMINAL
 from agentcomm.tasks.service import Tasks
 

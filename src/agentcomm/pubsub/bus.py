@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agentcomm.core.envelope import Envelope, encode_payload, new_id
-from agentcomm.core.errors import AgentCommError, ConfigurationError, TransportClosed
+from agentcomm.core.errors import ConfigurationError, TransportClosed
 from agentcomm.core.flow import RateLimit, Retention
 from agentcomm.core.topics import check_topic, compile_pattern
 from agentcomm.pubsub.dead_letters import (
@@ -57,6 +57,7 @@ from agentcomm.pubsub.metrics import (
     TopicStatistics,
     _TopicCounters,
 )
+from agentcomm.pubsub.monitor import run_monitor
 from agentcomm.pubsub.publishing import PublishLimits, event_envelope, traced_append
 from agentcomm.pubsub.replay import Replays
 from agentcomm.pubsub.subscription import Subscription
@@ -181,7 +182,7 @@ class PubSub:
                 self._dlq_info = await t.ensure_stream(dlq)
                 self._started = True
                 self._monitor = rt.task_group.create_task(
-                    self._run_monitor(), name="agentcomm:pubsub:monitor"
+                    run_monitor(self), name="agentcomm:pubsub:monitor"
                 )
             self._dirty = False  # a declaration during the awaits below sets it again
             agents = rt.agents
@@ -485,29 +486,3 @@ class PubSub:
             rt.events.alert("lag", above=10_000, callback=lambda a: log.warning("%s", a))
         """
         self.metrics.alert(metric, above, callback, subject)
-
-    async def _run_monitor(self) -> None:
-        failing = False
-        while not self._closed:
-            await asyncio.sleep(self.monitor_interval)
-            try:
-                await self.refresh()
-                for s in list(self._subs.values()):
-                    await s.touch_held(self.monitor_interval, s.ack_wait)
-                if failing:
-                    logger.info("pub/sub monitor: working again")
-                failing = False
-            except TransportClosed:
-                return
-            except Exception as exc:
-                # One line per outage for the engine's own failures (a broker away); a
-                # traceback only for what is not an agentcomm error (a bug).
-                self.runtime.report_error("pubsub-monitor", exc)
-                if not failing:
-                    logger.warning(
-                        "pub/sub monitor: %s; retrying every %gs",
-                        exc,
-                        self.monitor_interval,
-                        exc_info=not isinstance(exc, AgentCommError),
-                    )
-                failing = True
