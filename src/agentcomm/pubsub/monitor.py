@@ -35,6 +35,7 @@ class _Bus(Protocol):
 
     async def refresh(self) -> Any: ...
 
+
 logger = logging.getLogger("agentcomm")
 
 
