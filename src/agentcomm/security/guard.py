@@ -165,21 +165,9 @@ class Guard:
 
             if (bad := guard.admit("bob", env)) is not None: refuse(*bad)
         """
-        try:
-            self._inbound(env, replay=True)
-            if env.recipient != agent and self.security is not None:
-                # A signed message captured on its way to one agent, replayed to another.
-                raise AuthenticationError(
-                    f"message {env.id!r} is addressed to {env.recipient!r} but was "
-                    f"delivered to {agent!r}"
-                )
-            if self.recheck:
-                self.runtime.authorize(env.sender, "send", f"{agent}.{env.handler}")
-        except (ValidationError, PermissionDenied) as exc:
-            return error_code(exc), type(exc).__name__, str(exc)
-        except Exception as exc:  # a custom access hook failed: refuse, never crash a worker
-            logger.exception("access hook failed on message %s from %s", env.id, env.sender)
-            return "error", type(exc).__name__, str(exc)
+        bad = self._admitted(agent, env, replay=True, what="message")
+        if bad is not None:
+            return bad
         limits = self.limits
         if self.recheck and limits is not None and limits.sender_rate is not None:
             # A sender using the library waits at its end; one that floods anyway is
@@ -265,11 +253,18 @@ class Guard:
 
             if (bad := guard.admit_work("researcher", work)) is not None: fail(*bad)
         """
+        return self._admitted(agent, env, replay=False, what="task work")
+
+    def _admitted(
+        self, agent: str, env: Envelope, *, replay: bool, what: str
+    ) -> tuple[str, str, str] | None:
+        """Limits, signature (and replay), recipient and policy of an inbound message."""
         try:
-            self._inbound(env, replay=False)
+            self._inbound(env, replay=replay)
             if env.recipient != agent and self.security is not None:
+                # A signed message captured on its way to one agent, replayed to another.
                 raise AuthenticationError(
-                    f"task work {env.id!r} is addressed to {env.recipient!r} but was "
+                    f"{what} {env.id!r} is addressed to {env.recipient!r} but was "
                     f"delivered to {agent!r}"
                 )
             if self.recheck:
@@ -277,7 +272,7 @@ class Guard:
         except (ValidationError, PermissionDenied) as exc:
             return error_code(exc), type(exc).__name__, str(exc)
         except Exception as exc:  # a custom access hook failed: refuse, never crash a worker
-            logger.exception("access hook failed on task work %s from %s", env.id, env.sender)
+            logger.exception("access hook failed on %s %s from %s", what, env.id, env.sender)
             return "error", type(exc).__name__, str(exc)
         return None
 
