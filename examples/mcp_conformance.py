@@ -3,8 +3,9 @@
 ``@modelcontextprotocol/conformance`` (server scenarios) names the tools, resources
 and prompts a server under test must offer; this agent offers them with ordinary
 agentcomm declarations: handlers (tools), ``@agent.resource`` and ``@agent.prompt``,
-with ``ctx.log``, ``ctx.progress``, ``ctx.ask`` (elicitation) and ``ctx.sample``
-(sampling) inside. ``app`` is a Runtime, served as it is::
+with ``ctx.log``, ``ctx.progress``, ``ctx.ask`` (elicitation), ``ctx.sample``
+(sampling) and ``ctx.roots`` (roots) inside, in tools and in a prompt. ``app`` is a
+Runtime, served as it is::
 
     agentcomm mcp serve examples/mcp_conformance.py:app --http 127.0.0.1:3001
     npx @modelcontextprotocol/conformance server --url http://127.0.0.1:3001/mcp
@@ -253,6 +254,24 @@ async def test_input_required_result_capabilities(ctx: Context) -> str:
 
 
 @fixtures.handler
+async def test_input_required_result_list_roots(ctx: Context) -> str:
+    """Asks for the client's roots (a roots/list input request named client_roots)."""
+    roots = await ctx.roots(key="client_roots")
+    return "Roots: " + ", ".join(f"{r.name or '-'} ({r.uri})" for r in roots)
+
+
+@fixtures.handler
+async def test_input_required_result_multiple_inputs(ctx: Context) -> str:
+    """A name, a greeting and the roots, asked together: one round of three requests."""
+    name, greeting, roots = await asyncio.gather(
+        ctx.ask("What is your name?", returns=_form(name="string"), key="user_name"),
+        ctx.sample("Generate a greeting", max_tokens=50, key="greeting"),
+        ctx.roots(key="client_roots"),
+    )
+    return f"{greeting} {name['name']} ({len(roots)} roots)"
+
+
+@fixtures.handler
 async def test_missing_capability(ctx: Context) -> str:
     """Needs the client's sampling capability (-32021 without it)."""
     await ctx.sample("Say ok", max_tokens=5, key="needs_sampling")
@@ -300,6 +319,15 @@ def watched() -> str:
 
 
 # -- prompts ----------------------------------------------------------------------------
+@fixtures.prompt(title="Prompt That Asks")
+async def test_input_required_result_prompt(ctx: Context) -> str:
+    """A prompt that asks the user for its context first (elicitation)."""
+    answer = await ctx.ask(
+        "What context should the prompt use?", returns=_form(context="string"), key="user_context"
+    )
+    return f"Write with this context in mind: {answer['context']}"
+
+
 @fixtures.prompt(title="Simple Test Prompt")
 def test_simple_prompt() -> str:
     """A simple prompt without arguments."""

@@ -59,6 +59,7 @@ PUBLIC_API = (
     "Retry",
     "RetryPolicy",
     "RevisionConflict",
+    "Root",
     "Rules",
     "Runtime",
     "RuntimeStatistics",

@@ -24,7 +24,7 @@ Example::
 
 from agentcomm.api import Agent, Context, Runtime
 from agentcomm.blackboard.board import Blackboard, BoardStatistics, Change, Entry, Watch
-from agentcomm.core.callers import ClientUnsupported, InputDeclined
+from agentcomm.core.callers import ClientUnsupported, InputDeclined, Root
 from agentcomm.core.envelope import Envelope, ErrorInfo, decode_envelope, encode_envelope, new_id
 from agentcomm.core.errors import (
     AgentCommError,
@@ -138,6 +138,7 @@ __all__ = [
     "Retry",
     "RetryPolicy",
     "RevisionConflict",
+    "Root",
     "Rules",
     "Runtime",
     "RuntimeStatistics",

@@ -33,14 +33,8 @@ VERSION = "0.1.16"
 ACTIVE_SCENARIOS = 30
 #: The 0.2.0 line of the suite, run with ``--requirements 2026-07-28``.
 NEXT_VERSION = "0.2.0-alpha.12"
-#: Scenarios the 2026-07-28 revision requires that agentcomm does not pass yet, and why.
-KNOWN_GAPS = {
-    "input-required-result-basic-list-roots": "roots/list: agentcomm has no roots",
-    "input-required-result-multiple-input-requests": "three input requests in one round "
-    "(one of them roots/list); ctx.ask/ctx.sample ask one at a time",
-    "input-required-result-non-tool-request": "prompts are functions without ctx, so "
-    "prompts/get has no input_required rounds",
-}
+#: Scenarios the 0.2.0-alpha.12 suite scores for the 2026-07-28 revision (all must pass).
+NEXT_SCORED = 37
 _NOT_SCORED = re.compile(r"^\s+[✓✗] ([\w-]+) \((?:extension|pending|draft)\)", re.MULTILINE)
 _LINE = re.compile(r"^([✓✗]) ([\w-]+): (\d+) passed, (\d+) failed", re.MULTILINE)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -126,8 +120,8 @@ async def test_the_scenarios_the_2026_07_28_revision_requires() -> None:
     scored = {
         name: ok for name, ok in results.items() if name not in set(_NOT_SCORED.findall(summary))
     }
-    failing = {name for name, ok in scored.items() if not ok}
-    assert failing <= set(KNOWN_GAPS), (
-        f"new failures {sorted(failing - set(KNOWN_GAPS))}:\n{summary}"
-    )
-    assert len(scored) - len(failing) >= 34, summary
+    failing = sorted(name for name, ok in scored.items() if not ok)
+    assert not failing, f"failing scenarios {failing}:\n{summary}"
+    assert len(scored) >= NEXT_SCORED, summary
+    for name in ("basic-list-roots", "multiple-input-requests", "non-tool-request"):
+        assert scored.get(f"input-required-result-{name}"), summary

@@ -1,21 +1,36 @@
-"""Errors about a caller outside agentcomm (an MCP client), beside the tree of
-:mod:`agentcomm.core.errors` (drawn there): what ``ctx.ask`` and ``ctx.sample`` raise when
-the client cannot or will not answer.
+"""A caller outside agentcomm (an MCP client): what ``ctx.roots`` returns, and the errors
+``ctx.ask``, ``ctx.sample`` and ``ctx.roots`` raise when the client cannot or will not
+answer (beside the tree of :mod:`agentcomm.core.errors`, drawn there).
 """
 
 from __future__ import annotations
 
+import msgspec
+
 from agentcomm.core.errors import AgentCommError
 
-__all__ = ["ClientUnsupported", "InputDeclined"]
+__all__ = ["ClientUnsupported", "InputDeclined", "Root"]
+
+
+class Root(msgspec.Struct, frozen=True):
+    """One of the MCP client's roots (``ctx.roots()``): a ``file://`` URI and its name.
+
+    Example::
+
+        for root in await ctx.roots():
+            print(root.uri, root.name)
+    """
+
+    uri: str
+    name: str | None = None
 
 
 class ClientUnsupported(AgentCommError):
     """The caller's client cannot do what the handler asked of it.
 
-    Raised in a handler by ``ctx.ask()`` or ``ctx.sample()`` when the MCP client that
-    called the tool did not declare the elicitation or sampling capability (or the
-    handler was not called over MCP at all).
+    Raised in a handler by ``ctx.ask()``, ``ctx.sample()`` or ``ctx.roots()`` when the MCP
+    client that called the tool did not declare the elicitation, sampling or roots
+    capability (or the handler was not called over MCP at all).
 
     Example::
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agentcomm.core.callers import ClientUnsupported, Root
 from agentcomm.core.progress import frame, progress_payload
 from agentcomm.core.schema import HandlerContext
 
@@ -55,7 +56,8 @@ class CallerChannel(Protocol):
     """What a caller outside agentcomm offers the handler (an MCP client: ``agentcomm.tools``).
 
     Found through the request's ``agentcomm-caller`` header; ``ctx.progress``,
-    ``ctx.log``, ``ctx.logger``, ``ctx.ask`` and ``ctx.sample`` reach the caller through it.
+    ``ctx.log``, ``ctx.logger``, ``ctx.ask``, ``ctx.sample`` and ``ctx.roots`` reach the
+    caller through it.
     """
 
     sender: str
@@ -71,6 +73,8 @@ class CallerChannel(Protocol):
     ) -> Any: ...
 
     async def sample(self, messages: Any, options: dict[str, Any]) -> Any: ...
+
+    async def roots(self, timeout: float | None, key: str | None) -> list[Root]: ...
 
 
 class Callers(Protocol):
@@ -249,8 +253,6 @@ class Context(HandlerContext):
         """
         caller = self._caller()
         if caller is None:
-            from agentcomm.core.callers import ClientUnsupported
-
             raise ClientUnsupported(
                 "ctx.sample needs a handler called over MCP by a client that offers sampling"
             )
@@ -263,6 +265,25 @@ class Context(HandlerContext):
             "key": key,
         }
         return await caller.sample(messages, options)
+
+    async def roots(self, *, timeout: float | None = None, key: str | None = None) -> list[Root]:
+        """The MCP client's roots (``roots/list``): the directories or files it offers.
+
+        Raises :class:`~agentcomm.errors.ClientUnsupported` when the handler was not
+        called over MCP or the client does not declare roots. On the 2026-07-28
+        protocol it is an input request named ``key`` (default ``roots-1``...); several
+        questions awaited together (``asyncio.gather``) go out in one round.
+
+        Example::
+
+            paths = [root.uri for root in await ctx.roots()]
+        """
+        caller = self._caller()
+        if caller is None:
+            raise ClientUnsupported(
+                "ctx.roots needs a handler called over MCP by a client that offers roots"
+            )
+        return await caller.roots(timeout, key)
 
     @property
     def sender(self) -> str:

@@ -1,18 +1,26 @@
-"""One MCP tool call seen from the handler: progress, logs, elicitation, sampling (internal).
+"""One MCP request seen from the handler: progress, logs, elicitation, sampling, roots (internal).
 
-The exposure registers an :class:`MCPCall` for each call of a handler that takes a
-``ctx``, under a fresh id it sends in the request's ``agentcomm-caller`` header; the
-handler's context finds it through the runtime extension ``callers``
-(:class:`MCPCalls`) and then ``ctx.progress`` becomes ``notifications/progress`` for
-the client's token, ``ctx.log``/``ctx.logger`` ``notifications/message``, ``ctx.ask``
-``elicitation/create`` and ``ctx.sample`` ``sampling/createMessage``.
+The exposure registers an :class:`MCPCall` for each tool call of a handler (and each
+``prompts/get`` of a prompt) that takes a ``ctx``, under a fresh id it sends in the
+request's ``agentcomm-caller`` header; the handler's context finds it through the
+runtime extension ``callers`` (:class:`MCPCalls`) and then ``ctx.progress`` becomes
+``notifications/progress`` for the client's token, ``ctx.log``/``ctx.logger``
+``notifications/message``, ``ctx.ask`` ``elicitation/create``, ``ctx.sample``
+``sampling/createMessage`` and ``ctx.roots`` ``roots/list``.
+
+On the 2026-07-28 protocol these questions are input requests of an ``input_required``
+result. A question registers its request before its first suspension point, so
+questions awaited together (``asyncio.gather``) all register before the first one ends
+the run: they go out in one round.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import weakref
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import mcp_types as mt
@@ -22,7 +30,8 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from agentcomm.core.callers import ClientUnsupported, InputDeclined
+from agentcomm.core.callers import ClientUnsupported, InputDeclined, Root
+from agentcomm.core.envelope import new_id
 from agentcomm.core.errors import AgentCommError, ValidationError
 from agentcomm.core.task_errors import InputTimeout
 from agentcomm.tools.content import Message
@@ -33,7 +42,15 @@ if TYPE_CHECKING:
 
     from agentcomm.host.runtime import Runtime
 
-__all__ = ["LEVELS", "MCPCall", "MCPCalls", "NeedsInput", "level_of"]
+__all__ = [
+    "LEVELS",
+    "MCPCall",
+    "MCPCalls",
+    "NeedsInput",
+    "input_required",
+    "level_of",
+    "missing_capability",
+]
 
 #: MCP log levels, least severe first (RFC 5424).
 LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
@@ -66,6 +83,43 @@ class MCPCalls:
 
     def channel(self, call_id: str) -> MCPCall | None:
         return self.calls.get(call_id)
+
+    @contextlib.asynccontextmanager
+    async def open(
+        self,
+        sender: str,
+        ctx: ServerRequestContext[Any],
+        levels: weakref.WeakKeyDictionary[Any, str],
+        params: mt.InputResponseRequestParams | None,
+    ) -> AsyncIterator[tuple[str, MCPCall]]:
+        """Register an :class:`MCPCall` for one request: its id and the call; on the way
+        out it is forgotten and its pending log records are sent."""
+        call_id = new_id()
+        call = MCPCall(sender, ctx, levels, params)
+        self.calls[call_id] = call
+        try:
+            yield call_id, call
+        finally:
+            self.calls.pop(call_id, None)
+            await call.flush()
+
+
+def input_required(call: MCPCall | None) -> mt.InputRequiredResult | None:
+    """The ``input_required`` result of a 2026-07-28 run that ended asking, else ``None``."""
+    if call is None or not call.pending:
+        return None
+    return mt.InputRequiredResult(input_requests=call.pending, request_state=call.next_state())
+
+
+def missing_capability(call: MCPCall | None, what: str) -> MCPError | None:
+    """MCP's -32021 for a run that ended on an uncaught ``ClientUnsupported``, else ``None``."""
+    if call is None or not call.missing:
+        return None
+    return MCPError(
+        mt.MISSING_REQUIRED_CLIENT_CAPABILITY,
+        f"{what} needs the client's {call.missing} capability",
+        {"requiredCapabilities": {call.missing: {}}},
+    )
 
 
 def _schema_for(returns: Any) -> tuple[dict[str, Any], bool]:
@@ -103,7 +157,7 @@ class MCPCall:
         sender: str,
         ctx: ServerRequestContext[Any],
         levels: weakref.WeakKeyDictionary[Any, str],
-        params: mt.CallToolRequestParams | None = None,
+        params: mt.InputResponseRequestParams | None = None,
     ) -> None:
         self.sender = sender
         self.ctx = ctx
@@ -120,7 +174,12 @@ class MCPCall:
         if params is not None and self.modern:
             self._answers = _state_answers(params.request_state)
             for key, got in (params.input_responses or {}).items():
-                kind = "ask" if isinstance(got, mt.ElicitResult) else "sample"
+                if isinstance(got, mt.ElicitResult):
+                    kind = "ask"
+                elif isinstance(got, mt.ListRootsResult):
+                    kind = "roots"
+                else:
+                    kind = "sample"
                 self._answers[key] = (kind, got.model_dump(mode="json", by_alias=True))
 
     def next_state(self) -> str:
@@ -132,7 +191,10 @@ class MCPCall:
         return key or f"{kind}-{self._asked}"
 
     def _answer(self, kind: str, key: str, request: Any) -> Any:
-        """The client's answer to ``key``, or (the first time) ask for it: NeedsInput."""
+        """The client's answer to ``key``, or (the first time) ask for it: NeedsInput.
+
+        Called before any suspension point of the question, so concurrent questions
+        all register here before the first NeedsInput ends the run."""
         got = self._answers.get(key)
         if got is not None and got[0] == kind:
             return got[1]
@@ -196,30 +258,29 @@ class MCPCall:
                 f"requests on this connection), so this tool cannot ask it"
             )
 
-    async def _elicit(self, text: str, schema: dict[str, Any], key: str | None) -> mt.ElicitResult:
-        if self.modern:
-            params = mt.ElicitRequestFormParams(message=text, requested_schema=schema)
-            request = mt.ElicitRequest(params=params)
-            raw = self._answer("ask", self._key("ask", key), request)
-            return mt.ElicitResult.model_validate(raw)
-        return await self.ctx.session.elicit_form(
-            text, schema, related_request_id=self.ctx.request_id
-        )
-
     async def ask(
         self, question: Any, returns: Any, timeout: float | None, key: str | None = None
     ) -> Any:
         self._require("elicitation", mt.ClientCapabilities(elicitation=mt.ElicitationCapability()))
-        await self.flush()
         schema, wrapped = _schema_for(returns)
         text = question if isinstance(question, str) else msgspec.json.encode(question).decode()
-        try:
-            async with asyncio.timeout(timeout):
-                result = await self._elicit(text, schema, key)
-        except TimeoutError:
-            raise InputTimeout("", f"no answer to {text!r} within {timeout:g}s") from None
-        except MCPError as exc:
-            raise ClientUnsupported(f"the MCP client refused the question: {exc.message}") from None
+        if self.modern:  # no await before _answer: see the module's docstring
+            params = mt.ElicitRequestFormParams(message=text, requested_schema=schema)
+            raw = self._answer("ask", self._key("ask", key), mt.ElicitRequest(params=params))
+            result = mt.ElicitResult.model_validate(raw)
+        else:
+            await self.flush()
+            try:
+                async with asyncio.timeout(timeout):
+                    result = await self.ctx.session.elicit_form(
+                        text, schema, related_request_id=self.ctx.request_id
+                    )
+            except TimeoutError:
+                raise InputTimeout("", f"no answer to {text!r} within {timeout:g}s") from None
+            except MCPError as exc:
+                raise ClientUnsupported(
+                    f"the MCP client refused the question: {exc.message}"
+                ) from None
         if result.action != "accept":
             raise InputDeclined(f"the MCP client's user chose {result.action!r}", result.action)
         content = dict(result.content or {})
@@ -234,7 +295,6 @@ class MCPCall:
 
     async def sample(self, messages: Any, options: dict[str, Any]) -> Any:
         self._require("sampling", mt.ClientCapabilities(sampling=mt.SamplingCapability()))
-        await self.flush()
         if isinstance(messages, str):
             messages = [Message("user", messages)]
         prefs = None
@@ -253,6 +313,7 @@ class MCPCall:
         if self.modern:
             raw = self._answer("sample", self._key("sample", options.get("key")), request)
             return from_block(mt.CreateMessageResult.model_validate(raw).content)
+        await self.flush()
         try:
             result = await self.ctx.session.send_request(
                 request,
@@ -262,6 +323,28 @@ class MCPCall:
         except MCPError as exc:
             raise ClientUnsupported(f"the MCP client refused to sample: {exc.message}") from None
         return from_block(result.content)
+
+    async def roots(self, timeout: float | None, key: str | None) -> list[Root]:
+        self._require("roots", mt.ClientCapabilities(roots=mt.RootsCapability()))
+        if self.modern:
+            raw = self._answer("roots", self._key("roots", key), mt.ListRootsRequest())
+            result = mt.ListRootsResult.model_validate(raw)
+        else:
+            await self.flush()
+            try:
+                async with asyncio.timeout(timeout):
+                    result = await self.ctx.session.send_request(
+                        mt.ListRootsRequest(),
+                        mt.ListRootsResult,
+                        metadata=ServerMessageMetadata(related_request_id=self.ctx.request_id),
+                    )
+            except TimeoutError:
+                raise InputTimeout("", f"no roots from the client within {timeout:g}s") from None
+            except MCPError as exc:
+                raise ClientUnsupported(
+                    f"the MCP client refused to list its roots: {exc.message}"
+                ) from None
+        return [Root(str(r.uri), r.name) for r in result.roots]
 
 
 def _state_answers(state: str | None) -> dict[str, tuple[str, Any]]:

@@ -1,5 +1,9 @@
 """An exposure's resources, prompts and completions (internal; part of :class:`MCPExposure`).
 
+A prompt function that takes ``ctx: Context`` gets one as a handler would: over MCP its
+``ctx.ask``/``ctx.sample``/``ctx.roots`` reach the client (``input_required`` rounds of
+``prompts/get`` on the 2026-07-28 protocol).
+
 Resources come from two places: the agents' ``@agent.resource`` declarations
 (static URIs and ``{variable}`` templates) and blackboard prefixes published with
 ``expose(..., board=[...])`` as ``board://<key>`` (template ``board://{key}``),
@@ -9,8 +13,11 @@ a ``board://`` URI is a blackboard watch that sends ``notifications/resources/up
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,9 +25,13 @@ import mcp_types as mt
 import msgspec
 from mcp.shared.exceptions import MCPError
 
+from agentcomm.core.callers import ClientUnsupported
+from agentcomm.core.envelope import Envelope, new_id
 from agentcomm.core.errors import AgentCommError, PermissionDenied, ValidationError
+from agentcomm.host.context import CALLER_HEADER
 from agentcomm.tools.content import Resource
 from agentcomm.tools.declare import PromptSpec, ResourceSpec, prompt_specs, resource_specs
+from agentcomm.tools.mcp_calls import MCPCalls, input_required, missing_capability
 from agentcomm.tools.mcp_content import prompt_messages, to_contents
 
 if TYPE_CHECKING:
@@ -64,8 +75,18 @@ class Surface:
         board: Mapping[str, str],
         board_for: Callable[[str], BoardLike] | None,
         identity: Callable[[ServerRequestContext[Any]], str],
+        calls: MCPCalls | None = None,
+        sender: str = "mcp-gateway",
+        levels: weakref.WeakKeyDictionary[Any, str] | None = None,
+        timeout: float | None = None,
     ) -> None:
         self._agents = agents
+        self._calls = calls
+        self._sender = sender
+        self._levels: weakref.WeakKeyDictionary[Any, str] = (
+            weakref.WeakKeyDictionary() if levels is None else levels
+        )
+        self._timeout = timeout
         self._board = dict(board)
         self._board_for = board_for
         self._identity = identity
@@ -260,19 +281,67 @@ class Surface:
 
     async def get_prompt(
         self, ctx: ServerRequestContext[Any], params: mt.GetPromptRequestParams
-    ) -> mt.GetPromptResult:
-        spec = self.prompts().get(params.name)
-        if spec is None:
+    ) -> mt.GetPromptResult | mt.InputRequiredResult:
+        owner = next(
+            ((a, p) for a in self._agents for p in prompt_specs(a) if p.name == params.name), None
+        )
+        if owner is None:
             raise _invalid(
                 f"unknown prompt {params.name!r}; this server has {sorted(self.prompts())}"
             )
+        agent, spec = owner
         try:
-            result = await spec.call(spec.convert(params.arguments or {}))
-            messages = prompt_messages(result)
+            kwargs = spec.convert(params.arguments or {})
+            if spec.handler.context_arg is not None and self._calls is not None:
+                return await self._prompt_with_ctx(ctx, params, agent, spec, kwargs)
+            messages = prompt_messages(await spec.call(kwargs))
         except ValidationError as exc:
             raise _invalid(str(exc)) from None
         except (ValueError, LookupError) as exc:
             raise _invalid(f"prompt {spec.name!r}: {type(exc).__name__}: {exc}") from None
+        return mt.GetPromptResult(description=spec.description or None, messages=messages)
+
+    async def _prompt_with_ctx(
+        self,
+        ctx: ServerRequestContext[Any],
+        params: mt.GetPromptRequestParams,
+        agent: Agent,
+        spec: PromptSpec,
+        kwargs: dict[str, Any],
+    ) -> mt.GetPromptResult | mt.InputRequiredResult:
+        """Run a prompt that takes ``ctx``: its questions reach the client."""
+        assert self._calls is not None
+        assert spec.handler.context_arg is not None
+        timeout = self._timeout
+        async with self._calls.open(self._sender, ctx, self._levels, params) as (call_id, call):
+            env = Envelope(
+                id=new_id(),
+                kind="request",
+                sender=self._sender,
+                recipient=agent.name,
+                handler=spec.name,
+                deadline=None if timeout is None else time.time() + timeout,
+                headers={CALLER_HEADER: call_id},
+            )
+            kwargs[spec.handler.context_arg] = agent.context_class(agent, env)
+            try:
+                async with asyncio.timeout(timeout):
+                    messages = prompt_messages(await spec.call(kwargs))
+            except (ValidationError, ValueError, LookupError):
+                raise
+            except Exception as exc:
+                asking = input_required(call)  # 2026-07-28: ask the client, then again
+                if asking is not None:
+                    return asking
+                missing = missing_capability(call, f"prompt {spec.name!r}")
+                if missing is not None and isinstance(exc, ClientUnsupported):
+                    raise missing from None
+                if isinstance(exc, AgentCommError | TimeoutError):
+                    what = "no answer in time" if isinstance(exc, TimeoutError) else exc
+                    raise MCPError(
+                        mt.INTERNAL_ERROR, f"prompt {spec.name!r}: {type(exc).__name__}: {what}"
+                    ) from None
+                raise
         return mt.GetPromptResult(description=spec.description or None, messages=messages)
 
     # -- completion ------------------------------------------------------------------------------

@@ -36,12 +36,17 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, Too
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from agentcomm.core.envelope import new_id
 from agentcomm.core.errors import AgentCommError, ConfigurationError, PermissionDenied, RemoteError
 from agentcomm.host.context import CALLER_HEADER, CALLERS
 from agentcomm.host.runtime import requests_of, runtime_of
 from agentcomm.tools.content import is_content_type
-from agentcomm.tools.mcp_calls import LEVELS, MCPCall, MCPCalls
+from agentcomm.tools.mcp_calls import (
+    LEVELS,
+    MCPCall,
+    MCPCalls,
+    input_required,
+    missing_capability,
+)
 from agentcomm.tools.mcp_content import to_blocks
 from agentcomm.tools.mcp_http import HTTPServing
 from agentcomm.tools.mcp_resources import BoardLike, Surface
@@ -148,7 +153,14 @@ class MCPExposure(HTTPServing):
         self._levels: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self._calls: MCPCalls = runtime_of(gateway).extension(CALLERS, MCPCalls)
         self._surface = Surface(
-            agents, board=board or {}, board_for=board_for, identity=self.identity
+            agents,
+            board=board or {},
+            board_for=board_for,
+            identity=self.identity,
+            calls=self._calls,
+            sender=gateway.name,
+            levels=self._levels,
+            timeout=timeout,
         )
         surface = self._surface
         server: Server[Any] = _AgentServer(
@@ -323,16 +335,16 @@ class MCPExposure(HTTPServing):
                 f"arguments; unknown fields {sorted(arguments)}"
             )
         call: MCPCall | None = None
-        headers: dict[str, str] | None = None
         try:
             who = self.identity(ctx) if rt.access is not None else gateway.name
             rt.authorize(who, "call", f"{entry.agent}.{entry.handler}")
-            if entry.needs_call:
-                call_id = new_id()
-                call = MCPCall(gateway.name, ctx, self._levels, params)
-                self._calls.calls[call_id] = call
-                headers = {CALLER_HEADER: call_id}
-            try:
+            async with contextlib.AsyncExitStack() as stack:
+                headers: dict[str, str] | None = None
+                if entry.needs_call:
+                    call_id, call = await stack.enter_async_context(
+                        self._calls.open(gateway.name, ctx, self._levels, params)
+                    )
+                    headers = {CALLER_HEADER: call_id}
                 result = await requests_of(rt).request(
                     gateway,
                     entry.agent,
@@ -342,26 +354,13 @@ class MCPExposure(HTTPServing):
                     returns=entry.returns,
                     headers=headers,
                 )
-            finally:
-                if call is not None:
-                    assert headers is not None
-                    self._calls.calls.pop(headers[CALLER_HEADER], None)
-                    await call.flush()
         except AgentCommError as exc:
-            if call is not None and call.pending:  # 2026-07-28: ask the client, then again
-                return mt.InputRequiredResult(
-                    input_requests=call.pending, request_state=call.next_state()
-                )
-            if (
-                call is not None
-                and call.missing
-                and getattr(exc, "type", "") == "ClientUnsupported"
-            ):
-                raise MCPError(
-                    mt.MISSING_REQUIRED_CLIENT_CAPABILITY,
-                    f"{params.name} needs the client's {call.missing} capability",
-                    {"requiredCapabilities": {call.missing: {}}},
-                ) from None
+            asking = input_required(call)  # 2026-07-28: ask the client, then run again
+            if asking is not None:
+                return asking
+            missing = missing_capability(call, params.name)
+            if missing is not None and getattr(exc, "type", "") == "ClientUnsupported":
+                raise missing from None
             return _error(_describe(exc))
         if entry.returns is not None:
             return mt.CallToolResult(content=to_blocks(result))
