@@ -95,7 +95,13 @@ def _cmd_mcp_serve(args: argparse.Namespace) -> int:
     from agentcomm.cli.tools_cmd import serve_agents
 
     return asyncio.run(
-        serve_agents(args.target, http=args.http, name=args.name, board=args.board or ())
+        serve_agents(
+            args.target,
+            http=args.http,
+            name=args.name,
+            board=args.board or (),
+            resumable=args.resumable,
+        )
     )
 
 
@@ -281,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="PREFIX",
         help="publish the blackboard keys under PREFIX as board:// resources (repeatable)",
+    )
+    serve.add_argument(
+        "--resumable",
+        action="store_true",
+        help="with --http: keep stream events so a client resumes with Last-Event-ID "
+        "(costs about 8%% per call)",
     )
     serve.set_defaults(func=_cmd_mcp_serve)
 

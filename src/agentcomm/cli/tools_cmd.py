@@ -32,6 +32,7 @@ async def serve_agents(
     http: str | None = None,
     name: str | None = None,
     board: Sequence[str] = (),
+    resumable: bool = False,
 ) -> int:
     """Run agents and serve them over MCP: stdio by default, or streamable HTTP at ``http``.
 
@@ -61,7 +62,7 @@ async def serve_agents(
             def ready(url: str) -> None:
                 print(f"agentcomm: serving {server.tool_names()} at {url}", file=sys.stderr)
 
-            await server.run_http(host, port, on_ready=ready)
+            await server.run_http(host, port, on_ready=ready, resumable=resumable)
     return 0
 
 
