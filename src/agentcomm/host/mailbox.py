@@ -71,6 +71,10 @@ class Mailbox:
         #: may start another worker).
         self._backlog = backlog
 
+    def no_backlog_calls(self) -> None:
+        """Stop calling the backlog callback (its agent runs all the workers it may)."""
+        self._backlog = None
+
     def control(self, envelope: Envelope) -> None:
         """Hand a control frame (cancel, credit) to the agent at once, past the queue."""
         if self._control is not None:

@@ -113,6 +113,8 @@ class Serving:
         self._workers.append(
             self._tg.create_task(self._work(box), name=f"agentcomm:{self.name}:{i}")
         )
+        if len(self._workers) >= self._concurrency:
+            box.no_backlog_calls()  # all workers are up: the queue's hot path asks no more
 
     def control(self, env: Envelope) -> None:
         """A cancel or credit frame for this agent (see :func:`on_control`)."""
