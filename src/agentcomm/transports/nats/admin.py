@@ -240,6 +240,16 @@ class Replicas:
         by_name = dict(value)
         return cls(by_name.pop("*", None), by_name)
 
+    @property
+    def clustered(self) -> bool:
+        """True when any stream or bucket is asked to have copies (a cluster).
+
+        Example::
+
+            assert Replicas.of(3).clustered and not Replicas.of(None).clustered
+        """
+        return any(n > 1 for n in (self.default or 1, *self.by_name.values()))
+
     def get(self, name: str) -> int | None:
         """The copies of stream or bucket ``name`` (``None``: one when new, else kept).
 

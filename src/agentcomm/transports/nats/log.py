@@ -169,19 +169,27 @@ class NatsEventLog:
         topic = envelope.topic
         if not topic:
             raise ConfigurationError("an appended envelope needs a topic (its subject)")
-        # Without the caller's id, one of our own: a publish retried across a leader
-        # change is then stored once (docs/nats.md, "Clusters").
-        headers = {"Nats-Msg-Id": msg_id or new_id()}
+        subject, data = self._subject_prefix(stream) + topic, encode_envelope(envelope)
         try:
-            ack, retried = await publish_retrying(
-                self._js(),
-                self._subject_prefix(stream) + topic,
-                encode_envelope(envelope),
-                stream=js_name,
-                headers=headers,
-                timeout=self.api_timeout,  # an event's deadline is its TTL, not this call's
-                retry_for=max(self.api_timeout, 10.0),  # a leader election
-            )
+            if msg_id is None and not self.replicas.clustered:
+                # One server: no leader election to ride out, so no id of our own (it
+                # would cost every publish a header and a dedupe entry at the server).
+                ack = await self._js().publish(
+                    subject, data, timeout=self.api_timeout, stream=js_name
+                )
+                retried = False
+            else:
+                # The caller's id, or one of our own: a publish retried across a leader
+                # change is then stored once (docs/nats.md, "Clusters").
+                ack, retried = await publish_retrying(
+                    self._js(),
+                    subject,
+                    data,
+                    stream=js_name,
+                    headers={"Nats-Msg-Id": msg_id or new_id()},
+                    timeout=self.api_timeout,  # an event's deadline is its TTL, not this call's
+                    retry_for=max(self.api_timeout, 10.0),  # a leader election
+                )
         except nats.errors.BadSubjectError:
             raise ConfigurationError(f"topic {topic!r} is not a valid subject") from None
         except nats.js.errors.NoStreamResponseError as exc:
