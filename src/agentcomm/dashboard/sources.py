@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from agentcomm.core.envelope import Envelope
     from agentcomm.host.runtime import Runtime
 
-__all__ = ["RuntimeSource", "Seen"]
+__all__ = ["RuntimeSource", "Seen", "agent_counts"]
 
 #: One envelope seen: the envelope, the kind to show (or ``None``: its own), its size.
 Seen = tuple["Envelope", str | None, int | None]
@@ -118,16 +118,7 @@ class RuntimeSource:
                 "instance": "",
                 "where": "this process",
                 "handlers": list(a.handlers),
-                "running": a.running,
-                "queued": a.queued,
-                "mailbox_size": a.mailbox_size,
-                "in_flight": a.in_flight,
-                "received": a.received,
-                "handled": a.handled,
-                "failed": a.failed,
-                "rejected": a.rejected,
-                "expired": a.expired,
-                "sent": a.sent + a.requested,
+                **agent_counts(a),
                 "updated": now,
             }
             for a in stats.agents
@@ -216,3 +207,24 @@ class RuntimeSource:
 def _as_text(env: Envelope) -> Envelope:
     text = bytes(env.payload).decode("utf-8", "replace")
     return msgspec.structs.replace(env, payload=msgspec.Raw(msgspec.json.encode(text)))
+
+
+def agent_counts(a: Any) -> dict[str, Any]:
+    """An agent's counters as the page shows them (from ``AgentStatistics``).
+
+    Example::
+
+        row = {"agent": s.name, **agent_counts(s)}
+    """
+    return {
+        "running": a.running,
+        "queued": a.queued,
+        "mailbox_size": a.mailbox_size,
+        "in_flight": a.in_flight,
+        "received": a.received,
+        "handled": a.handled,
+        "failed": a.failed,
+        "rejected": a.rejected,
+        "expired": a.expired,
+        "sent": a.sent + a.requested,
+    }

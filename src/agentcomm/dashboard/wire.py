@@ -31,7 +31,7 @@ import msgspec
 
 from agentcomm.core.envelope import decode_envelope, invalid_frame_bytes
 from agentcomm.core.errors import ConfigurationError, DecodeError
-from agentcomm.dashboard.sources import RuntimeSource, Seen, _builtins
+from agentcomm.dashboard.sources import RuntimeSource, Seen, _builtins, agent_counts
 from agentcomm.observability.presence import read_presence
 from agentcomm.pubsub.bus import PubSub
 from agentcomm.pubsub.declare import DEAD_LETTER_STREAM, EVENT_STREAM
@@ -145,16 +145,7 @@ class NamespaceSource(RuntimeSource):
                     "where": f"{rec.host}:{rec.pid}",
                     "handlers": [t.handler for t in rec.tools],
                     "subscriptions": [s.pattern for s in rec.subscriptions],
-                    "running": a.running,
-                    "queued": a.queued,
-                    "mailbox_size": a.mailbox_size,
-                    "in_flight": a.in_flight,
-                    "received": a.received,
-                    "handled": a.handled,
-                    "failed": a.failed,
-                    "rejected": a.rejected,
-                    "expired": a.expired,
-                    "sent": a.sent + a.requested,
+                    **agent_counts(a),
                     "updated": rec.updated,
                 }
             )
