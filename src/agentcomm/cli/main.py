@@ -125,12 +125,6 @@ def _cmd_ops(args: argparse.Namespace) -> int:
     return run(args.command, args)
 
 
-def _cmd_dlq(args: argparse.Namespace) -> int:
-    from agentcomm.cli.ops import run as run_ops
-
-    return run_ops("dlq", args)
-
-
 def _cmd_keys_generate(args: argparse.Namespace) -> int:
     from agentcomm.core.errors import ConfigurationError
     from agentcomm.security.signing import Identity
@@ -341,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     from agentcomm.cli.ops import add_nats_arguments
 
     add_nats_arguments(dlq)
-    dlq.set_defaults(func=_cmd_dlq)
+    dlq.set_defaults(func=_cmd_ops)  # an operator command like tail or stats
 
     from agentcomm.cli.ops import add_commands
     from agentcomm.cli.ops_setup import add_setup_command

@@ -51,7 +51,7 @@ from agentcomm.transports.nats.kv_read import (
     _timestamp,
     consumer_scan,
 )
-from agentcomm.transports.nats.publishing import RETRYABLE, publish_retrying
+from agentcomm.transports.nats.publishing import RETRYABLE, election_window, publish_retrying
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -137,7 +137,7 @@ class NatsKV:
         """The key's latest stored entry (marker or not) and whether its TTL passed."""
         stream, prefix = self._kv_names(bucket)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(self.api_timeout, 10.0)  # a leader election
+        deadline = loop.time() + election_window(self.api_timeout)
         while True:
             try:
                 raw = await self._js().get_msg(stream, subject=prefix + key, direct=True)
@@ -185,16 +185,12 @@ class NatsKV:
                 stream=stream,
                 headers=headers,
                 timeout=self.api_timeout,
-                retry_for=max(self.api_timeout, 10.0),  # a leader election
+                retry_for=election_window(self.api_timeout),
             )
         except nats.js.errors.NoStreamResponseError as exc:
             # the bucket is missing, or JetStream is not answering yet after a restart
-            try:
-                await self._js().stream_info(stream)
-            except nats.js.errors.NotFoundError:
+            if await self._absent(stream):
                 raise self._no_bucket(bucket) from None
-            except _ERRORS:
-                pass
             raise js_error(exc, f"kv_put({bucket!r}, {key!r})") from exc
         return ack.seq
 

@@ -43,7 +43,7 @@ from agentcomm.transports.nats.admin import (
 )
 from agentcomm.transports.nats.consumers import _NatsConsumer, _same
 from agentcomm.transports.nats.errors import js_error
-from agentcomm.transports.nats.publishing import publish_retrying
+from agentcomm.transports.nats.publishing import election_window, publish_retrying
 from agentcomm.transports.streams import (
     ConsumerConfig,
     ConsumerInfo,
@@ -188,7 +188,7 @@ class NatsEventLog:
                     stream=js_name,
                     headers={"Nats-Msg-Id": msg_id or new_id()},
                     timeout=self.api_timeout,  # an event's deadline is its TTL, not this call's
-                    retry_for=max(self.api_timeout, 10.0),  # a leader election
+                    retry_for=election_window(self.api_timeout),
                 )
         except nats.errors.BadSubjectError:
             raise ConfigurationError(f"topic {topic!r} is not a valid subject") from None

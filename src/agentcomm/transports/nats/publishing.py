@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from nats.js import api
     from nats.js.client import JetStreamContext
 
-__all__ = ["RETRYABLE", "publish_retrying"]
+__all__ = ["RETRYABLE", "election_window", "publish_retrying"]
 
 logger = logging.getLogger("agentcomm.nats")
 
@@ -34,6 +34,21 @@ RETRYABLE = (
     nats.js.errors.NoStreamResponseError,
     nats.errors.ConnectionReconnectingError,
 )
+
+#: Seconds a JetStream call keeps retrying while a stream has no leader (an election
+#: takes a few seconds on a 3-node cluster).
+ELECTION = 10.0
+
+
+def election_window(api_timeout: float) -> float:
+    """How long a publish or read is retried across a leader change: ``api_timeout``,
+    and at least :data:`ELECTION`.
+
+    Example::
+
+        retry_for = election_window(transport.api_timeout)
+    """
+    return max(api_timeout, ELECTION)
 
 
 async def publish_retrying(
