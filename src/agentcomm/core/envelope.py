@@ -26,6 +26,7 @@ __all__ = [
     "ErrorInfo",
     "Kind",
     "decode_envelope",
+    "decode_envelopes",
     "decode_guarded",
     "encode_envelope",
     "encode_payload",
@@ -146,6 +147,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc
 
 _envelope_encoder = msgspec.json.Encoder()
 _envelope_decoder = msgspec.json.Decoder(Envelope)
+_envelopes_decoder = msgspec.json.Decoder(list[Envelope])
 
 _prefix = os.urandom(6).hex()
 _counter = itertools.count()
@@ -241,6 +243,30 @@ def decode_envelope(data: bytes | bytearray | memoryview | str) -> Envelope:
     return env
 
 
+def decode_envelopes(data: bytes | bytearray | memoryview) -> list[Envelope]:
+    """Decode a message that holds one envelope or a JSON array of them, in order.
+
+    Channels on NATS carry a batch of frames as one array (``docs/wire-format.md``);
+    raises :class:`DecodeError` as :func:`decode_envelope` does, for the whole batch.
+
+    Example::
+
+        envs = decode_envelopes(b'[{"id": "1", "kind": "chunk", "sender": "a"}]')
+    """
+    if data[:1] != b"[":
+        return [decode_envelope(data)]
+    if len(data) > MAX_WIRE_DEPTH:
+        check_depth(data, "batch of envelopes")
+    try:
+        envs = _envelopes_decoder.decode(data)
+    except DECODE_ERRORS as exc:
+        raise decode_failure(exc, "batch of envelopes") from None
+    for env in envs:
+        if env.v != WIRE_VERSION:
+            raise UnsupportedVersion(env.v, SUPPORTED_VERSIONS)
+    return envs
+
+
 def _enc_hook(obj: Any) -> Any:
     dump = getattr(obj, "model_dump", None)  # pydantic v2 models
     if dump is not None:
@@ -252,6 +278,9 @@ def _enc_hook(obj: Any) -> Any:
 
 
 _payload_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+#: :func:`encode_payload`'s encoder without its typed errors: the JSON bytes, or
+#: msgspec's exception (for hot paths that fall back to ``encode_payload`` on error).
+encode_payload_bytes = _payload_encoder.encode
 
 
 def encode_payload(obj: Any) -> msgspec.Raw:

@@ -87,7 +87,9 @@ class Stream(Generic[T]):
         self._rt = rt
         self._sender = sender
         self.envelope = env
-        self._decode = _json_decode if returns is None else codec_for(returns).decoder()
+        codec = None if returns is None else codec_for(returns)
+        self._decode = _json_decode if codec is None else codec.decoder()
+        self._fast = _json_decode if codec is None else codec.fast_decode
         self._window = window
         self._on_progress = on_progress
         self._timeout = timeout
@@ -274,8 +276,16 @@ class _Chunks(AsyncIterator[T]):
         chunks = stream._chunks
         if chunks and stream._taken * 2 + 2 < stream._window:  # the hot path
             stream._taken += 1
-            decoded: T = stream._decode(chunks.popleft().payload)
-            return decoded
+            payload = chunks.popleft().payload
+            fast = stream._fast
+            if fast is not None:
+                try:
+                    decoded: T = fast(payload)
+                    return decoded
+                except Exception:  # decoded again below, for the typed error
+                    pass
+            slow: T = stream._decode(payload)
+            return slow
         try:
             env = await stream._next()
         except BaseException:  # the end of it: a timeout, its error, our cancellation

@@ -203,6 +203,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
         self._reply_failures = 0
         self._reconnects = 0
         self._disconnects = 0
+        self._init_channels()
 
     # -- lifecycle ---------------------------------------------------------------
     @property
@@ -273,6 +274,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
             self._users -= 1
             return
         try:
+            await self._drain_outbox()  # frames posted this turn leave before the close
             await self._close_extras()
             bindings = [b for group in self._bindings.values() for b in group]
             self._bindings.clear()
@@ -359,6 +361,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
                 await nats_transport.flush()
                 print("ready")
         """
+        await self._drain_outbox()
         try:
             await _round_trip(self.client, max(1, round(timeout)))
         except (nats.errors.Error, OSError) as exc:
