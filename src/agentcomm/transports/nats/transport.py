@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 
 import nats
 import nats.errors
@@ -59,14 +59,15 @@ from agentcomm.core.errors import (
 )
 from agentcomm.core.names import nats_inbox_prefix
 from agentcomm.core.rejects import Rejects
-from agentcomm.core.responses import error_response
-from agentcomm.transports.base import Delivery, Inbox, Transport
+from agentcomm.transports.base import Inbox, Transport
 from agentcomm.transports.nats.admin import NatsAdmin, Replicas, Violations
 from agentcomm.transports.nats.channels import NatsChannels
 from agentcomm.transports.nats.connection import connect, quiet_close, server_urls, url_user
+from agentcomm.transports.nats.delivery import NatsDelivery
 from agentcomm.transports.nats.errors import honour_cancellation, nats_error
 from agentcomm.transports.nats.kv import NatsKV
 from agentcomm.transports.nats.log import NatsEventLog
+from agentcomm.transports.nats.replies import Replies
 from agentcomm.transports.nats.statistics import NatsStatistics
 
 __all__ = ["NatsTransport"]
@@ -77,35 +78,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _ACK = b""
 _FULL = b"full"
 _KINDS = {"r": "request", "n": "notification", "nb": "notification"}  # of refused frames
-
-
-class _NatsDelivery(Delivery):
-    __slots__ = ("_reply", "_transport")
-
-    def __init__(self, envelope: Envelope, transport: NatsTransport, reply: str) -> None:
-        self.envelope = envelope
-        self._transport = transport
-        self._reply = reply
-
-    async def reply(self, response: Envelope) -> None:
-        if not self._reply:
-            return
-        try:
-            try:
-                await self._transport.client.publish(self._reply, encode_envelope(response))
-            except nats.errors.MaxPayloadError as exc:  # answer why, not a timeout
-                err = error_response(
-                    self.envelope,
-                    response.sender,
-                    "limit",
-                    "LimitExceeded",
-                    f"its answer is over the NATS server's max_payload ({exc})",
-                )
-                await self._transport.client.publish(self._reply, encode_envelope(err))
-        except (nats.errors.Error, OSError, AgentCommError) as exc:
-            # Never raise into the agent's worker: the requester times out instead.
-            self._transport._reply_failures += 1
-            logger.warning("response to %s not sent: %s", self.envelope.sender, exc)
 
 
 class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
@@ -203,6 +175,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
         self._reply_failures = 0
         self._reconnects = 0
         self._disconnects = 0
+        self._replies: Replies | None = None
         self._init_channels()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -236,6 +209,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
                     f"nats.connect(..., inbox_prefix={self.inbox_prefix!r})"
                 )
         self._violations.watch(self._nc)
+        self._replies = Replies(self._nc)
         self._running = True
         self._users = 1
         await self._start_extras()
@@ -281,7 +255,10 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
             for _, sub, control in bindings:
                 await _quiet_unsubscribe(sub)
                 await _quiet_unsubscribe(control)
+            if self._replies is not None:
+                await self._replies.close()
         finally:
+            self._replies = None
             self._users = 0
             self._running = False
             self._jsctx = None
@@ -401,7 +378,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
             return
         try:
             if kind == "r":
-                delivery = _NatsDelivery(env, self, msg.reply)
+                delivery = NatsDelivery(env, self, msg.reply)
                 try:
                     inbox.put_nowait(delivery)
                 except MailboxFull:
@@ -410,7 +387,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
                     async with asyncio.timeout(self.send_timeout if left is None else left):
                         await inbox.put(delivery)
                 return
-            delivery = _NatsDelivery(env, self, "")
+            delivery = NatsDelivery(env, self, "")
             try:
                 inbox.put_nowait(delivery)
             except MailboxFull:
@@ -444,7 +421,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
         left = envelope.remaining()
         timeout = self.send_timeout if left is None else max(left, 0.001)
         try:
-            ack = await nc.request(subject, encode_envelope(envelope), timeout=timeout)
+            ack = await self._request(nc, subject, encode_envelope(envelope), timeout)
             honour_cancellation()
         except nats.errors.NoRespondersError:
             raise NoResponders(envelope.recipient or "") from None
@@ -456,11 +433,17 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
             capacity = ack.data[len(_FULL) :].strip()
             raise MailboxFull(envelope.recipient or "", int(capacity) if capacity else -1)
 
+    def _request(self, nc: Client, subject: str, data: bytes, timeout: float) -> Awaitable[Msg]:
+        replies = self._replies
+        if replies is None:  # closing: fails as nats-py's own would
+            return nc.request(subject, data, timeout=timeout)
+        return replies.request(subject, data, timeout)
+
     async def request(self, envelope: Envelope, timeout: float) -> Envelope:
         nc = self.client
         subject = self._subject(envelope, "r")
         try:
-            msg = await nc.request(subject, encode_envelope(envelope), timeout=timeout)
+            msg = await self._request(nc, subject, encode_envelope(envelope), timeout)
             honour_cancellation()
         except nats.errors.NoRespondersError:
             raise NoResponders(envelope.recipient or "") from None
