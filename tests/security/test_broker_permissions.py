@@ -250,29 +250,29 @@ async def test_raw_clients_are_refused_and_the_agents_keep_working(server: NatsS
                 await spy_raw.try_publish(f"$JS.API.CONSUMER.INFO.{EVENTS}.{victim}")
                 await spy_raw.try_publish(f"$JS.API.CONSUMER.DELETE.{EVENTS}.{victim}")
                 # re-creating billing's consumer with the spy's own allowed filter
-                hijack = f"$JS.API.CONSUMER.CREATE.{EVENTS}.{victim}.{NS}.s.EVENTS.status.>"
-                await spy_raw.try_publish(hijack, _create_body(victim, f"{NS}.s.EVENTS.status.>"))
+                hijack = f"$JS.API.CONSUMER.CREATE.{EVENTS}.{victim}.{NS}.s.EVENTS.*.status.>"
+                await spy_raw.try_publish(hijack, _create_body(victim, f"{NS}.s.EVENTS.*.status.>"))
                 # -- its own consumer name, on a forbidden topic ------------------------
                 for filt in ("orders.*", "orders.created", ">", "*", "status"):
-                    subject = f"$JS.API.CONSUMER.CREATE.{EVENTS}.spy__watch.{NS}.s.EVENTS.{filt}"
+                    subject = f"$JS.API.CONSUMER.CREATE.{EVENTS}.spy__watch.{NS}.s.EVENTS.*.{filt}"
                     await spy_raw.try_publish(
-                        subject, _create_body("spy__watch", f"{NS}.s.EVENTS.{filt}")
+                        subject, _create_body("spy__watch", f"{NS}.s.EVENTS.*.{filt}")
                     )
                 for subject in (
                     f"$JS.API.CONSUMER.CREATE.{EVENTS}.spy__watch.>",  # wider than the rule
                     f"$JS.API.CONSUMER.CREATE.{EVENTS}.spy__watch",  # filter in the body
                     f"$JS.API.CONSUMER.DURABLE.CREATE.{EVENTS}.spy__watch",  # ditto
                     f"$JS.API.CONSUMER.CREATE.{EVENTS}",  # an ephemeral, any filter
-                    f"$JS.API.CONSUMER.CREATE.{EVENTS}.spy.{NS}.s.EVENTS.status.>",  # a new name
+                    f"$JS.API.CONSUMER.CREATE.{EVENTS}.spy.{NS}.s.EVENTS.*.status.>",  # a new name
                 ):
                     await spy_raw.try_publish(
-                        subject, _create_body("spy__watch", f"{NS}.s.EVENTS.orders.*")
+                        subject, _create_body("spy__watch", f"{NS}.s.EVENTS.*.orders.*")
                     )
                 # The allowed create subject with another filter in the body: the server
                 # itself refuses it (the filter in the subject must be the body's).
-                ok = f"$JS.API.CONSUMER.CREATE.{EVENTS}.spy__watch.{NS}.s.EVENTS.status.>"
+                ok = f"$JS.API.CONSUMER.CREATE.{EVENTS}.spy__watch.{NS}.s.EVENTS.*.status.>"
                 resp = await spy_raw.nc.request(
-                    ok, _create_body("spy__watch", f"{NS}.s.EVENTS.orders.*"), timeout=5
+                    ok, _create_body("spy__watch", f"{NS}.s.EVENTS.*.orders.*"), timeout=5
                 )
                 assert json.loads(resp.data)["error"]["err_code"] == 10131
                 # -- blackboard keys outside its read rules -----------------------------
@@ -324,7 +324,7 @@ async def test_raw_clients_are_refused_and_the_agents_keep_working(server: NatsS
                 await billing_raw.try_publish(f"$JS.API.STREAM.CREATE.{NS}_EVENTS")
                 await billing_raw.try_publish(f"$JS.API.STREAM.CREATE.{KV}")
                 # its own consumer, with a filter wider than its rule 'orders.*'
-                for filt in (">", "orders.a.>", "*"):
+                for filt in (">", "*.>", "*.orders.a.>", "*.*"):
                     await billing_raw.try_publish(
                         f"$JS.API.CONSUMER.CREATE.{EVENTS}.billing__charge.{NS}.s.EVENTS.{filt}"
                     )
@@ -351,7 +351,7 @@ async def test_a_star_rule_is_one_level_wider_at_the_broker(server: NatsServer) 
     raw = await Attacker.connect(server, "billing")
     try:
         name = "billing__charge__replay"
-        filt = f"{NS}.s.EVENTS.orders.>"
+        filt = f"{NS}.s.EVENTS.*.orders.>"
         resp = await raw.nc.request(
             f"$JS.API.CONSUMER.CREATE.{EVENTS}.{name}.{filt}", _create_body(name, filt), timeout=5
         )

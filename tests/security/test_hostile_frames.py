@@ -38,6 +38,7 @@ from agentcomm.core.envelope import (
 from agentcomm.core.limits import MAX_PAYLOAD_DEPTH, MAX_WIRE_DEPTH, check_depth, json_depth
 from agentcomm.core.rejects import Rejects
 from agentcomm.core.schema import codec_for
+from agentcomm.pubsub.partitions import event_subject
 from agentcomm.testing.extras import require_module
 from agentcomm.testing.fixtures import MakeRuntime
 from agentcomm.testing.waits import wait_dead_letters
@@ -279,7 +280,7 @@ async def test_hostile_payloads_through_the_memory_transport_get_validation_erro
                     topic="orders.created",
                     payload=msgspec.Raw(payload),
                 )
-                await rt.transport.append("EVENTS", event)
+                await rt.transport.append("EVENTS", event, subject=event_subject(event))
             await me.publish("orders.created", {"a": 1, "b": 2})
             assert await me.request("calc", "add", {"a": 2, "b": 3}) == 5
             dls = await wait_dead_letters(rt, len(PAYLOADS), timeout=20)

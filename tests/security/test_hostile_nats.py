@@ -69,7 +69,7 @@ async def test_the_deep_frame_of_the_issue_is_dead_lettered_once_and_ends_nothin
     nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     ns = _ns()
-    subject = f"{ns}.s.EVENTS.orders.created"
+    subject = f"{ns}.s.EVENTS.0.orders.created"
     raw = await nats.connect(nats_server.url)
     js = raw.jetstream()
     seen: list[int] = []
@@ -362,7 +362,7 @@ async def _attack(
         sent[kind] += 1
 
     events = [pick() for _ in range(N_EVENTS - len(big))] + big
-    subject = f"{ns}.s.EVENTS.orders.created"
+    subject = f"{ns}.s.EVENTS.0.orders.created"
     for i in range(0, len(events), 100):
         await asyncio.gather(*(stored(subject, f, "events") for f in events[i : i + 100]))
     for i in range(0, N_BOARD, 100):

@@ -149,7 +149,7 @@ def test_nats_permissions_follow_the_subject_layout(policy: Policy) -> None:
     pub = perms["publish"]["allow"]
     assert "prod.a.researcher.*" in pub
     assert "prod.a.calc.*" in pub
-    assert "prod.s.EVENTS.plans.*" in pub
+    assert "prod.s.EVENTS.*.plans.*" in pub
     assert "$KV.prod_blackboard.plan.>" in pub
     assert perms["subscribe"]["allow"] == [
         "prod.a.planner.*",
@@ -266,7 +266,7 @@ def test_consumer_names_bind_durables_to_the_agent() -> None:
     for name in ("billing__charge", "billing__charge__replay", "billing-workers"):
         assert f"$JS.API.CONSUMER.MSG.NEXT.prod_EVENTS.{name}" in pub
         assert f"$JS.ACK.prod_EVENTS.{name}.>" in pub
-        assert f"$JS.API.CONSUMER.CREATE.prod_EVENTS.{name}.prod.s.EVENTS.orders.>" in pub
+        assert f"$JS.API.CONSUMER.CREATE.prod_EVENTS.{name}.prod.s.EVENTS.*.orders.>" in pub
     assert "prod.s.DLQ.dlq.billing__charge" in pub
     assert not any(p.endswith("prod_EVENTS.*") or "prod_EVENTS.>" in p for p in pub)
     with pytest.raises(ConfigurationError, match="invalid name"):

@@ -102,7 +102,7 @@ async def test_broker_refuses_a_process_that_bypasses_the_library(auth_server: N
             try:
                 # Same credentials, no library: the broker drops it and says why.
                 await raw.publish(f"{NS}.a.bob.r", b'{"id":"1","kind":"request","sender":"x"}')
-                await raw.publish(f"{NS}.s.EVENTS.payments.done", b"{}")
+                await raw.publish(f"{NS}.s.EVENTS.0.payments.done", b"{}")
                 await raw.publish(f"$KV.{NS}_blackboard.plan.goal", b'"hijacked"')
                 await raw.flush()
                 await _wait(lambda: len(errors) >= 3, "three permission violations")

@@ -18,6 +18,7 @@ from agentcomm import Agent, Runtime
 from agentcomm.core.envelope import decode_envelope, encode_envelope
 from agentcomm.core.errors import ValidationError
 from agentcomm.core.limits import Limits
+from agentcomm.pubsub.partitions import event_subject
 from agentcomm.security.signing import Identity, Security
 from agentcomm.testing.extras import require_module
 
@@ -126,7 +127,7 @@ async def _feed(rt: Runtime, data: bytes) -> None:
     now = time.time()
     if env.kind == "event":
         env = msgspec.structs.replace(env, topic="fuzz.in", sequence=None)
-        await rt.transport.append("EVENTS", env)
+        await rt.transport.append("EVENTS", env, subject=event_subject(env))
         return
     env = msgspec.structs.replace(env, recipient="bob", created=now, deadline=now + 5)
     if env.kind == "request":

@@ -20,14 +20,26 @@ const now = () => Date.now() / 1000;
 const nc = await connect({ servers: url });
 const js = nc.jetstream();
 
-// 1. An event: an envelope appended to the namespace's EVENTS stream.
+// CRC-32 (IEEE, as zlib's): an event's partition is crc32(key, or id) % 16.
+const crc32 = (bytes) => {
+  let c = 0xffffffff;
+  for (const b of bytes) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return (c ^ 0xffffffff) >>> 0;
+};
+const partition = (key) => crc32(enc.encode(key)) % 16;
+
+// 1. An event: an envelope appended to the namespace's EVENTS stream, under
+// <partition>.<topic>.
 const event = {
-  id: newId(), kind: "event", sender: "node", topic: "orders.created",
+  id: newId(), kind: "event", sender: "node", topic: "orders.created", key: "o-17",
   payload: { order: "o-17", total: 42 }, created: now(),
 };
-const ack = await js.publish(`${ns}.s.EVENTS.orders.created`, enc.encode(JSON.stringify(event)),
-  { msgID: event.id });
-out({ step: "event", seq: ack.seq });
+const subject = `${ns}.s.EVENTS.${partition(event.key)}.orders.created`;
+const ack = await js.publish(subject, enc.encode(JSON.stringify(event)), { msgID: event.id });
+out({ step: "event", seq: ack.seq, subject });
 
 // 2. A request to the agent "calc": its response is an envelope too.
 const request = {

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from agentcomm import Agent, Identity, Keyring, Runtime, Security
+from agentcomm.pubsub.partitions import partition_of
 from agentcomm.testing.extras import require_module
 from agentcomm.testing.nats_server import NatsServer
 from agentcomm.testing.npm import CACHE, node_binary, npm_package
@@ -98,6 +99,8 @@ async def test_a_node_client_speaks_the_wire_format(nats_server: NatsServer) -> 
             await asyncio.sleep(0.05)
         entry = await rt.board.read("shared.count")
     assert got["event"]["seq"] >= 1
+    # the Node program's CRC-32 partition of key "o-17" is ours
+    assert got["event"]["subject"].endswith(f".s.EVENTS.{partition_of('o-17')}.orders.created")
     assert events == [{"order": "o-17", "total": 42}]
     assert got["request"] == {
         "step": "request",

@@ -368,13 +368,14 @@ class Agent(_HostAgent):
         concurrency: int = 1,
         max_in_flight: int = 256,
         handler_timeout: float | None = HANDLER_TIMEOUT,
+        ordered: bool = False,
     ) -> Callable[[F], F]:
         """Subscribe a handler to the events whose topic matches ``topic``.
 
         ``topic`` may use ``*`` and ``>`` (an invalid pattern raises ConfigurationError
         here); the handler is typed like a direct handler (may take ``ctx: Context``).
         The options (``group``, ``retry``, ``start``, ``concurrency``, ``max_in_flight``,
-        ``handler_timeout``) are described at
+        ``handler_timeout``, ``ordered``) are described at
         :func:`~agentcomm.pubsub.declare.declare_subscription`.
 
         Example::
@@ -392,6 +393,7 @@ class Agent(_HostAgent):
             concurrency=concurrency,
             max_in_flight=max_in_flight,
             handler_timeout=handler_timeout,
+            ordered=ordered,
         )
 
     def publish(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from agentcomm.cli.output import _ago, _Fail, _has_stream, _json_line, _presence, _table
 from agentcomm.core.errors import ConfigurationError
+from agentcomm.pubsub.partitions import topic_of
 
 if TYPE_CHECKING:
     from agentcomm.transports.nats.transport import NatsTransport
@@ -59,7 +60,7 @@ async def collect_stats(t: NatsTransport) -> dict[str, Any]:
             subs.append(
                 {
                     "subscription": ci.name,
-                    "pattern": filt[len(prefix) :] if filt.startswith(prefix) else filt,
+                    "pattern": topic_of(filt[len(prefix) :]) if filt.startswith(prefix) else filt,
                     "lag": ci.num_pending or 0,
                     "in_flight": ci.num_ack_pending or 0,
                     "redelivered": ci.num_redelivered or 0,
@@ -74,7 +75,8 @@ async def collect_stats(t: NatsTransport) -> dict[str, Any]:
         prefix = f"{t.namespace}.s.EVENTS."
         si = await js.stream_info(f"{t.namespace}_EVENTS", subjects_filter=f"{prefix}>")
         for subject, count in (si.state.subjects or {}).items():
-            stored[subject[len(prefix) :]] = count
+            topic = topic_of(subject[len(prefix) :])  # the partitions of a topic add up
+            stored[topic] = stored.get(topic, 0) + count
     for topic, count in stored.items():
         topics[topic] = {"topic": topic, "published": 0, "publish_rate": 0.0,
                          "delivered": 0, "deliver_rate": 0.0, "retried": 0,

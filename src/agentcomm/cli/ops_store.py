@@ -33,6 +33,7 @@ async def cmd_dlq(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> in
     from agentcomm.core.envelope import Envelope, decode_guarded, invalid_frame_bytes
     from agentcomm.core.errors import DecodeError
     from agentcomm.pubsub.bus import DEAD_LETTER_STREAM, EVENT_STREAM, DeadLetter
+    from agentcomm.pubsub.partitions import event_subject
 
     decoder = msgspec.json.Decoder(DeadLetter).decode
 
@@ -92,7 +93,12 @@ async def cmd_dlq(t: NatsTransport, args: argparse.Namespace, out: TextIO) -> in
             f"dead letter #{dl.sequence} holds bytes that are not an event: nothing to redrive"
         )
     event = msgspec.structs.replace(dl.event, deadline=None, sequence=None)
-    seq = await t.append(EVENT_STREAM, event, msg_id=f"redrive-{dl.sequence}-{event.id}")
+    seq = await t.append(
+        EVENT_STREAM,
+        event,
+        msg_id=f"redrive-{dl.sequence}-{event.id}",
+        subject=event_subject(event),
+    )
     await t.delete_message(DEAD_LETTER_STREAM, dl.sequence)
     if args.json:
         _json_line(out, {"redriven": dl.sequence, "topic": dl.topic, "event_sequence": seq})

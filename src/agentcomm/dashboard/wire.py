@@ -35,6 +35,7 @@ from agentcomm.dashboard.sources import RuntimeSource, Seen, _builtins, agent_co
 from agentcomm.observability.presence import read_presence
 from agentcomm.pubsub.bus import PubSub
 from agentcomm.pubsub.declare import DEAD_LETTER_STREAM, EVENT_STREAM
+from agentcomm.pubsub.partitions import event_subject
 
 if TYPE_CHECKING:
     from agentcomm.host.runtime import Runtime
@@ -205,6 +206,11 @@ class NamespaceSource(RuntimeSource):
         self.rt.authorize(self.operator, "publish", dl.topic)
         t = self.rt.transport
         event = msgspec.structs.replace(dl.event, deadline=None, sequence=None)
-        seq = await t.append(EVENT_STREAM, event, msg_id=f"redrive-{sequence}-{event.id}")
+        seq = await t.append(
+            EVENT_STREAM,
+            event,
+            msg_id=f"redrive-{sequence}-{event.id}",
+            subject=event_subject(event),
+        )
         await t.delete_message(DEAD_LETTER_STREAM, sequence)
         return {"redriven": sequence, "topic": dl.topic, "event_sequence": seq}

@@ -58,6 +58,7 @@ from agentcomm.pubsub.metrics import (
     _TopicCounters,
 )
 from agentcomm.pubsub.monitor import run_monitor
+from agentcomm.pubsub.partitions import event_subject
 from agentcomm.pubsub.publishing import PublishLimits, event_envelope, traced_append
 from agentcomm.pubsub.replay import Replays
 from agentcomm.pubsub.subscription import Subscription
@@ -192,9 +193,9 @@ class PubSub:
                     await sub.stop(asyncio.get_running_loop().time())
             for agent in list(agents.values()):
                 for spec in subscriptions_of(agent):
-                    durable = spec.durable(agent.name)
-                    if (agent.name, durable) not in self._subs:
-                        await self._start_subscription(agent, spec, durable)
+                    for durable, partition in spec.durables(agent.name):
+                        if (agent.name, durable) not in self._subs:
+                            await self._start_subscription(agent, spec, durable, partition)
             self._reroute()
 
     def _reroute(self) -> None:
@@ -241,7 +242,9 @@ class PubSub:
         self._reroute()
         await asyncio.gather(*(s.stop(deadline) for s in stopping))
 
-    async def _start_subscription(self, agent: Agent, spec: _SubSpec, durable: str) -> None:
+    async def _start_subscription(
+        self, agent: Agent, spec: _SubSpec, durable: str, partition: int | None = None
+    ) -> None:
         rt = self.runtime
         rt.authorize_subscription(agent.name, spec.pattern, spec.name, spec.group)
         if spec.group is not None:
@@ -251,7 +254,7 @@ class PubSub:
                     f"consumer group {spec.group!r} subscribes to {known!r}; member "
                     f"{agent.name!r} asks for {spec.pattern!r}: a group has one pattern"
                 )
-        config = spec.consumer_config(durable)
+        config = spec.consumer_config(durable, partition)
         consumer = await rt.transport.open_consumer(EVENT_STREAM, config)
         sub = Subscription(
             self,
@@ -261,8 +264,8 @@ class PubSub:
             durable=durable,
             group=spec.group,
             retry=spec.retry,
-            concurrency=spec.concurrency,
-            max_in_flight=spec.max_in_flight,
+            concurrency=spec.concurrency if partition is None else 1,
+            max_in_flight=spec.max_in_flight if partition is None else 1,
             handler_timeout=spec.handler_timeout,
         )
         self._subs[(agent.name, durable)] = sub
@@ -355,7 +358,9 @@ class PubSub:
             env = event_envelope(sender, topic, payload, key, msg_id, ttl, headers, cause, tp, ts)
         if rt.guard is not None:  # limits and signature (docs/security.md)
             env = rt.guard.seal(env)
-        seq, duplicate = await rt.transport.append_checked(EVENT_STREAM, env, msg_id=msg_id)
+        seq, duplicate = await rt.transport.append_checked(
+            EVENT_STREAM, env, msg_id=msg_id, subject=event_subject(env)
+        )
         self._count_stored(tc, env, duplicate)
         return seq
 

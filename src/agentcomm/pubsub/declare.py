@@ -17,6 +17,7 @@ from agentcomm.core.errors import ConfigurationError
 from agentcomm.core.flow import RetryPolicy
 from agentcomm.core.schema import HandlerSpec, inspect_handler
 from agentcomm.core.topics import check_pattern
+from agentcomm.pubsub.partitions import PARTITIONS, event_filter, partition_durable
 from agentcomm.transports.streams import ConsumerConfig, DeliverPolicy
 
 if TYPE_CHECKING:
@@ -68,20 +69,30 @@ class _SubSpec:
     concurrency: int
     max_in_flight: int
     handler_timeout: float | None = HANDLER_TIMEOUT
+    #: An ordered consumer group: one consumer per partition, one event at a time each.
+    ordered: bool = False
 
     def durable(self, agent: str) -> str:
         return self.group if self.group is not None else f"{agent}__{self.name}"
 
-    def consumer_config(self, durable: str) -> ConsumerConfig:
+    def durables(self, agent: str) -> list[tuple[str, int | None]]:
+        """The consumers this subscription reads from, with the partition of each."""
+        durable = self.durable(agent)
+        if not self.ordered:
+            return [(durable, None)]
+        return [(partition_durable(durable, k), k) for k in range(PARTITIONS)]
+
+    def consumer_config(self, durable: str, partition: int | None = None) -> ConsumerConfig:
         """The durable consumer this subscription reads from (named ``durable``)."""
         deliver, seq, at = _deliver(self.start)
         return ConsumerConfig(
             name=durable,
-            filter_subject=self.pattern,
+            filter_subject=event_filter(self.pattern, partition),
             deliver=deliver,
             opt_start_seq=seq,
             opt_start_time=at,
-            max_ack_pending=self.max_in_flight,
+            # a partition of an ordered group hands out one event at a time
+            max_ack_pending=self.max_in_flight if partition is None else 1,
             ack_wait=_ack_wait(self.retry),
         )
 
@@ -128,6 +139,7 @@ def declare_subscription(
     concurrency: int = 1,
     max_in_flight: int = 256,
     handler_timeout: float | None = HANDLER_TIMEOUT,
+    ordered: bool = False,
 ) -> Callable[[F], F]:
     """The decorator behind :meth:`Agent.on <agentcomm.api.agent.Agent.on>`.
 
@@ -140,6 +152,9 @@ def declare_subscription(
     seconds is cancelled and the attempt counts as failed (retried, then
     dead-lettered as ``"timeout"``); ``None`` means no timeout. A sync handler
     cannot be cancelled: one that overruns is only logged (docs/pubsub.md).
+    ``ordered=True`` (with ``group``) makes an ordered consumer group: the events
+    of one key are never handled by two members at once, and always in sequence
+    order (one consumer per partition of the log; docs/pubsub.md).
 
     Validates everything at declaration: an invalid pattern, group, start or
     timeout is a :class:`~agentcomm.errors.ConfigurationError` here, not a silent
@@ -154,6 +169,11 @@ def declare_subscription(
     check_pattern(topic)
     if group is not None:
         check_name("consumer group", group)
+    if ordered and group is None:
+        raise ConfigurationError(
+            "ordered=True is for consumer groups: pass group=...; a subscription of one "
+            "agent already handles each key's events in order"
+        )
     _deliver(start)
     if concurrency < 1 or max_in_flight < concurrency:
         raise ConfigurationError(
@@ -190,6 +210,7 @@ def declare_subscription(
             concurrency=concurrency,
             max_in_flight=max_in_flight,
             handler_timeout=None if handler_timeout is None else float(handler_timeout),
+            ordered=ordered,
         )
         agent.declare(DECLARATIONS, spec)  # a running pub/sub starts it now
         return fn

@@ -16,6 +16,7 @@ from agentcomm.core.flow import RateBuckets, RateLimit
 from agentcomm.core.topics import compile_pattern
 from agentcomm.pubsub.declare import EVENT_STREAM
 from agentcomm.pubsub.metrics import MAX_TRACKED_TOPICS
+from agentcomm.pubsub.partitions import event_subject
 
 if TYPE_CHECKING:
     from agentcomm.host.runtime import Runtime
@@ -101,7 +102,9 @@ async def traced_append(
         env = event_envelope(sender, topic, payload, key, msg_id, ttl, headers, cause, tp, ts)
         if rt.guard is not None:
             env = rt.guard.seal(env)
-        seq, duplicate = await rt.transport.append_checked(EVENT_STREAM, env, msg_id=msg_id)
+        seq, duplicate = await rt.transport.append_checked(
+            EVENT_STREAM, env, msg_id=msg_id, subject=event_subject(env)
+        )
         tracing.describe_current(env)
         span.set_attribute("agentcomm.sequence", seq)
         if duplicate:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from agentcomm.core.envelope import new_id
 from agentcomm.core.errors import ConfigurationError
 from agentcomm.pubsub.declare import EVENT_STREAM, REPLAY_SUFFIX, Start, _deliver
+from agentcomm.pubsub.partitions import event_filter
 from agentcomm.transports.streams import ConsumerConfig, DeliverPolicy
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ class Replays:
             EVENT_STREAM,
             ConsumerConfig(
                 name=durable,
-                filter_subject=sub.pattern,
+                filter_subject=event_filter(sub.pattern),
                 deliver=deliver,
                 opt_start_seq=seq,
                 opt_start_time=at,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from agentcomm.host.agent import Agent
 
 from agentcomm.pubsub.declare import REPLAY_SUFFIX, subscriptions_of
+from agentcomm.pubsub.partitions import PARTITIONS, partition_durable
 from agentcomm.security.rules import Rules, _rule_tokens
 
 __all__ = ["broker_warnings", "consumer_grants", "nats_config", "nats_permissions"]
@@ -72,8 +73,9 @@ def consumer_grants(
     grants: dict[str, tuple[str, ...]] = {}
     for name in rules.subscriptions:
         grants[f"{agent}__{name}"] = rules.subscribe
-    for group in rules.groups:
-        grants[group] = rules.subscribe
+    for group in rules.groups:  # a group may be ordered: its partitions' consumers too
+        for durable in (group, *(partition_durable(group, k) for k in range(PARTITIONS))):
+            grants[durable] = rules.subscribe
     listed = bool(rules.subscriptions or rules.groups)
     for a in agents:
         if a.name != agent:
@@ -84,7 +86,8 @@ def consumer_grants(
                 continue  # the runtime refuses it (broker_warnings says so)
             if listed and durable not in grants:
                 continue
-            grants[durable] = (spec.pattern,)  # code knows the exact filter: only that one
+            for name, _ in spec.durables(agent):  # code knows the exact filter: only that
+                grants[name] = (spec.pattern,)
     return {name: pats for name, pats in grants.items() if pats}
 
 
@@ -164,14 +167,15 @@ def nats_permissions(
         pub.append(f"{namespace}.c.{'*' if to == '>' else to}")  # cancel and credit
     if rules.publish or rules.subscribe:  # pub/sub checks its two streams exist
         pub += [f"{API}.STREAM.INFO.{events}", f"{API}.STREAM.INFO.{dlq}"]
-    pub += [f"{namespace}.s.EVENTS.{p}" for p in rules.publish]
+    pub += [f"{namespace}.s.EVENTS.*.{p}" for p in rules.publish]  # <partition>.<topic>
     grants = consumer_grants(policy, agent, agents) if rules.subscribe else {}
     for durable, patterns in sorted(grants.items()):
         for name in (durable, durable + REPLAY_SUFFIX):
             pub += [f"{API}.CONSUMER.{op}.{events}.{name}" for op in ("INFO", "MSG.NEXT", "DELETE")]
             pub.append(f"$JS.ACK.{events}.{name}.>")  # ack, nak, term, in progress
             pub += [
-                f"{API}.CONSUMER.CREATE.{events}.{name}.{namespace}.s.EVENTS.{p}" for p in patterns
+                f"{API}.CONSUMER.CREATE.{events}.{name}.{namespace}.s.EVENTS.*.{p}"
+                for p in patterns
             ]
         pub.append(f"{namespace}.s.DLQ.dlq.{durable}")  # its own dead letters
     if grants:  # listing, showing and redriving dead letters (request bodies: all of them)

@@ -53,8 +53,15 @@ class EventLog(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def append(self, stream: str, envelope: Envelope, *, msg_id: str | None = None) -> int:
-        """Store ``envelope`` under subject ``envelope.topic``; return its sequence number.
+    async def append(
+        self,
+        stream: str,
+        envelope: Envelope,
+        *,
+        msg_id: str | None = None,
+        subject: str | None = None,
+    ) -> int:
+        """Store ``envelope`` under ``subject`` (default ``envelope.topic``); return its sequence.
 
         The stored copy has ``sequence`` set to that number (consumers and reads see
         it). With ``msg_id``, an append whose id was already appended within the
@@ -67,7 +74,12 @@ class EventLog(abc.ABC):
 
     @abc.abstractmethod
     async def append_checked(
-        self, stream: str, envelope: Envelope, *, msg_id: str | None = None
+        self,
+        stream: str,
+        envelope: Envelope,
+        *,
+        msg_id: str | None = None,
+        subject: str | None = None,
     ) -> tuple[int, bool]:
         """:meth:`append`, also saying whether it was a duplicate: ``(sequence, duplicate)``.
 

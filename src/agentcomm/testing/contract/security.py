@@ -19,6 +19,7 @@ from agentcomm.core.envelope import Envelope, encode_payload, new_id
 from agentcomm.core.errors import LimitExceeded, PermissionDenied, RateLimited, RequestTimeout
 from agentcomm.core.flow import RateLimit
 from agentcomm.core.limits import Limits
+from agentcomm.pubsub.partitions import event_subject
 from agentcomm.security.policy import Policy
 from agentcomm.security.signing import Identity, Security
 from agentcomm.testing.fixtures import MakeRuntime
@@ -184,7 +185,7 @@ async def test_forged_event_is_dead_lettered(make_runtime: MakeRuntime) -> None:
             topic="orders.created",
             payload=encode_payload({"id": 666}),
         )
-        await rt.transport.append("EVENTS", forged)
+        await rt.transport.append("EVENTS", forged, subject=event_subject(forged))
         await shop.publish("orders.created", {"id": 2})
         await _wait_for(lambda: len(got) == 2, "the two genuine events handled")
         await rt.events.wait_dead_letter(timeout=DEADLINE)

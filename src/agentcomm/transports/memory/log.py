@@ -68,16 +68,28 @@ class MemoryEventLog:
             st.config = config
         return st.info()
 
-    async def append(self, stream: str, envelope: Envelope, *, msg_id: str | None = None) -> int:
-        return (await self.append_checked(stream, envelope, msg_id=msg_id))[0]
+    async def append(
+        self,
+        stream: str,
+        envelope: Envelope,
+        *,
+        msg_id: str | None = None,
+        subject: str | None = None,
+    ) -> int:
+        return (await self.append_checked(stream, envelope, msg_id=msg_id, subject=subject))[0]
 
     async def append_checked(
-        self, stream: str, envelope: Envelope, *, msg_id: str | None = None
+        self,
+        stream: str,
+        envelope: Envelope,
+        *,
+        msg_id: str | None = None,
+        subject: str | None = None,
     ) -> tuple[int, bool]:
         if len(envelope.payload) > self.max_payload:
             raise too_large(f"event on {envelope.topic!r}", len(envelope.payload), self.max_payload)
         st = self._streams.get(stream) or self._stream(stream)
-        subject = envelope.topic
+        subject = subject or envelope.topic
         if subject is None:
             raise ConfigurationError("an appended envelope needs a topic (its subject)")
         now = time.time()

@@ -159,14 +159,26 @@ class NatsEventLog:
             last_seq=state.last_seq,
         )
 
-    async def append(self, stream: str, envelope: Envelope, *, msg_id: str | None = None) -> int:
-        return (await self.append_checked(stream, envelope, msg_id=msg_id))[0]
+    async def append(
+        self,
+        stream: str,
+        envelope: Envelope,
+        *,
+        msg_id: str | None = None,
+        subject: str | None = None,
+    ) -> int:
+        return (await self.append_checked(stream, envelope, msg_id=msg_id, subject=subject))[0]
 
     async def append_checked(
-        self, stream: str, envelope: Envelope, *, msg_id: str | None = None
+        self,
+        stream: str,
+        envelope: Envelope,
+        *,
+        msg_id: str | None = None,
+        subject: str | None = None,
     ) -> tuple[int, bool]:
         js_name = self._js_stream(stream)
-        topic = envelope.topic
+        topic = subject or envelope.topic
         if not topic:
             raise ConfigurationError("an appended envelope needs a topic (its subject)")
         subject, data = self._subject_prefix(stream) + topic, encode_envelope(envelope)
