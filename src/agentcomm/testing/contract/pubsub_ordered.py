@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agentcomm.api import Agent, Context, Runtime
+from agentcomm.api import Agent, Context
 from agentcomm.core.errors import ConfigurationError
 from agentcomm.pubsub.partitions import PARTITIONS
 from agentcomm.testing.contract.pubsub import DEADLINE, Seen
@@ -59,8 +59,7 @@ class Ledger:
         return [n for k, n in self.seen.items if k == key]
 
 
-async def _publish(rt: Runtime, keys: list[str], start: int, count: int) -> None:
-    p = rt.agents.get("publisher") or rt.agent("publisher")
+async def _publish(p: Agent, keys: list[str], start: int, count: int) -> None:
     for n in range(start, start + count):
         for key in keys:
             await p.publish("acct.posted", {"key": key, "n": n}, key=key)
@@ -77,7 +76,7 @@ async def test_ordered_group_keeps_each_key_in_order_across_members(
         make_runtime(agents=[ledger.member("m1", lambda: rng.random() * 0.003)]) as b,
         make_runtime(agents=[ledger.member("m2", lambda: rng.random() * 0.003)]),
     ):
-        await _publish(a, keys, 0, 25)
+        await _publish(a.agent("publisher"), keys, 0, 25)
         await ledger.seen.count(200, timeout=4 * DEADLINE)
         snap = await b.events.refresh()
     assert ledger.clashes == [], "two members held events of one key at once"
@@ -94,16 +93,17 @@ async def test_a_member_joining_takes_a_share_and_one_leaving_loses_nothing(
     ledger = Ledger()
     keys = [f"acct-{i}" for i in range(6)]
     async with make_runtime(agents=[ledger.member("m0", lambda: 0.002)]) as a:
-        await _publish(a, keys, 0, 10)
+        publisher = a.agent("publisher")
+        await _publish(publisher, keys, 0, 10)
         await ledger.seen.count(60, timeout=2 * DEADLINE)
         async with make_runtime(agents=[ledger.member("m1", lambda: 0.004)]):
             await asyncio.sleep(0.3)  # its consumers are pulling
-            await _publish(a, keys, 10, 20)
+            await _publish(publisher, keys, 10, 20)
             await ledger.seen.count(100, timeout=2 * DEADLINE)
             joined = ledger.by_member.get("m1", 0)
         # m1 has left (some of its events may have been cut short): the rest of the
         # events still come, to m0, each key in order
-        await _publish(a, keys, 30, 10)
+        await _publish(publisher, keys, 30, 10)
         await ledger.seen.wait(lambda items: _complete(items, keys, 40), timeout=4 * DEADLINE)
     assert joined > 0, "the member that joined got none of the events published after"
     assert ledger.clashes == []
