@@ -90,12 +90,12 @@ async def incrementer(count):
         for _ in range(count):
             await rt.board.update("counter", lambda v: (v or 0) + 1, max_attempts=100_000)
 
-async def holder(out):
+async def holder(out, ordered):
     # A member of group "auditors" whose handler records the event and never ends.
     from agentcomm import Agent
     a = Agent("auditor")
 
-    @a.on("jobs.*", name="audit", group="auditors")
+    @a.on("jobs.*", name="audit", group="auditors", ordered=ordered)
     async def audit(n: int) -> None:
         with open(out, "a") as f:
             f.write(f"{n}\n")
@@ -105,7 +105,9 @@ async def holder(out):
         await asyncio.Event().wait()
 
 if mode == "hold":
-    asyncio.run(holder(sys.argv[4]))
+    asyncio.run(holder(sys.argv[4], False))
+elif mode == "hold-ordered":
+    asyncio.run(holder(sys.argv[4], True))
 elif mode == "sub":
     asyncio.run(subscriber(sys.argv[4], int(sys.argv[5])))
 elif mode == "pub":
@@ -425,4 +427,54 @@ async def test_a_killed_group_member_hands_its_events_on_within_5s(
     took = got[0][1] - killed
     print(f"\nheld event redelivered to the surviving member {took:.2f}s after SIGKILL")
     assert got[0][0] == 1
+    assert took < 5.0
+
+
+@pytest.mark.timeout(60)
+async def test_an_ordered_group_keeps_a_killed_members_key_until_its_event_comes_back(
+    workers: Workers, tmp_path: Path
+) -> None:
+    """Issue 17, ordered groups: while a member holds an event of a key, no other member
+    gets a later event of that key; killed, its event comes back first, within 5 s."""
+    from agentcomm.pubsub.partitions import partition_durable, partition_of
+
+    out = tmp_path / "held.txt"
+    proc = workers.start("hold-ordered", out)
+    got: list[tuple[int, float]] = []
+    b = Agent("auditor")
+
+    @b.on("jobs.*", name="audit", group="auditors", ordered=True)
+    async def audit(n: int) -> None:
+        got.append((n, time.monotonic()))
+
+    consumer = partition_durable("auditors", partition_of("acct-7"))
+    transport = NatsTransport(workers.url, namespace=workers.namespace)
+    async with Runtime(transport=transport) as rt:
+        jsm = transport.client.jetstream()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 20
+        while True:  # the holder's consumer of that partition waits for events
+            try:
+                info = await jsm.consumer_info(f"{workers.namespace}_EVENTS", consumer)
+                if info.num_waiting:
+                    break
+            except nats.js.errors.NotFoundError:
+                pass
+            assert loop.time() < end, "the holder never subscribed"
+            await asyncio.sleep(0.05)
+        shop = rt.agent("shop")
+        await shop.publish("jobs.new", {"n": 1}, key="acct-7")
+        await wait_until(lambda: bool(lines(out)), 20, "the holder taking the event")
+        await rt.attach(b)
+        for n in range(2, 6):
+            await shop.publish("jobs.new", {"n": n}, key="acct-7")
+        await asyncio.sleep(6.0)  # past the 4 s ack wait: heartbeats keep event 1 held
+        assert got == [], "another member got an event of a key that one member holds"
+        os.kill(proc.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        proc.wait(timeout=10)
+        await wait_until(lambda: len(got) == 5, 20, "the key's events on the other member")
+    took = got[0][1] - killed
+    print(f"\nordered group: the held event came back {took:.2f}s after SIGKILL, then the rest")
+    assert [n for n, _ in got] == [1, 2, 3, 4, 5]
     assert took < 5.0
