@@ -37,6 +37,7 @@ __all__ = [
 #: How many partitions the event log has (part of the wire format: every process of
 #: a namespace, in any language, computes the same partition for a key).
 PARTITIONS = 16
+_crc32 = zlib.crc32
 
 
 def partition_of(key: str) -> int:
@@ -57,7 +58,8 @@ def event_subject(env: Envelope) -> str:
         event_subject(env)  # "5.orders.created"
     """
     key = env.key
-    return f"{partition_of(env.id if key is None else key)}.{env.topic}"
+    data = (env.id if key is None else key).encode("utf-8", "surrogatepass")
+    return f"{_crc32(data) % PARTITIONS}.{env.topic}"
 
 
 def event_filter(pattern: str, partition: int | None = None) -> str:

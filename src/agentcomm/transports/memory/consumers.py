@@ -72,16 +72,32 @@ class _MemoryMessage(LogMessage):
             self._consumer.touch(self)
 
 
+class _MatchCache(dict[str, bool]):
+    """Whether each subject matches a filter, computed once (at most 4,096 kept)."""
+
+    __slots__ = ("_match",)
+
+    def __init__(self, match: Callable[[str], bool]) -> None:
+        super().__init__()
+        self._match = match
+
+    def __missing__(self, subject: str) -> bool:
+        if len(self) >= 4096:
+            self.clear()
+        hit = self[subject] = self._match(subject)
+        return hit
+
+
 class _Consumer:
     """The state of one durable consumer (shared by its handles)."""
 
     def __init__(self, stream: _Stream, config: ConsumerConfig) -> None:
         self.stream = stream
         self.config = config
-        self._match: Callable[[str], bool] = compile_pattern(config.filter_subject)
-        self._match_cache: dict[str, bool] = {}
         f = config.filter_subject
-        self.matches: Callable[[str], bool] = self._cached_match
+        self._match_cache = _MatchCache(compile_pattern(f))
+        # a hit is one C-level dict lookup (the subjects of a log repeat)
+        self.matches: Callable[[str], bool] = self._match_cache.__getitem__
         if f == ">":
             self.matches = _always
         elif "*" not in f and ">" not in f:
@@ -107,15 +123,6 @@ class _Consumer:
                 if e.time >= t:
                     return e.seq
         return st.last_seq + 1
-
-    def _cached_match(self, subject: str) -> bool:
-        cache = self._match_cache
-        hit = cache.get(subject)
-        if hit is None:
-            if len(cache) >= 4096:
-                cache.clear()
-            hit = cache[subject] = self._match(subject)
-        return hit
 
     @property
     def outstanding(self) -> int:
