@@ -68,6 +68,8 @@ class _SubSpec:
     concurrency: int
     max_in_flight: int
     handler_timeout: float | None = HANDLER_TIMEOUT
+    #: ``@agent.on(..., durable=False)``: core pub/sub (``pubsub.core_events``), no log.
+    core: bool = False
 
     def durable(self, agent: str) -> str:
         return self.group if self.group is not None else f"{agent}__{self.name}"
@@ -128,6 +130,7 @@ def declare_subscription(
     concurrency: int = 1,
     max_in_flight: int = 256,
     handler_timeout: float | None = HANDLER_TIMEOUT,
+    durable: bool = True,
 ) -> Callable[[F], F]:
     """The decorator behind :meth:`Agent.on <agentcomm.api.agent.Agent.on>`.
 
@@ -140,6 +143,9 @@ def declare_subscription(
     seconds is cancelled and the attempt counts as failed (retried, then
     dead-lettered as ``"timeout"``); ``None`` means no timeout. A sync handler
     cannot be cancelled: one that overruns is only logged (docs/pubsub.md).
+    ``durable=False`` subscribes to core events instead (published with
+    ``durable=False``: no log, at most once; ``max_in_flight`` bounds the events
+    waiting, the oldest dropped past it); ``start`` and ``retry`` need the log.
 
     Validates everything at declaration: an invalid pattern, group, start or
     timeout is a :class:`~agentcomm.errors.ConfigurationError` here, not a silent
@@ -170,6 +176,12 @@ def declare_subscription(
             f"handler_timeout must be positive seconds or None (no timeout), got "
             f"{handler_timeout!r}"
         )
+    if not durable and (retry is not None or start != "new"):
+        what = "retry=" if retry is not None else "start="
+        raise ConfigurationError(
+            f"{what} needs the event log: a durable=False subscription gets core events "
+            "as they are published (no storage, no redelivery); drop it or use durable=True"
+        )
     policy = retry if retry is not None else RetryPolicy()
 
     def register(fn: F) -> F:
@@ -190,6 +202,7 @@ def declare_subscription(
             concurrency=concurrency,
             max_in_flight=max_in_flight,
             handler_timeout=None if handler_timeout is None else float(handler_timeout),
+            core=not durable,
         )
         agent.declare(DECLARATIONS, spec)  # a running pub/sub starts it now
         return fn
