@@ -1,4 +1,4 @@
-"""Core (non-durable) pub/sub: ``publish(..., durable=False)`` and ``@agent.on(..., durable=False)``.
+"""Core (non-durable) pub/sub: ``publish(durable=False)``, ``@agent.on(durable=False)``.
 
 Internal to :mod:`agentcomm.pubsub`; :class:`CoreEvents` is owned by the runtime's
 ``PubSub`` (``rt.events.core``), which hands it the ``durable=False`` calls. An event
