@@ -15,14 +15,17 @@ from typing import Any
 import pytest
 
 from agentcomm.api import Agent, Context, Runtime
+from agentcomm.core.envelope import Envelope, encode_payload, new_id
 from agentcomm.core.errors import PermissionDenied
 from agentcomm.pubsub.core_stats import CoreSubscriptionStatistics
 from agentcomm.security.policy import Policy
+from agentcomm.security.signing import Identity, Security
 from agentcomm.testing.contract.engine_support import until as _until
 from agentcomm.testing.fixtures import MakeRuntime
 
 __all__ = [
     "test_core_events_fan_out_by_pattern_and_store_nothing",
+    "test_core_forged_event_is_refused_and_counted",
     "test_core_group_gets_each_event_once",
     "test_core_invalid_payload_is_counted_not_retried",
     "test_core_policy_refuses_publish_and_subscribe",
@@ -204,3 +207,30 @@ async def test_core_slow_subscriber_drops_the_oldest_and_counts(make_runtime: Ma
         assert (s.max_queued, s.queued) == (4, 0)
         assert seen.items[-4:] == list(range(total - 4, total)), "the newest are kept"
         assert len(seen.items) == s.handled
+
+
+async def test_core_forged_event_is_refused_and_counted(make_runtime: MakeRuntime) -> None:
+    security = Security(identities=[Identity.generate(n) for n in ("probe", "dash")])
+    seen = Seen()
+    dash = Agent("dash")
+
+    @dash.on("metrics.*", durable=False)
+    async def cpu(value: float) -> None:
+        seen.add(value)
+
+    async with make_runtime(agents=[dash], security=security) as rt:
+        probe = rt.agent("probe")
+        await probe.publish("metrics.cpu", {"value": 1.0}, durable=False)  # signed
+        forged = Envelope(
+            id=new_id(),
+            kind="event",
+            sender="probe",
+            topic="metrics.cpu",
+            payload=encode_payload({"value": 666.0}),
+        )
+        await rt.transport.broadcast(forged)  # past the guard's seal: unsigned
+        await probe.publish("metrics.cpu", {"value": 2.0}, durable=False)
+        await seen.wait(lambda items: len(items) >= 2)
+        s = _core(rt, "dash__cpu")
+        assert (s.refused, s.handled) == (1, 2)
+        assert seen.items == [1.0, 2.0]
