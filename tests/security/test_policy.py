@@ -150,11 +150,13 @@ def test_nats_permissions_follow_the_subject_layout(policy: Policy) -> None:
     assert "prod.a.researcher.*" in pub
     assert "prod.a.calc.*" in pub
     assert "prod.s.EVENTS.*.plans.*" in pub
+    assert "prod.e.plans.*" in pub  # core (durable=False) events, per the publish rules
     assert "$KV.prod_blackboard.plan.>" in pub
     assert perms["subscribe"]["allow"] == [
         "prod.a.planner.*",
         "prod.c.planner",  # cancel and credit frames (docs/streams-and-tasks.md)
         "_INBOX.prod.planner.>",
+        "prod.e.status.>",  # core events, per the subscribe rules
     ]
     assert "prod.c.researcher" in pub  # it may cancel what it asked of researcher
     # JetStream: only the streams and API calls this agent's rules need

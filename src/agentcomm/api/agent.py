@@ -369,6 +369,7 @@ class Agent(_HostAgent):
         max_in_flight: int = 256,
         handler_timeout: float | None = HANDLER_TIMEOUT,
         ordered: bool = False,
+        durable: bool = True,
     ) -> Callable[[F], F]:
         """Subscribe a handler to the events whose topic matches ``topic``.
 
@@ -376,12 +377,17 @@ class Agent(_HostAgent):
         here); the handler is typed like a direct handler (may take ``ctx: Context``).
         The options (``group``, ``retry``, ``start``, ``concurrency``, ``max_in_flight``,
         ``handler_timeout``, ``ordered``) are described at
-        :func:`~agentcomm.pubsub.declare.declare_subscription`.
+        :func:`~agentcomm.pubsub.declare.declare_subscription`. ``durable=False``
+        receives core events (``publish(..., durable=False)``): no log, at most once,
+        the oldest dropped past ``max_in_flight`` waiting (docs/pubsub.md).
 
         Example::
 
             @billing.on("orders.*", retry=RetryPolicy(max_attempts=3), concurrency=4)
             async def charge(order: Order, ctx: Context) -> None: ...
+
+            @dashboard.on("metrics.>", durable=False)
+            async def show(value: float, ctx: Context) -> None: ...
         """
         return declare_subscription(
             self,
@@ -394,6 +400,7 @@ class Agent(_HostAgent):
             max_in_flight=max_in_flight,
             handler_timeout=handler_timeout,
             ordered=ordered,
+            durable=durable,
         )
 
     def publish(
@@ -407,17 +414,21 @@ class Agent(_HostAgent):
         wait: bool = True,
         headers: dict[str, str] | None = None,
         cause: Envelope | None = None,
+        durable: bool = True,
     ) -> Coroutine[Any, Any, int]:
         """Publish an event to ``topic``; return its sequence number in the event log.
 
         ``key`` orders events (same key, handled in order); ``msg_id`` dedupes (the
         same id within the dedupe window is stored once); ``ttl`` seconds after which
         an unhandled event is dead-lettered as expired; ``wait=False`` raises
-        RateLimited instead of waiting when a rate limit is hit.
+        RateLimited instead of waiting when a rate limit is hit. ``durable=False``
+        sends a core event: to the ``durable=False`` subscriptions listening now, at
+        most once, stored nowhere (no ``msg_id``); it returns 0.
 
         Example::
 
             seq = await shop.publish("orders.created", {"id": "o-1"}, key="customer-7")
+            await probe.publish("metrics.cpu", {"value": 0.42}, durable=False)
         """
         # (A plain method returning the coroutine, and the bus looked up once per
         # runtime: this is every event's hot path.)
@@ -435,4 +446,5 @@ class Agent(_HostAgent):
             wait=wait,
             headers=headers,
             cause=cause,
+            durable=durable,
         )

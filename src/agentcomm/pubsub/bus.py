@@ -37,6 +37,7 @@ from agentcomm.core.envelope import Envelope, encode_payload, new_id
 from agentcomm.core.errors import ConfigurationError, TransportClosed
 from agentcomm.core.flow import RateLimit, Retention
 from agentcomm.core.topics import check_topic, compile_pattern
+from agentcomm.pubsub.core_events import CoreEvents
 from agentcomm.pubsub.dead_letters import (
     DEAD_LETTER_STREAM,
     EVENT_STREAM,
@@ -47,6 +48,7 @@ from agentcomm.pubsub.declare import (
     Start,
     _SubSpec,
     declare_subscription,
+    one_pattern,
     subscriptions_of,
 )
 from agentcomm.pubsub.metrics import (
@@ -132,6 +134,7 @@ class PubSub:
         self._monitor: asyncio.Task[None] | None = None
         self._stream_info: StreamInfo | None = None
         self._dlq_info: StreamInfo | None = None
+        self.core = CoreEvents(self)  # durable=False: pubsub.core_events
 
     @classmethod
     def of(cls, runtime: Runtime) -> PubSub:
@@ -234,6 +237,7 @@ class PubSub:
 
             await rt.events.detach_agent(agent)
         """
+        await self.core.detach_agent(agent)
         subs = [k for k, s in self._subs.items() if s.agent is agent]
         if not subs:
             return
@@ -246,14 +250,10 @@ class PubSub:
         self, agent: Agent, spec: _SubSpec, durable: str, partition: int | None = None
     ) -> None:
         rt = self.runtime
+        if spec.core:  # durable=False: no consumer (pubsub.core_events)
+            return await self.core.start_subscription(agent, spec)
         rt.authorize_subscription(agent.name, spec.pattern, spec.name, spec.group)
-        if spec.group is not None:
-            known = self._groups.setdefault(spec.group, spec.pattern)
-            if known != spec.pattern:
-                raise ConfigurationError(
-                    f"consumer group {spec.group!r} subscribes to {known!r}; member "
-                    f"{agent.name!r} asks for {spec.pattern!r}: a group has one pattern"
-                )
+        one_pattern(self._groups, spec, agent.name)
         config = spec.consumer_config(durable, partition)
         consumer = await rt.transport.open_consumer(EVENT_STREAM, config)
         sub = Subscription(
@@ -287,7 +287,7 @@ class PubSub:
         deadline = asyncio.get_running_loop().time() + self.runtime.drain_timeout
         subs = list(self._subs.values())
         self._subs.clear()
-        await asyncio.gather(*(s.stop(deadline) for s in subs))
+        await asyncio.gather(self.core.aclose(), *(s.stop(deadline) for s in subs))
 
     # -- publishing ---------------------------------------------------------------------
     def _routed(self, topic: str) -> bool:
@@ -308,6 +308,7 @@ class PubSub:
         wait: bool = True,
         headers: dict[str, str] | None = None,
         cause: Envelope | None = None,
+        durable: bool = True,
     ) -> int:
         """Store an event and return its sequence number (use ``agent.publish``).
 
@@ -315,11 +316,15 @@ class PubSub:
         returns the first one's sequence (counted in ``duplicates``, not
         ``published``). A rate-limit wait never passes the event's ``ttl``: when the
         next token comes later, :class:`~agentcomm.errors.RateLimited` is raised at once.
+        ``durable=False``: a core event, stored nowhere; returns 0 (``pubsub.core_events``).
 
         Example::
 
             seq = await rt.events.publish("shop", "orders.created", {"id": 1})
         """
+        if not durable:
+            args = (key, msg_id, ttl, wait, headers, cause)
+            return await self.core.publish(sender, topic, payload, *args)
         rt = self.runtime
         if self._dirty:
             await self.start()  # first use, or subscriptions declared since
@@ -446,9 +451,8 @@ class PubSub:
 
             print(rt.events.statistics().published)
         """
-        return self.metrics.snapshot(
-            self._subs.values(), self._stream_info, self._dlq_info, self.dlq.deleted
-        )
+        subs, st, dlq = self._subs.values(), self._stream_info, self._dlq_info
+        return self.core.add_to(self.metrics.snapshot(subs, st, dlq, self.dlq.deleted))
 
     async def refresh(self) -> PubSubStatistics:
         """Refresh stream figures, lag and rates now, check alerts, return a snapshot.

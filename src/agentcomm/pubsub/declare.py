@@ -71,6 +71,8 @@ class _SubSpec:
     handler_timeout: float | None = HANDLER_TIMEOUT
     #: An ordered consumer group: one consumer per partition, one event at a time each.
     ordered: bool = False
+    #: ``@agent.on(..., durable=False)``: core pub/sub (``pubsub.core_events``), no log.
+    core: bool = False
 
     def durable(self, agent: str) -> str:
         return self.group if self.group is not None else f"{agent}__{self.name}"
@@ -140,6 +142,7 @@ def declare_subscription(
     max_in_flight: int = 256,
     handler_timeout: float | None = HANDLER_TIMEOUT,
     ordered: bool = False,
+    durable: bool = True,
 ) -> Callable[[F], F]:
     """The decorator behind :meth:`Agent.on <agentcomm.api.agent.Agent.on>`.
 
@@ -155,6 +158,9 @@ def declare_subscription(
     ``ordered=True`` (with ``group``) makes an ordered consumer group: the events
     of one key are never handled by two members at once, and always in sequence
     order (one consumer per partition of the log; docs/pubsub.md).
+    ``durable=False`` subscribes to core events instead (published with
+    ``durable=False``: no log, at most once; ``max_in_flight`` bounds the events
+    waiting, the oldest dropped past it); ``start`` and ``retry`` need the log.
 
     Validates everything at declaration: an invalid pattern, group, start or
     timeout is a :class:`~agentcomm.errors.ConfigurationError` here, not a silent
@@ -190,6 +196,16 @@ def declare_subscription(
             f"handler_timeout must be positive seconds or None (no timeout), got "
             f"{handler_timeout!r}"
         )
+    if ordered and not durable:
+        raise ConfigurationError(
+            "ordered=True needs the event log's partitions: it cannot be durable=False"
+        )
+    if not durable and (retry is not None or start != "new"):
+        what = "retry=" if retry is not None else "start="
+        raise ConfigurationError(
+            f"{what} needs the event log: a durable=False subscription gets core events "
+            "as they are published (no storage, no redelivery); drop it or use durable=True"
+        )
     policy = retry if retry is not None else RetryPolicy()
 
     def register(fn: F) -> F:
@@ -211,11 +227,23 @@ def declare_subscription(
             max_in_flight=max_in_flight,
             handler_timeout=None if handler_timeout is None else float(handler_timeout),
             ordered=ordered,
+            core=not durable,
         )
         agent.declare(DECLARATIONS, spec)  # a running pub/sub starts it now
         return fn
 
     return register
+
+
+def one_pattern(groups: dict[str, str], spec: _SubSpec, agent: str) -> None:
+    """Record ``spec``'s group in ``groups``; ConfigurationError if it had another pattern."""
+    if spec.group is not None:
+        known = groups.setdefault(spec.group, spec.pattern)
+        if known != spec.pattern:
+            raise ConfigurationError(
+                f"consumer group {spec.group!r} subscribes to {known!r}; member "
+                f"{agent!r} asks for {spec.pattern!r}: a group has one pattern"
+            )
 
 
 def has_subscriptions(agents: Iterable[Agent]) -> bool:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from agentcomm.core.errors import ConfigurationError
+from agentcomm.pubsub.core_stats import CoreSubscriptionStatistics
 
 if TYPE_CHECKING:
     from agentcomm.core.rejects import Rejects
@@ -87,6 +88,8 @@ class TopicStatistics(msgspec.Struct, frozen=True):
     ``duplicates`` counts publishes with a ``msg_id`` already stored within the
     dedupe window: stored once, so not in ``published`` nor ``publish_rate``.
     ``timeouts`` counts handler runs cancelled by their ``handler_timeout``.
+    ``core_published`` counts core (``durable=False``) events: sent, not stored,
+    and in no other field.
 
     Example::
 
@@ -105,6 +108,7 @@ class TopicStatistics(msgspec.Struct, frozen=True):
     deliver_rate: float
     duplicates: int = 0
     timeouts: int = 0
+    core_published: int = 0
 
 
 class SubscriptionStatistics(msgspec.Struct, frozen=True):
@@ -169,6 +173,10 @@ class PubSubStatistics(msgspec.Struct, frozen=True):
     #: Stream messages that were not envelopes: fetched by a subscription (each then
     #: dead-lettered, reason ``invalid``), skipped by a read, or not a dead letter.
     rejected_frames: int = 0
+    #: Core (``durable=False``) events published here (not stored, so in no figure above).
+    core_published: int = 0
+    #: The core subscriptions running here (``pubsub.core_stats``).
+    core_subscriptions: tuple[CoreSubscriptionStatistics, ...] = ()
 
     def topic(self, topic: str) -> TopicStatistics:
         """The statistics of one topic; raises KeyError when never seen."""
@@ -180,6 +188,13 @@ class PubSubStatistics(msgspec.Struct, frozen=True):
     def subscription(self, name: str, agent: str | None = None) -> SubscriptionStatistics:
         """The statistics of one subscription (by durable name, optionally agent)."""
         for s in self.subscriptions:
+            if s.name == name and (agent is None or s.agent == agent):
+                return s
+        raise KeyError(name)
+
+    def core_subscription(self, name: str, agent: str | None = None) -> CoreSubscriptionStatistics:
+        """The statistics of one core subscription (``<agent>__<name>`` or its group)."""
+        for s in self.core_subscriptions:
             if s.name == name and (agent is None or s.agent == agent):
                 return s
         raise KeyError(name)
@@ -222,6 +237,7 @@ class _Threshold:
 class _TopicCounters:
     __slots__ = (
         "acked",
+        "core_published",
         "dead_lettered",
         "delivered",
         "duplicates",
@@ -239,7 +255,7 @@ class _TopicCounters:
         self.routed = routed
         self.published = self.unrouted = self.delivered = self.acked = 0
         self.retried = self.dead_lettered = self.expired = self.duplicates = 0
-        self.timeouts = 0
+        self.timeouts = self.core_published = 0
 
 
 class Metrics:
@@ -294,9 +310,10 @@ class Metrics:
                 deliver_rate=rv.get(id(tc), (0.0, 0.0))[1],
                 duplicates=tc.duplicates,
                 timeouts=tc.timeouts,
+                core_published=tc.core_published,
             )
             for tc in [*self.topics.values(), self.other]
-            if tc.published or tc.delivered or tc.duplicates
+            if tc.published or tc.delivered or tc.duplicates or tc.core_published
         )
         subs = tuple(
             SubscriptionStatistics(

@@ -14,6 +14,9 @@ really sends (``docs/security.md`` has the table); the points that need care:
   whose filter differs), so a name is bound to the topic patterns it may filter.
 * Streams and buckets are created by an admin user (``agentcomm nats setup``); agents
   get ``STREAM.INFO`` only.
+* Core (``durable=False``) events are plain subjects ``<ns>.e.<topic>``: an agent may
+  publish there per its ``publish`` rules and subscribe (also in a queue group) per
+  its ``subscribe`` rules; no consumer names are involved.
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ def consumer_grants(
             continue
         for spec in subscriptions_of(a):
             durable = spec.durable(agent)
+            if spec.core:  # durable=False: no consumer (a plain subscription)
+                continue
             if not policy.allows(agent, "subscribe", spec.pattern):
                 continue  # the runtime refuses it (broker_warnings says so)
             if listed and durable not in grants:
@@ -110,9 +115,11 @@ def broker_warnings(policy: Policy, agents: Iterable[Agent] = ()) -> list[str]:
                 what = f"agents.{name}: subscription {spec.name!r} ({spec.pattern!r})"
                 if not policy.allows(name, "subscribe", spec.pattern):
                     out.append(f"{what} is not covered by its subscribe rules; it is refused")
-                elif (rules.subscriptions or rules.groups) and policy.consumer_rule(
-                    name, spec.name, group=spec.group
-                ) is None:
+                elif (
+                    not spec.core
+                    and (rules.subscriptions or rules.groups)
+                    and policy.consumer_rule(name, spec.name, group=spec.group) is None
+                ):
                     field, value = (
                         ("groups", spec.group) if spec.group else ("subscriptions", spec.name)
                     )
@@ -168,6 +175,7 @@ def nats_permissions(
     if rules.publish or rules.subscribe:  # pub/sub checks its two streams exist
         pub += [f"{API}.STREAM.INFO.{events}", f"{API}.STREAM.INFO.{dlq}"]
     pub += [f"{namespace}.s.EVENTS.*.{p}" for p in rules.publish]  # <partition>.<topic>
+    pub += [f"{namespace}.e.{p}" for p in rules.publish]  # core (durable=False) events
     grants = consumer_grants(policy, agent, agents) if rules.subscribe else {}
     for durable, patterns in sorted(grants.items()):
         for name in (durable, durable + REPLAY_SUFFIX):
@@ -207,6 +215,7 @@ def nats_permissions(
     pub.append(f"_INBOX.{namespace}.*.ch.>")
     own = [f"{namespace}.a.{agent}.*", f"{namespace}.c.{agent}"]
     sub = [*own, nats_inbox_prefix(agent, namespace=namespace) + ".>"]
+    sub += [f"{namespace}.e.{p}" for p in rules.subscribe]  # core events, queue groups too
     return {
         "publish": {"allow": sorted(set(pub))},
         "subscribe": {"allow": sub},

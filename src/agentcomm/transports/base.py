@@ -8,7 +8,9 @@ which live in the runtime and the pattern modules above it. Three groups:
 * **key/value** (the blackboard): see :class:`KVStore`;
 * **streams** (pub/sub): see :class:`EventLog`;
 * **channels** (long-running work: cancel and credit signals, private channels
-  for chunks and progress): see :class:`~agentcomm.transports.channels.Channels`.
+  for chunks and progress): see :class:`~agentcomm.transports.channels.Channels`;
+* **broadcast** (core pub/sub: fan-out, at most once, nothing stored): see
+  :class:`~agentcomm.transports.broadcast.Broadcast`.
 
 Engines: :mod:`agentcomm.transports.memory` (in-process, complete) and
 :mod:`agentcomm.transports.nats` (NATS JetStream). The behaviour every engine must
@@ -21,6 +23,7 @@ import abc
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Protocol
 
+from agentcomm.transports.broadcast import Broadcast
 from agentcomm.transports.channels import Channels
 from agentcomm.transports.kv import KVStore
 from agentcomm.transports.log import EventLog
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
     from agentcomm.core.deadlines import Expirable
     from agentcomm.core.envelope import Envelope
 
-__all__ = ["Delivery", "EventLog", "Inbox", "KVStore", "Transport"]
+__all__ = ["Broadcast", "Delivery", "EventLog", "Inbox", "KVStore", "Transport"]
 
 
 class Delivery:
@@ -99,7 +102,7 @@ class Inbox(Protocol):
         ...
 
 
-class Transport(KVStore, EventLog, Channels, abc.ABC):
+class Transport(KVStore, EventLog, Channels, Broadcast, abc.ABC):
     """The contract of an engine. Subclass it and implement every abstract method.
 
     Example::

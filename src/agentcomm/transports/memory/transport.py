@@ -32,6 +32,7 @@ from agentcomm.core.limits import ENGINE_MAX_PAYLOAD, too_large
 from agentcomm.core.responses import error_response
 from agentcomm.transports.base import Delivery, Inbox, Transport
 from agentcomm.transports.channels import Channel, Sink
+from agentcomm.transports.memory.broadcast import MemoryBroadcast
 from agentcomm.transports.memory.kv import MemoryKV
 from agentcomm.transports.memory.log import MemoryEventLog
 
@@ -138,7 +139,7 @@ class _QueueGroup:
             m.control(_isolate(envelope))
 
 
-class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
+class MemoryTransport(MemoryKV, MemoryEventLog, MemoryBroadcast, Transport):
     """In-process engine; the default when a runtime is given no transport.
 
     Share one between runtimes to have them talk in one process (an agent name bound
@@ -156,6 +157,7 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
     def __init__(self, *, max_payload: int = ENGINE_MAX_PAYLOAD) -> None:
         MemoryKV.__init__(self)
         MemoryEventLog.__init__(self)
+        self._init_broadcast()
         #: The largest payload carried (NATS's default, so what works here works
         #: there): larger ones are ``LimitExceeded`` at the sender.
         self.max_payload = max_payload
@@ -188,6 +190,7 @@ class MemoryTransport(MemoryKV, MemoryEventLog, Transport):
         self._running = False
         self._inboxes.clear()
         self._channels.clear()
+        self._close_broadcast()
         self._kv_close()  # TTL timers and key/value watchers end with the transport
 
     async def bind(self, address: str, inbox: Inbox) -> None:

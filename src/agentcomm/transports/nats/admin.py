@@ -27,7 +27,7 @@ from nats.js import api
 from agentcomm.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from nats.aio.client import Client
     from nats.aio.msg import Msg
@@ -89,6 +89,8 @@ class Violations:
 
     def __init__(self) -> None:
         self.count = 0
+        #: Told the subscription of each slow-consumer drop (core events count them).
+        self.slow: Callable[[Any], None] | None = None
         self._waiting: dict[asyncio.Future[bool], str] = {}
         self._wrapped: Any = None
         self._original: Any = None
@@ -113,6 +115,9 @@ class Violations:
         self._wrapped = self._original = None
 
     def record(self, exc: BaseException) -> None:
+        if self.slow is not None and isinstance(exc, nats.errors.SlowConsumerError):
+            self.slow(exc.sub)
+            return
         text = str(exc).lower()
         if "permissions violation" not in text:
             return

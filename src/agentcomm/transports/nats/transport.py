@@ -4,7 +4,8 @@ Direct messages use core NATS request/reply on per-agent subjects; the blackboar
 and pub/sub use JetStream (see ``docs/nats.md`` for the mapping and for where the
 guarantees differ from the in-memory engine).
 
-Subjects, all under the transport's ``namespace`` (default ``"agentcomm"``)::
+Subjects, all under the transport's ``namespace`` (default ``"agentcomm"``; core
+events on ``<ns>.e.<topic>``: :mod:`.broadcast`)::
 
     <ns>.a.<agent>.r     requests; the response goes to the NATS reply subject
     <ns>.a.<agent>.n     notifications that wait for room in a full mailbox
@@ -61,6 +62,7 @@ from agentcomm.core.names import nats_inbox_prefix
 from agentcomm.core.rejects import Rejects
 from agentcomm.transports.base import Inbox, Transport
 from agentcomm.transports.nats.admin import NatsAdmin, Replicas, Violations
+from agentcomm.transports.nats.broadcast import NatsBroadcast
 from agentcomm.transports.nats.channels import NatsChannels
 from agentcomm.transports.nats.connection import connect, quiet_close, server_urls, url_user
 from agentcomm.transports.nats.delivery import NatsDelivery
@@ -80,7 +82,7 @@ _FULL = b"full"
 _KINDS = {"r": "request", "n": "notification", "nb": "notification"}  # of refused frames
 
 
-class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
+class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, NatsBroadcast, Transport):
     """Engine on a NATS server (core NATS for direct messages, JetStream for the rest).
 
     ``url_or_client`` is a ``nats://`` URL, or a cluster's URLs (a list, or separated
@@ -177,6 +179,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
         self._disconnects = 0
         self._replies: Replies | None = None
         self._init_channels()
+        self._init_broadcast()
 
     # -- lifecycle ---------------------------------------------------------------
     @property
@@ -250,6 +253,7 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, Transport):
         try:
             await self._drain_outbox()  # frames posted this turn leave before the close
             await self._close_extras()
+            await self._close_broadcast()
             bindings = [b for group in self._bindings.values() for b in group]
             self._bindings.clear()
             for _, sub, control in bindings:
