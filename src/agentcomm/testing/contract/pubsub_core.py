@@ -9,8 +9,6 @@ runtime of its own (another connection on NATS, as another process would be).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -21,6 +19,7 @@ from agentcomm.pubsub.core_stats import CoreSubscriptionStatistics
 from agentcomm.security.policy import Policy
 from agentcomm.security.signing import Identity, Security
 from agentcomm.testing.contract.engine_support import until as _until
+from agentcomm.testing.contract.pubsub import Seen
 from agentcomm.testing.fixtures import MakeRuntime
 
 __all__ = [
@@ -33,24 +32,6 @@ __all__ = [
 ]
 
 DEADLINE = 10.0
-
-
-class Seen:
-    """What handlers saw, with a wait on a condition (a deadline, no sleeps)."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self._changed = asyncio.Event()
-
-    def add(self, item: Any) -> None:
-        self.items.append(item)
-        self._changed.set()
-
-    async def wait(self, cond: Callable[[list[Any]], bool], timeout: float = DEADLINE) -> None:
-        async with asyncio.timeout(timeout):
-            while not cond(self.items):
-                self._changed.clear()
-                await self._changed.wait()
 
 
 def _core(rt: Runtime, name: str) -> CoreSubscriptionStatistics:
