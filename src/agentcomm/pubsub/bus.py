@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from agentcomm.core.envelope import Envelope, encode_payload, new_id
+from agentcomm.core.envelope import Envelope
 from agentcomm.core.errors import ConfigurationError, TransportClosed
 from agentcomm.core.flow import RateLimit, Retention
 from agentcomm.core.topics import check_topic, compile_pattern
@@ -61,7 +61,7 @@ from agentcomm.pubsub.metrics import (
 )
 from agentcomm.pubsub.monitor import run_monitor
 from agentcomm.pubsub.partitions import event_subject
-from agentcomm.pubsub.publishing import PublishLimits, event_envelope, traced_append
+from agentcomm.pubsub.publishing import PublishLimits, traced_append, untraced_envelope
 from agentcomm.pubsub.replay import Replays
 from agentcomm.pubsub.subscription import Subscription
 from agentcomm.transports.streams import StreamInfo, pubsub_streams
@@ -326,12 +326,36 @@ class PubSub:
             args = (key, msg_id, ttl, wait, headers, cause)
             return await self.core.publish(sender, topic, payload, *args)
         rt = self.runtime
+        tc = await self.admit_publish(sender, topic, key, ttl, wait)
+        if rt.tracing is not None:  # docs/tracing.md
+            seq, env, duplicate = await traced_append(
+                rt, rt.tracing, sender, topic, payload, key, msg_id, ttl, headers, cause
+            )
+            self._count_stored(tc, env, duplicate)
+            return seq
+        env = untraced_envelope(sender, topic, payload, key, msg_id, ttl, headers, cause)
+        if rt.guard is not None:  # limits and signature (docs/security.md)
+            env = rt.guard.seal(env)
+        seq, duplicate = await rt.transport.append_checked(
+            EVENT_STREAM, env, msg_id=msg_id, subject=event_subject(env)
+        )
+        self._count_stored(tc, env, duplicate)
+        return seq
+
+    async def admit_publish(
+        self, sender: str, topic: str, key: str | None, ttl: float | None, wait: bool
+    ) -> _TopicCounters:
+        """Check a publish (topic, access, key, ttl), wait for its rate limit: its counters.
+
+        Durable and core (``durable=False``) publishes both go through it.
+        """
         if self._dirty:
             await self.start()  # first use, or subscriptions declared since
         tc = self._topics.get(topic)
         if tc is None:
             check_topic(topic)
             tc = self._topic(topic)
+        rt = self.runtime
         if rt.access is not None:
             rt.authorize(sender, "publish", topic)
         if key is not None and not isinstance(key, str):
@@ -341,33 +365,7 @@ class PubSub:
         if self._limited:  # a wait never outlasts the event's ttl
             deadline = None if ttl is None else time.time() + ttl
             await self._limits.take(sender, topic, wait, deadline)
-        if rt.tracing is not None:  # docs/tracing.md
-            seq, env, duplicate = await traced_append(
-                rt, rt.tracing, sender, topic, payload, key, msg_id, ttl, headers, cause
-            )
-            self._count_stored(tc, env, duplicate)
-            return seq
-        if ttl is None and cause is None and headers is None:  # the common case, fewer fields
-            env = Envelope(
-                id=msg_id or new_id(),
-                kind="event",
-                sender=sender,
-                topic=topic,
-                payload=encode_payload(payload),
-                key=key,
-            )
-        else:
-            tp = ts = None
-            if cause is not None:
-                tp, ts = cause.traceparent, cause.tracestate
-            env = event_envelope(sender, topic, payload, key, msg_id, ttl, headers, cause, tp, ts)
-        if rt.guard is not None:  # limits and signature (docs/security.md)
-            env = rt.guard.seal(env)
-        seq, duplicate = await rt.transport.append_checked(
-            EVENT_STREAM, env, msg_id=msg_id, subject=event_subject(env)
-        )
-        self._count_stored(tc, env, duplicate)
-        return seq
+        return tc
 
     def _count_stored(self, tc: _TopicCounters, env: Envelope, duplicate: bool) -> None:
         if duplicate:  # stored once already, within the dedupe window

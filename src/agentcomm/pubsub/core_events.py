@@ -30,12 +30,11 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agentcomm.core.envelope import Envelope, encode_payload, new_id
+from agentcomm.core.envelope import Envelope
 from agentcomm.core.errors import ConfigurationError, ValidationError
-from agentcomm.core.topics import check_topic
 from agentcomm.pubsub.core_stats import CoreCounters, CoreSubscriptionStatistics
 from agentcomm.pubsub.declare import one_pattern
-from agentcomm.pubsub.publishing import PublishLimits, event_envelope
+from agentcomm.pubsub.publishing import event_envelope, untraced_envelope
 from agentcomm.pubsub.subscription_handler import Slot, expired, watch
 
 if TYPE_CHECKING:
@@ -59,13 +58,9 @@ class _Bus(Protocol):
     @property
     def runtime(self) -> Runtime: ...
 
-    _dirty: bool
-    _limited: bool
-    _limits: PublishLimits
-
-    async def start(self) -> None: ...
-
-    def _topic(self, topic: str) -> _TopicCounters: ...
+    async def admit_publish(
+        self, sender: str, topic: str, key: str | None, ttl: float | None, wait: bool
+    ) -> _TopicCounters: ...
 
 
 class CoreEvents:
@@ -106,20 +101,8 @@ class CoreEvents:
                 "msg_id dedupes in the event log; a durable=False event is not stored, so "
                 "there is nothing to dedupe against: drop msg_id or publish durably"
             )
-        bus, rt = self.bus, self.runtime
-        if bus._dirty:
-            await bus.start()  # first use, or subscriptions declared since
-        check_topic(topic)
-        tc = bus._topic(topic)
-        if rt.access is not None:
-            rt.authorize(sender, "publish", topic)
-        if key is not None and not isinstance(key, str):
-            raise ConfigurationError(f"key must be a string, got {type(key).__name__}")
-        if ttl is not None and ttl <= 0:
-            raise ConfigurationError(f"ttl must be positive seconds, got {ttl}")
-        if bus._limited:
-            deadline = None if ttl is None else time.time() + ttl
-            await bus._limits.take(sender, topic, wait, deadline)
+        rt = self.runtime
+        tc = await self.bus.admit_publish(sender, topic, key, ttl, wait)
         tracing = rt.tracing
         if tracing is not None:
             attrs = {"agentcomm.sender": sender, "agentcomm.key": key, "agentcomm.durable": False}
@@ -128,22 +111,9 @@ class CoreEvents:
                 env = event_envelope(sender, topic, payload, key, None, ttl, headers, cause, tp, ts)
                 await self._send(env)
                 tracing.describe_current(env)
-        elif ttl is None and cause is None and headers is None:
-            env = Envelope(
-                id=new_id(),
-                kind="event",
-                sender=sender,
-                topic=topic,
-                payload=encode_payload(payload),
-                key=key,
-            )
-            await self._send(env)
         else:
-            tp = ts = None
-            if cause is not None:
-                tp, ts = cause.traceparent, cause.tracestate
             await self._send(
-                event_envelope(sender, topic, payload, key, None, ttl, headers, cause, tp, ts)
+                untraced_envelope(sender, topic, payload, key, None, ttl, headers, cause)
             )
         self.published += 1
         tc.core_published += 1

@@ -55,6 +55,32 @@ def event_envelope(
     )
 
 
+def untraced_envelope(
+    sender: str,
+    topic: str,
+    payload: Any,
+    key: str | None,
+    msg_id: str | None,
+    ttl: float | None,
+    headers: dict[str, str] | None,
+    cause: Envelope | None,
+) -> Envelope:
+    """The event envelope of an untraced publish (a cause's trace context passed on)."""
+    if ttl is None and cause is None and headers is None:  # the common case, fewer fields
+        return Envelope(
+            id=msg_id or new_id(),
+            kind="event",
+            sender=sender,
+            topic=topic,
+            payload=encode_payload(payload),
+            key=key,
+        )
+    tp = ts = None
+    if cause is not None:
+        tp, ts = cause.traceparent, cause.tracestate
+    return event_envelope(sender, topic, payload, key, msg_id, ttl, headers, cause, tp, ts)
+
+
 class PublishLimits:
     """The publish rate limits of one pub/sub: one per publisher, and per topic pattern."""
 
