@@ -54,6 +54,9 @@ async def test_each_request_gets_its_own_reply_through_one_subscription(
         await replies.close()
         with pytest.raises(nats.errors.ConnectionClosedError):
             await waiting
+        with pytest.raises(nats.errors.ConnectionClosedError):  # no new subscription
+            await replies.request(subject, b"x", timeout=5)
+        assert len(client._subs) == subs_before
     finally:
         await client.close()
         await server.close()

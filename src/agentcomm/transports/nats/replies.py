@@ -47,7 +47,7 @@ class Replies:
         await replies.close()
     """
 
-    __slots__ = ("_loop", "_nc", "_pending", "_prefix", "_started", "_sub", "_tokens")
+    __slots__ = ("_closed", "_loop", "_nc", "_pending", "_prefix", "_started", "_sub", "_tokens")
 
     def __init__(self, nc: Client) -> None:
         self._nc = nc
@@ -58,6 +58,7 @@ class Replies:
         self._sub: Subscription | None = None
         self._started: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
 
     async def _start(self) -> None:
         started = self._started
@@ -91,6 +92,8 @@ class Replies:
             msg = await replies.request("svc.echo", b"{}", timeout=2.0)
         """
         if self._sub is None:
+            if self._closed:
+                raise nats.errors.ConnectionClosedError
             await self._start()
         loop = self._loop
         assert loop is not None
@@ -119,6 +122,7 @@ class Replies:
 
             await replies.close()
         """
+        self._closed = True  # a request after this fails instead of subscribing again
         sub, self._sub, self._started = self._sub, None, None
         for fut in self._pending.values():
             if not fut.done():

@@ -438,9 +438,9 @@ class NatsTransport(NatsAdmin, NatsKV, NatsEventLog, NatsChannels, NatsBroadcast
             raise MailboxFull(envelope.recipient or "", int(capacity) if capacity else -1)
 
     def _request(self, nc: Client, subject: str, data: bytes, timeout: float) -> Awaitable[Msg]:
+        del nc  # the caller's ``self.client`` checked that the transport runs
         replies = self._replies
-        if replies is None:  # closing: fails as nats-py's own would
-            return nc.request(subject, data, timeout=timeout)
+        assert replies is not None  # set by start() while the transport runs
         return replies.request(subject, data, timeout)
 
     async def request(self, envelope: Envelope, timeout: float) -> Envelope:
